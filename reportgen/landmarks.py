@@ -1,0 +1,163 @@
+"""Find the face in an image and its 68 dlib landmarks, with a cache keyed by the file's content.
+
+Detection tries, in order, and records which path worked:
+  1. ``hog``            dlib's HOG frontal face detector on the image,
+  2. ``hog-upsampled``  the same on a 2x upsampled image (small faces),
+  3. ``full-frame``     the landmark predictor on a box covering the whole image, for tightly
+                        cropped, already-aligned photos where the detector sees no margin around the
+                        face. Accepted only when the landmarks pass a plausibility check.
+The landmark model (iBUG 300-W training data) is licensed for research use only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# Bump when detection changes, so cached landmarks from an older method are not reused.
+CACHE_VERSION = "1"
+# Large photos are searched on a downscaled copy (landmarks are mapped back): dlib's cost grows with pixels.
+MAX_DETECTION_SIDE = 800
+
+
+@dataclass
+class Face:
+    """Where the face is: 68 landmarks (x, y) in the pixels of the decoded image, and how they were found."""
+
+    landmarks: np.ndarray  # float (68, 2), image pixels, dlib order
+    detection: str  # "hog", "hog-upsampled" or "full-frame"
+    faces_found: int = 1  # >1 means several faces; the largest one was kept
+    notes: list[str] = field(default_factory=list)
+
+
+def _model_path(name: str) -> str:
+    # Importing face_recognition_models needs pkg_resources; finding its folder does not.
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("face_recognition_models is not installed: pip install face_recognition_models")
+    return os.path.join(os.path.dirname(spec.origin), "models", name)
+
+
+@functools.lru_cache(maxsize=1)
+def _dlib_models():
+    """The detector and predictor, loaded once per process (each worker process loads its own)."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(_model_path("shape_predictor_68_face_landmarks.dat"))
+    return detector, predictor
+
+
+def _shape_to_array(shape) -> np.ndarray:
+    return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
+
+
+def plausible_landmarks(points: np.ndarray, width: int, height: int) -> bool:
+    """True when 68 points look like an upright face: eyes above nose above mouth, sane eye distance."""
+    right_eye, left_eye = points[36:42].mean(0), points[42:48].mean(0)
+    nose_tip, mouth = points[33], points[48:68].mean(0)
+    eye_y = (right_eye[1] + left_eye[1]) / 2
+    eye_distance = float(np.linalg.norm(left_eye - right_eye))
+    face_width = float(np.linalg.norm(points[16] - points[0]))
+    return bool(
+        eye_y < nose_tip[1] < mouth[1]
+        and right_eye[0] < left_eye[0]  # the subject's right eye is on the image's left
+        and 0.15 * min(width, height) < eye_distance < 0.8 * max(width, height)
+        and 1.3 * eye_distance < face_width < 4.0 * eye_distance
+    )
+
+
+def detect_face(image: Image.Image) -> Face | None:
+    """Find the largest face in an RGB PIL image and its 68 landmarks; None when there is none."""
+    import dlib
+
+    detector, predictor = _dlib_models()
+    scale = min(1.0, MAX_DETECTION_SIDE / max(image.size))
+    small = image if scale == 1.0 else image.resize(
+        (round(image.width * scale), round(image.height * scale)), Image.BILINEAR
+    )
+    pixels = np.asarray(small.convert("RGB"))
+    for path, upsample in (("hog", 0), ("hog-upsampled", 1)):
+        boxes = list(detector(pixels, upsample))
+        if boxes:
+            box = max(boxes, key=lambda b: b.area())
+            points = _shape_to_array(predictor(pixels, box)) / scale
+            notes = [f"{len(boxes)} faces found; the largest was analysed"] if len(boxes) > 1 else []
+            return Face(points, path, len(boxes), notes)
+    height, width = pixels.shape[:2]
+    box = dlib.rectangle(0, 0, width - 1, height - 1)
+    points = _shape_to_array(predictor(pixels, box))
+    if plausible_landmarks(points, width, height):
+        return Face(points / scale, "full-frame")
+    return None
+
+
+def file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "reportgen" / "landmarks"
+
+
+class LandmarkCache:
+    """Landmarks stored per image as small JSON files named by the sha256 of the image file.
+
+    A second run with another model, layer or class reads them instead of detecting again. An entry
+    that cannot be read is ignored (and rewritten), never trusted.
+    """
+
+    def __init__(self, folder: Path | None):
+        self.folder = Path(folder) if folder else None
+
+    def _entry(self, digest: str) -> Path:
+        return self.folder / digest[:2] / f"{digest}.json"
+
+    def get(self, digest: str) -> tuple[bool, Face | None]:
+        """(hit, face): hit is False when nothing usable is cached; face is None for a cached "no face"."""
+        if self.folder is None:
+            return False, None
+        try:
+            data = json.loads(self._entry(digest).read_text())
+            if data.get("version") != CACHE_VERSION:
+                return False, None
+            if data["face"] is None:
+                return True, None
+            face = data["face"]
+            points = np.asarray(face["landmarks"], dtype=np.float64)
+            if points.shape != (68, 2) or not np.isfinite(points).all():
+                return False, None
+            return True, Face(points, face["detection"], int(face["faces_found"]), list(face["notes"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return False, None
+
+    def put(self, digest: str, face: Face | None) -> None:
+        if self.folder is None:
+            return
+        entry = self._entry(digest)
+        record = None if face is None else {
+            "landmarks": np.round(face.landmarks, 2).tolist(),
+            "detection": face.detection,
+            "faces_found": face.faces_found,
+            "notes": face.notes,
+        }
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            temporary = entry.with_suffix(f".{os.getpid()}.tmp")
+            temporary.write_text(json.dumps({"version": CACHE_VERSION, "face": record}))
+            os.replace(temporary, entry)
+        except OSError:
+            pass  # a read-only or full cache only costs speed, never the run
