@@ -1,0 +1,130 @@
+"""Every option of a run, in one place: defaults, a TOML file (``--config run.toml``), and the CLI.
+
+Precedence: options given on the command line > the config file > defaults. Relative paths in a
+config file are relative to the file's folder, so a run.toml can sit beside its data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputError
+
+PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir")
+
+
+@dataclass
+class RunConfig:
+    """Options of ``reportgen run``; field names are the CLI's long options with '_' for '-'."""
+
+    images: Path | None = None
+    annotations: Path | None = None
+    target: str | None = None
+    model_file: Path | None = None
+    model_var: str | None = None
+    model_class: str | None = None
+    weights: Path | None = None
+    layer: str | None = None  # None: the last layer with a spatial output
+    target_class: int | None = None  # None: each image's predicted class
+    transform: Path | None = None  # None: Resize(image_size), ToTensor, Normalize(mean, std)
+    image_size: int = 224
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    protected: list[str] = field(default_factory=list)
+    method: str = "gradcam"
+    batch_size: int = 16
+    device: str = "cpu"
+    patches: int = 12  # top patches kept per region
+    cache_dir: Path | None = None  # None: the user's cache folder
+    no_cache: bool = False
+    out: Path = Path("report.html")
+    json: Path | None = None
+
+    def to_dict(self) -> dict:
+        """Plain values (paths as strings) for results.json and the report."""
+        values = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            values[f.name] = value
+        return values
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
+def read_config_file(path: Path) -> dict:
+    """Options from a TOML file, keys as in the CLI ('model-file' or 'model_file'), paths resolved."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"--config {path}: file not found") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"--config {path}: not valid TOML ({error})") from None
+    options = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in FIELDS:
+            raise InputError(f"--config {path}: unknown option {key!r}; see 'reportgen run --help'")
+        if name in PATH_OPTIONS and isinstance(value, str):
+            value = (path.parent / value) if not Path(value).is_absolute() else Path(value)
+        if name == "protected" and isinstance(value, str):
+            value = [value]
+        options[name] = value
+    return options
+
+
+def make_config(file: Path | None = None, **given) -> RunConfig:
+    """A RunConfig from a config file (optional) overridden by the options given (None = not given)."""
+    options = read_config_file(file) if file else {}
+    options.update({k: v for k, v in given.items() if v is not None and v != [] and v != ()})
+    for name in PATH_OPTIONS:
+        if options.get(name) is not None:
+            options[name] = Path(options[name])
+    for name in ("mean", "std"):
+        if name in options:
+            options[name] = tuple(float(v) for v in options[name])
+            if len(options[name]) != 3:
+                raise InputError(f"--{name}: give three numbers (one per colour channel)")
+    return RunConfig(**options)
+
+
+INIT_TEMPLATE = '''\
+# reportgen run configuration. Use it with:  reportgen run --config {name}
+# Options given on the command line override the values here. Relative paths are relative to
+# this file's folder. Every option of 'reportgen run --help' can be set here (use - or _).
+
+# --- the dataset -------------------------------------------------------------------------------
+images = "images"                   # folder the annotation paths are relative to
+annotations = "annotations.csv"     # CSV (first column: image path) or CelebA list_attr_celeba.txt
+target = "task"                     # column with the true label
+protected = ["protected"]           # group columns to compare (e.g. ["Male", "Eyeglasses"])
+
+# --- the model ---------------------------------------------------------------------------------
+model-file = "model.py"             # Python file that builds the architecture
+model-var = "model"                 # the variable holding it (or set model-class = "MyNet")
+weights = "weights.pt"              # a state_dict saved with torch.save(model.state_dict(), path)
+transform = "transform.py"          # file assigning `transform`; or remove it and set:
+# image-size = 224
+# mean = [0.485, 0.456, 0.406]
+# std = [0.229, 0.224, 0.225]
+
+# --- what to explain ---------------------------------------------------------------------------
+# layer = "layer4"                  # default: the last layer with a spatial output ('reportgen layers')
+# target-class = 1                  # default: each image's predicted class
+method = "gradcam"
+
+# --- how to run --------------------------------------------------------------------------------
+batch-size = 16
+device = "cpu"                      # or "cuda", "mps"
+patches = 12                        # top patches shown per region
+out = "report.html"
+json = "results.json"
+'''

@@ -1,0 +1,172 @@
+"""Load the user's model (a Python file plus a state_dict) and describe its layers.
+
+The model file is Python code and runs with the user's rights: use model files from trusted sources
+only. Weights are loaded with ``torch.load(..., weights_only=True)``, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import difflib
+import runpy
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import InputError
+
+
+def _run_python_file(path: Path, option: str) -> dict:
+    """Execute a user's Python file and return its variables; errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{option} {path}: file not found")
+    try:
+        return runpy.run_path(str(path), run_name="reportgen_user_file")
+    except SystemExit:
+        raise InputError(f"{option} {path}: the file called exit() while being loaded") from None
+    except Exception as error:  # the user's code can raise anything
+        frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
+        where = f", line {frames[-1].lineno}" if frames else ""
+        raise InputError(f"{option} {path}{where}: loading the file failed: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def load_model(model_file: Path, model_var: str | None = None, model_class: str | None = None) -> torch.nn.Module:
+    """Build the architecture from ``model_file``: the variable ``model_var`` (default ``model``) or,
+    with ``model_class``, a new instance of that class built with no arguments."""
+    names = _run_python_file(model_file, "--model-file")
+    if model_class:
+        cls = names.get(model_class)
+        if not (isinstance(cls, type) and issubclass(cls, torch.nn.Module)):
+            found = [n for n, v in names.items() if isinstance(v, type) and issubclass(v, torch.nn.Module)]
+            raise InputError(f"--model-file {model_file}: no torch.nn.Module class {model_class!r}; "
+                             + _candidates(model_class, found, "classes"))
+        try:
+            return cls()
+        except TypeError as error:
+            raise InputError(f"--model-class {model_class}: cannot build it without arguments ({error}); "
+                             "assign a built model to a variable in the file and use --model-var") from None
+    name = model_var or "model"
+    value = names.get(name)
+    if not isinstance(value, torch.nn.Module):
+        found = [n for n, v in names.items() if isinstance(v, torch.nn.Module)]
+        what = "is not a torch.nn.Module" if name in names else "is not defined"
+        raise InputError(f"--model-file {model_file}: variable {name!r} {what}; "
+                         + _candidates(name, found, "modules"))
+    return value
+
+
+def _candidates(name: str, found: list[str], kind: str) -> str:
+    close = difflib.get_close_matches(name, found, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return f"{kind} in the file: {', '.join(found)}" if found else f"the file defines no {kind}"
+
+
+def load_weights(model: torch.nn.Module, weights: Path) -> None:
+    """Load a state_dict file into ``model`` (strictly); mismatches are listed in the error."""
+    weights = Path(weights)
+    if not weights.is_file():
+        raise InputError(f"--weights {weights}: file not found")
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise InputError(f"--weights {weights}: not a loadable state_dict ({type(error).__name__}); save the "
+                         "weights with torch.save(model.state_dict(), path)") from None
+    # Training scripts often wrap the state_dict in a checkpoint dict.
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"--weights {weights}: not a state_dict (a dict of tensors); save the weights with "
+                         "torch.save(model.state_dict(), path)")
+    # Weights saved from DataParallel carry a "module." prefix on every key.
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+              for k in own if k in state and state[k].shape != own[k].shape]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            problems.append(f"{label}: {', '.join(items[:4])}" + (f" (+{len(items) - 4} more)" if len(items) > 4 else ""))
+    if problems:
+        raise InputError(f"--weights {weights} does not match the model: " + "; ".join(problems))
+    model.load_state_dict(state)
+
+
+@dataclass
+class LayerInfo:
+    name: str  # as in model.named_modules()
+    kind: str  # the module's class name
+    output_shape: tuple[int, ...] | None  # for one image, without the batch dimension; None if not run
+    parameters: int
+
+    @property
+    def spatial(self) -> bool:
+        """True for a conv-like output (C, H, W) with more than one position: usable for Grad-CAM."""
+        shape = self.output_shape
+        return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+
+
+def describe_layers(model: torch.nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
+    """Every named module in the order the forward pass finishes them (input to output), with the
+    output shape seen on one dummy image of ``input_size`` (height, width); unused modules go last."""
+    order: list[str] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = dict(model.named_modules())
+    handles = []
+
+    def hook(name):
+        def record(_module, _inputs, output):
+            if name not in shapes and isinstance(output, torch.Tensor):
+                shapes[name] = tuple(output.shape[1:])
+                order.append(name)
+        return record
+
+    for name, module in modules.items():
+        if name:
+            handles.append(module.register_forward_hook(hook(name)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, *input_size))
+    except Exception as error:
+        raise InputError(f"the model fails on a {input_size[0]}x{input_size[1]} RGB input: "
+                         f"{type(error).__name__}: {error}; check the transform's image size") from None
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    unused = [name for name in modules if name and name not in shapes]
+    return [LayerInfo(name, type(modules[name]).__name__, shapes.get(name),
+                      sum(p.numel() for p in modules[name].parameters()))
+            for name in order + unused]
+
+
+def pick_layer(layers: list[LayerInfo], wanted: str | None) -> LayerInfo:
+    """The layer named ``wanted``, or by default the last layer with a spatial output (the final
+    extracted visual features, the usual Grad-CAM choice)."""
+    by_name = {layer.name: layer for layer in layers}
+    if wanted:
+        if wanted not in by_name:
+            close = difflib.get_close_matches(wanted, list(by_name), n=3, cutoff=0.5)
+            hint = ("did you mean " + " or ".join(repr(c) for c in close) + "?") if close else \
+                "run 'reportgen layers' to list the names"
+            raise InputError(f"--layer {wanted!r} not found in the model; {hint}")
+        layer = by_name[wanted]
+        if not layer.spatial:
+            raise InputError(f"--layer {wanted!r} outputs shape {layer.output_shape}, not a spatial map "
+                             "(channels, height, width); Grad-CAM needs a conv-like layer such as the "
+                             "last convolutional block; run 'reportgen layers' to see the shapes")
+        return layer
+    spatial = [layer for layer in layers if layer.spatial]
+    if not spatial:
+        raise InputError("the model has no layer with a spatial output (channels, height, width); "
+                         "Grad-CAM needs a convolutional model")
+    return spatial[-1]

@@ -1,0 +1,522 @@
+"""Bundled samples and "planted cue" datasets: face classifiers whose right answer is known.
+
+A planted-cue dataset is built from two public-domain portraits (Grace Hopper, Eileen Collins; see
+``samples/sources/README.md``). Each image is a random augmentation of one portrait; in half of them a
+conspicuous sticker (saturated magenta with a lime core) is painted inside one named face region, and
+the label ``task`` says whether it is there. A small CNN trained on such data can only tell the classes
+apart by the sticker, so an explanation of its class-1 decisions must point at that region: a
+known-answer test for the whole pipeline (landmarks -> regions -> attribution -> scores).
+
+Units: images are RGB PIL images; landmarks are float (68, 2) arrays of (x, y) in that image's pixels
+(dlib order, as ``reportgen.landmarks.detect_face`` returns them); the model sees 128x128 inputs.
+
+Entry points:
+  ``augment_portrait``        one random variant of a portrait,
+  ``plant_cue``               paint the sticker inside a region,
+  ``make_planted_dataset``    images/ + annotations.csv,
+  ``train_small_cnn``         train ``SmallFaceNet`` on such a folder,
+  ``make_known_answer_case``  all of the above plus model.py / weights.pt / transform.py for the CLI.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+import torch
+from torch import nn
+
+from .landmarks import detect_face
+from .regions import REGION_IDS, label_image
+from .resources import samples_dir
+
+# Model input side in pixels; sample_transform resizes every image to this.
+INPUT_SIZE = 128
+# Name of SmallFaceNet's last convolutional stage (16x16 output for 128x128 input): the Grad-CAM layer.
+TARGET_LAYER = "conv4"
+# The two source portraits: file name prefix, file in samples/sources, value of the ``protected`` column.
+SOURCES: tuple[tuple[str, str, int], ...] = (
+    ("hopper", "grace_hopper.jpg", 0),
+    ("collins", "astronaut.jpg", 1),
+)
+# Sticker colours. Neither occurs in the portraits (flag red/white/blue, orange suit, navy uniform,
+# skin, blue sky), so "is there magenta/lime anywhere" is a feature a small CNN finds in a few epochs.
+CUE_COLOUR = (255, 0, 255)
+CUE_CORE_COLOUR = (0, 255, 0)
+# Largest sticker radius as a fraction of the face width (jaw point 0 to 16). Big enough to survive the
+# 2x downscale to the model input, small enough to sit inside the forehead or a cheek.
+CUE_MAX_RADIUS = 0.15
+# The background sticker is a disc of this radius (fraction of face width) in a corner.
+BACKGROUND_CUE_RADIUS = 0.12
+# Minimum fraction of sticker pixels that must lie in the region's mask.
+CUE_INSIDE_MIN = 0.9
+# After JPEG encoding the landmarks are detected again (as reportgen will); the sticker must still lie
+# mostly in the region by those landmarks, or the image is drawn again. Looser than CUE_INSIDE_MIN
+# because re-detected landmarks move by a pixel or two, which matters for small regions (eyes).
+CUE_INSIDE_REDETECTED_MIN = 0.75
+JPEG_QUALITY = 88
+DEFAULT_EPOCHS = 14
+MAX_ATTEMPTS = 60  # augmentations tried per image before giving up
+
+
+class CueDoesNotFit(ValueError):
+    """The region is too small (or absent) in this image to hold a sticker."""
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+    # ReLU is not in-place: captum's hooks read this block's output after the forward pass.
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(),
+    )
+
+
+class SmallFaceNet(nn.Module):
+    """A small CNN for (N, 3, 128, 128) inputs normalised to [-1, 1]; returns (N, 2) class logits.
+
+    Shapes for a 128x128 input: conv1 (N,16,64,64) -> conv2 (N,32,32,32) -> conv3 (N,64,16,16) ->
+    conv4 (N,64,16,16) -> mean over space (N,64) -> classifier (N,2).
+
+    ``conv4`` is the last stage with a spatial output, the Grad-CAM target. Its 16x16 grid (8 input
+    pixels per cell) and small receptive field (31 input pixels) keep the maps local enough to tell an
+    eye from a brow. Pooling is done in ``forward`` (not a module), so no later module has a (1x1)
+    "spatial" output that a default-layer search could pick instead. About 60k parameters (~250 kB).
+    """
+
+    def __init__(self, num_classes: int = 2):
+        super().__init__()
+        # Strided convolutions instead of pooling: cheap on 2 CPU cores, and plenty for a colour cue.
+        self.conv1 = _conv_block(3, 16, stride=2)
+        self.conv2 = _conv_block(16, 32, stride=2)
+        self.conv3 = _conv_block(32, 64, stride=2)
+        self.conv4 = _conv_block(64, 64, stride=1)
+        self.classifier = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv4(self.conv3(self.conv2(self.conv1(x))))
+        return self.classifier(x.mean(dim=(2, 3)))
+
+
+def sample_transform():
+    """The evaluation transform: PIL RGB image -> float tensor (3, 128, 128) in [-1, 1]."""
+    from torchvision import transforms
+
+    return transforms.Compose([
+        transforms.Resize((INPUT_SIZE, INPUT_SIZE)),
+        transforms.ToTensor(),
+        transforms.Normalize(mean=[0.5] * 3, std=[0.5] * 3),
+    ])
+
+
+# Written next to the weights; kept in step with sample_transform() (spelled out so users can copy it).
+TRANSFORM_FILE = '''"""Evaluation transform of the planted-cue model (same as reportgen.synthetic.sample_transform())."""
+
+from torchvision import transforms
+
+transform = transforms.Compose([
+    transforms.Resize((128, 128)),
+    transforms.ToTensor(),
+    transforms.Normalize(mean=[0.5, 0.5, 0.5], std=[0.5, 0.5, 0.5]),
+])
+'''
+
+MODEL_FILE = '''"""The planted-cue classifier: class 1 = a magenta sticker is painted on the {region}.
+
+Weights: weights.pt (a state_dict). Grad-CAM layer: {layer}. Input: transform.py (128x128, [-1, 1]).
+"""
+
+from reportgen.synthetic import SmallFaceNet
+
+model = SmallFaceNet()
+'''
+
+
+# ------------------------------------------------------------------------------------ augmentation
+
+
+def _face_width(landmarks: np.ndarray) -> float:
+    return float(np.linalg.norm(landmarks[16] - landmarks[0]))
+
+
+# Source-portrait landmarks by content hash, so a dataset of 100 variants detects each portrait once.
+_SOURCE_LANDMARKS: dict[str, np.ndarray] = {}
+
+
+def _source_landmarks(source: Image.Image) -> np.ndarray:
+    key = hashlib.sha1(source.tobytes()).hexdigest() + f"{source.size}"
+    if key not in _SOURCE_LANDMARKS:
+        face = detect_face(source)
+        if face is None:
+            raise ValueError("no face found in the source portrait")
+        _SOURCE_LANDMARKS[key] = face.landmarks
+    return _SOURCE_LANDMARKS[key]
+
+
+def augment_portrait(source: Image.Image, rng: np.random.Generator, size: int = 256) -> Image.Image:
+    """One random variant of a portrait: an RGB ``size`` x ``size`` PIL image.
+
+    The face (jaw width, landmarks 0-16) fills 35-65% of the frame width, centred a little below the
+    frame centre (+-6% jitter) so hair, neck and background stay in view; rotated by up to +-12 degrees,
+    flipped left-right half of the time, colour-jittered (brightness and contrast x0.75-1.25,
+    saturation x0.7-1.3, hue +-0.03 of a turn), and sometimes (20% each) mildly blurred or noised.
+    Areas outside the source are filled by mirroring its edges, so no flat borders give the crop away.
+    """
+    source = source.convert("RGB")
+    points = _source_landmarks(source)
+    fraction = rng.uniform(0.35, 0.65)
+    scale = fraction * size / _face_width(points)
+    angle = np.deg2rad(rng.uniform(-12.0, 12.0))
+    offset = rng.uniform(-0.06, 0.06, size=2) * size
+    flip = rng.random() < 0.5
+    brightness, contrast = rng.uniform(0.75, 1.25, size=2)
+    saturation = rng.uniform(0.7, 1.3)
+    hue = rng.uniform(-0.03, 0.03)
+    blur = rng.uniform(0.4, 1.0) if rng.random() < 0.2 else 0.0
+    noise = rng.uniform(2.0, 6.0) if rng.random() < 0.2 else 0.0
+
+    # Mirror-pad, then resize once with PIL's antialiased resampling (the affine step below only
+    # rotates and shifts, so a strong downscale does not alias).
+    pad = max(source.size) // 2
+    padded = np.pad(np.asarray(source), ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
+    padded_image = Image.fromarray(padded)
+    scaled_size = (max(1, round(padded_image.width * scale)), max(1, round(padded_image.height * scale)))
+    scaled = padded_image.resize(scaled_size, Image.BILINEAR)
+    actual_scale = np.array(scaled_size) / np.array(padded_image.size)
+
+    # Face centre: landmark centroid (about the nose) moved up a little so the frame shows hair.
+    face_centre = points.mean(0) - np.array([0.0, 0.1 * _face_width(points)])
+    centre = (face_centre + pad) * actual_scale
+    target = np.array([size / 2, size / 2]) + offset
+    # Inverse map (output pixel -> scaled-source pixel) for Image.transform: rotation about ``target``.
+    cos, sin = np.cos(angle), np.sin(angle)
+    a, b, d, e = cos, sin, -sin, cos
+    c = centre[0] - (a * target[0] + b * target[1])
+    f = centre[1] - (d * target[0] + e * target[1])
+    image = scaled.transform((size, size), Image.AFFINE, (a, b, c, d, e, f), resample=Image.BICUBIC)
+    if flip:
+        image = ImageOps.mirror(image)
+
+    image = ImageEnhance.Brightness(image).enhance(brightness)
+    image = ImageEnhance.Contrast(image).enhance(contrast)
+    image = ImageEnhance.Color(image).enhance(saturation)
+    hsv = np.asarray(image.convert("HSV")).copy()
+    hsv[..., 0] = (hsv[..., 0].astype(np.int16) + round(hue * 256)) % 256  # hue wraps around
+    image = Image.fromarray(hsv, "HSV").convert("RGB")
+    if blur:
+        image = image.filter(ImageFilter.GaussianBlur(blur))
+    if noise:
+        pixels = np.asarray(image).astype(np.float32) + rng.normal(0.0, noise, (size, size, 3))
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image
+
+
+# --------------------------------------------------------------------------------------------- cue
+
+
+def _inner_distance(mask: np.ndarray, limit: int) -> np.ndarray:
+    """Chessboard distance (pixels, capped at ``limit``) from each mask pixel to the nearest pixel
+    outside the mask or outside the image; 0 outside the mask.
+
+    Computed by repeated 3x3 erosion (no scipy in reportgen's dependencies). A Euclidean disc of radius
+    r < distance at its centre lies inside the mask, because Euclidean >= chessboard distance.
+    """
+    distance = np.zeros(mask.shape, dtype=np.int32)
+    current = mask.copy()
+    for step in range(1, limit + 1):
+        if not current.any():
+            break
+        distance[current] = step
+        padded = np.pad(current, 1, constant_values=False)  # outside the image counts as outside
+        eroded = np.ones_like(current)
+        for dy in range(3):
+            for dx in range(3):
+                eroded &= padded[dy:dy + current.shape[0], dx:dx + current.shape[1]]
+        current = eroded
+    return distance
+
+
+def _disc(shape: tuple[int, int], centre: np.ndarray, radius: float) -> np.ndarray:
+    ys, xs = np.mgrid[0:shape[0], 0:shape[1]]
+    return (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
+
+
+def _cue_mask(landmarks: np.ndarray, region_id: str, width: int, height: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
+    """Where the sticker goes: (bool (height, width) mask, centre (x, y), core radius in pixels)."""
+    labels = label_image(landmarks, width, height)
+    region = labels == REGION_IDS.index(region_id)
+    face_width = _face_width(landmarks)
+
+    if region_id == "background":
+        # A disc in a corner that the label image marks as background, i.e. off the head, ears and neck.
+        radius = max(5.0, BACKGROUND_CUE_RADIUS * face_width)
+        distance = _inner_distance(region, int(radius) + 3)
+        fits = distance > radius + 1
+        if not fits.any():
+            raise CueDoesNotFit("no background area is large enough for the sticker")
+        ys, xs = np.nonzero(fits)
+        corners = [(0, 0), (width - 1, 0), (0, height - 1), (width - 1, height - 1)]
+        near = []
+        for cx, cy in corners:
+            k = int(np.argmin((xs - cx) ** 2 + (ys - cy) ** 2))
+            # Only corners whose nearest fitting spot is really in the corner (not halfway across).
+            if np.hypot(xs[k] - cx, ys[k] - cy) < 0.35 * min(width, height):
+                near.append((xs[k], ys[k]))
+        if near:
+            centre = np.array(near[int(rng.integers(len(near)))], dtype=np.float64)
+        else:  # fall back to the fitting spot farthest from the face
+            face_centre = landmarks.mean(0)
+            k = int(np.argmax((xs - face_centre[0]) ** 2 + (ys - face_centre[1]) ** 2))
+            centre = np.array([xs[k], ys[k]], dtype=np.float64)
+        mask = _disc(region.shape, centre, radius) & region
+        return mask, centre, radius
+
+    # Inner regions: fill the region (shrunk by a 1-pixel margin, so antialiasing and JPEG do not
+    # bleed the sticker over the edge) within a disc around its thickest point. Round in big regions,
+    # the region's own shape (an almond, a bar) in small ones: as many cue pixels as the region allows.
+    max_radius = CUE_MAX_RADIUS * face_width
+    distance = _inner_distance(region, int(max_radius) + 2)
+    peak = int(distance.max())
+    if peak < 2:
+        raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
+    ys, xs = np.nonzero(distance >= max(2, int(np.ceil(0.8 * peak))))
+    k = int(rng.integers(len(xs)))
+    centre = np.array([xs[k], ys[k]], dtype=np.float64)
+    mask = (distance > 1) & _disc(region.shape, centre, max_radius)
+    return mask, centre, min(max_radius, float(distance[ys[k], xs[k]]))
+
+
+def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str,
+           rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+    if region_id not in REGION_IDS:
+        raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
+    image = image.convert("RGB")
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    mask, centre, radius = _cue_mask(landmarks, region_id, image.width, image.height, rng)
+    if not mask.any():
+        raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
+    pixels = np.asarray(image).copy()
+    pixels[mask] = CUE_COLOUR
+    # A lime core: a second unusual colour, and an edge inside the sticker, make it a "texture"
+    # rather than a flat patch; it still reads as one object at 128 px.
+    core = mask & _disc(mask.shape, centre, 0.45 * radius)
+    pixels[core] = CUE_CORE_COLOUR
+
+    # Check against the label image itself (not the polygons we sized from): the scored masks.
+    labels = label_image(landmarks, image.width, image.height)
+    inside = float((labels[mask] == REGION_IDS.index(region_id)).mean())
+    assert inside >= CUE_INSIDE_MIN, f"only {inside:.0%} of the {region_id} sticker is inside the region"
+    return Image.fromarray(pixels), mask
+
+
+def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str,
+              rng: np.random.Generator) -> Image.Image:
+    """A copy of ``image`` (RGB PIL) with the sticker painted inside ``region_id``.
+
+    ``landmarks``: float (68, 2) in the image's pixels. Inner regions get the region itself, shrunk by
+    one pixel, within a disc of radius 0.15 x face width around the region's thickest point; the
+    ``background`` gets a disc (radius 0.12 x face width) in a corner that ``label_image`` marks as
+    background. At least 90% of the sticker's pixels lie in the region's label-image mask (asserted;
+    by construction it is 100%). Raises ``CueDoesNotFit`` when the region is too small in this image
+    (e.g. the mouth opening of a closed mouth).
+    """
+    return _plant(image, landmarks, region_id, rng)[0]
+
+
+# ------------------------------------------------------------------------------------------ dataset
+
+
+def _load_sources() -> list[tuple[str, Image.Image, int]]:
+    folder = samples_dir() / "sources"
+    return [(prefix, Image.open(folder / name).convert("RGB"), protected) for prefix, name, protected in SOURCES]
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    # 4:4:4 chroma: the default 4:2:0 subsampling would smear the sticker's colour over its edge.
+    image.save(buffer, "JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
+def _one_image(source: Image.Image, planted: bool, region_id: str, rng: np.random.Generator, size: int,
+               quality: int) -> bytes:
+    for _ in range(MAX_ATTEMPTS):
+        image = augment_portrait(source, rng, size)
+        face = detect_face(image)
+        if face is None:
+            continue  # e.g. rotated and small: draw another variant
+        mask = None
+        if planted:
+            try:
+                image, mask = _plant(image, face.landmarks, region_id, rng)
+            except CueDoesNotFit:
+                continue
+        data = _jpeg(image, quality)
+        # reportgen will detect the face on the saved file, sticker included: make sure it still can,
+        # and that the sticker is still in the region by the landmarks it will find.
+        again = detect_face(Image.open(io.BytesIO(data)).convert("RGB"))
+        if again is None:
+            continue
+        if mask is not None:
+            labels = label_image(again.landmarks, size, size)
+            if (labels[mask] == REGION_IDS.index(region_id)).mean() < CUE_INSIDE_REDETECTED_MIN:
+                continue
+        return data
+    raise RuntimeError(f"could not make an image with a {region_id} sticker in {MAX_ATTEMPTS} attempts")
+
+
+def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, size: int = 256,
+                         quality: int = JPEG_QUALITY) -> Path:
+    """Write ``count`` augmented portraits to ``out_dir/images/`` and ``out_dir/annotations.csv``.
+
+    CSV header ``img,task,protected``: img is the file name relative to images/ (``hopper_000.jpg``),
+    task is 1 when the sticker is planted in ``region_id`` and 0 otherwise, protected is the source
+    portrait (0 Grace Hopper, 1 Eileen Collins). Half the images come from each portrait, and half of
+    each portrait's images carry the sticker. Images are ``size`` x ``size`` JPEGs. Deterministic for
+    a given seed. Returns the path of annotations.csv.
+    """
+    if region_id not in REGION_IDS:
+        raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index, (prefix, source, protected) in enumerate(_load_sources()):
+        n = count // 2 + (1 if index < count % 2 else 0)
+        # Shuffled, not alternating, so file order says nothing about the label.
+        tasks = rng.permutation(np.array([1] * (n // 2) + [0] * (n - n // 2)))
+        for number, task in enumerate(tasks):
+            name = f"{prefix}_{number:03d}.jpg"
+            (images_dir / name).write_bytes(_one_image(source, bool(task), region_id, rng, size, quality))
+            rows.append((name, int(task), protected))
+    annotations = out_dir / "annotations.csv"
+    with open(annotations, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["img", "task", "protected"])
+        writer.writerows(rows)
+    return annotations
+
+
+# ----------------------------------------------------------------------------------------- training
+
+
+def _load_dataset(dataset_dir: Path) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(inputs (N, 3, 128, 128), labels (N,), protected (N,)) from images/ and annotations.csv."""
+    dataset_dir = Path(dataset_dir)
+    transform = sample_transform()
+    inputs, labels, groups = [], [], []
+    with open(dataset_dir / "annotations.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            with Image.open(dataset_dir / "images" / row["img"]) as image:
+                inputs.append(transform(image.convert("RGB")))
+            labels.append(int(row["task"]))
+            groups.append(int(row["protected"]))
+    return torch.stack(inputs), torch.tensor(labels), np.array(groups)
+
+
+def _split(labels: np.ndarray, groups: np.ndarray, seed: int, held_out: float = 0.25):
+    """Train and held-out indices, stratified by (label, group) so both splits stay balanced."""
+    rng = np.random.default_rng(seed + 1)
+    train, test = [], []
+    for key in sorted(set(zip(labels.tolist(), groups.tolist()))):
+        members = np.flatnonzero((labels == key[0]) & (groups == key[1]))
+        members = rng.permutation(members)
+        cut = int(round(held_out * len(members)))
+        test.extend(members[:cut].tolist())
+        train.extend(members[cut:].tolist())
+    return np.array(sorted(train)), np.array(sorted(test))
+
+
+def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tuple[SmallFaceNet, float]:
+    """Train ``SmallFaceNet`` on a planted-cue folder; returns (model in eval mode, held-out accuracy).
+
+    A stratified 25% of the images is held out. Training augmentation is a random left-right flip and a
+    mild brightness/contrast change of the normalised input, which leave the sticker's colour and shape
+    intact. Deterministic for a seed on a given machine: seeded torch and numpy, deterministic
+    algorithms, 2 threads (all restored afterwards, so callers' settings are untouched).
+    """
+    inputs, labels, groups = _load_dataset(dataset_dir)
+    train_idx, test_idx = _split(labels.numpy(), groups, seed)
+
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        model = SmallFaceNet()
+        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+        loss_fn = nn.CrossEntropyLoss()
+        x_train, y_train = inputs[train_idx], labels[train_idx]
+        batch = 16
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(x_train), generator=generator)
+            for start in range(0, len(order), batch):
+                pick = order[start:start + batch]
+                x = x_train[pick].clone()
+                flip = torch.rand(len(pick), generator=generator) < 0.5
+                x[flip] = x[flip].flip(-1)
+                gain = 1 + (torch.rand(len(pick), 1, 1, 1, generator=generator) - 0.5) * 0.3
+                shift = (torch.rand(len(pick), 1, 1, 1, generator=generator) - 0.5) * 0.2
+                x = (x * gain + shift).clamp(-1, 1)
+                optimiser.zero_grad()
+                loss = loss_fn(model(x), y_train[pick])
+                loss.backward()
+                optimiser.step()
+        model.eval()
+        with torch.no_grad():
+            predicted = model(inputs[test_idx]).argmax(1)
+        accuracy = float((predicted == labels[test_idx]).float().mean())
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
+    return model, accuracy
+
+
+# ---------------------------------------------------------------------------------- known answers
+
+
+def write_model_files(out_dir: Path, model: SmallFaceNet, region_id: str) -> dict[str, Path]:
+    """Write model.py, weights.pt (state_dict) and transform.py into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    model_file, weights, transform = out_dir / "model.py", out_dir / "weights.pt", out_dir / "transform.py"
+    model_file.write_text(MODEL_FILE.format(region=region_id.replace("_", " "), layer=TARGET_LAYER))
+    torch.save(model.state_dict(), weights)
+    transform.write_text(TRANSFORM_FILE)
+    return {"model_file": model_file, "weights": weights, "transform": transform}
+
+
+def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed: int = 0) -> dict:
+    """A dataset with the sticker in ``region_id`` and a model trained on it, ready for the CLI.
+
+    Returns {"images": folder, "annotations": csv, "model_file": model.py, "weights": weights.pt,
+    "transform": transform.py, "layer": "conv4"} (paths, and the layer name as a string). Also writes
+    ``training.json`` (held-out accuracy, seconds). About 20-40 s on 2 CPU cores for 96 images.
+    """
+    out_dir = Path(out_dir)
+    started = time.perf_counter()
+    annotations = make_planted_dataset(out_dir, region_id, count, seed)
+    generated = time.perf_counter()
+    model, accuracy = train_small_cnn(out_dir, DEFAULT_EPOCHS, seed)
+    trained = time.perf_counter()
+    files = write_model_files(out_dir, model, region_id)
+    (out_dir / "training.json").write_text(json.dumps({
+        "region": region_id, "count": count, "seed": seed, "epochs": DEFAULT_EPOCHS,
+        "held_out_accuracy": accuracy, "generation_seconds": round(generated - started, 2),
+        "training_seconds": round(trained - generated, 2),
+    }, indent=2) + "\n")
+    return {"images": out_dir / "images", "annotations": annotations, **files, "layer": TARGET_LAYER}
