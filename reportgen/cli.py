@@ -1,0 +1,196 @@
+"""The command line: a thin layer that parses options, calls the Python API and prints a summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+from .errors import InputError
+
+app = typer.Typer(
+    help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
+
+
+def _fail(message: str, code: int = 2):
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(action, debug: bool):
+    """Run ``action``; bad input becomes one red line and exit code 2 (a traceback only with --debug)."""
+    try:
+        return action()
+    except InputError as error:
+        if debug:
+            raise
+        _fail(str(error).replace("[", r"\["))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as error:  # a bug or an environment problem: say so in one line unless debugging
+        if debug:
+            raise
+        _fail(f"{type(error).__name__}: {error} (run again with --debug for the traceback)".replace("[", r"\["), 1)
+
+
+def _run_with_progress(config, debug: bool) -> dict:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .analysis import analyze
+
+    columns = (TextColumn("[bold]analysing images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("images", total=None)
+        return _guarded(lambda: analyze(config, progress=lambda done, total: bar.update(task, completed=done, total=total)),
+                        debug)
+
+
+def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
+    from .report import write_html, write_json
+
+    def write():
+        write_html(results, config.out)
+        if config.json:
+            write_json(results, config.json)
+
+    _guarded(write, debug)
+    counts, run = results["counts"], results["run"]
+    top = results["regions"][0] if results["regions"] and results["regions"][0]["density"] is not None else None
+    layer_note = " (default: last layer with a spatial output)" if run["layer_source"] == "default" else ""
+    out.print(f"layer: {run['layer']}{layer_note}; method: {run['method']}; class: "
+              f"{'predicted' if run['target_class'] is None else run['target_class']}")
+    if top:
+        out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
+    outputs = str(config.out) + (f" and {config.json}" if config.json else "")
+    out.print(f"[green]wrote[/] {outputs}: {counts['images']} images, {counts['aligned']} aligned, "
+              f"{counts['failed']} failed, in {time.time() - started:.1f} s")
+
+
+@app.command()
+def run(
+    images: Optional[Path] = typer.Option(None, help="Folder the annotation file's image paths are relative to.", rich_help_panel=DATA),
+    annotations: Optional[Path] = typer.Option(None, help="CSV with a header (first column: image path) or CelebA list_attr_celeba.txt.", rich_help_panel=DATA),
+    target: Optional[str] = typer.Option(None, help="Annotation column with the true label (class numbers; CelebA -1/1 reads as 0/1).", rich_help_panel=DATA),
+    protected: Optional[List[str]] = typer.Option(None, help="Group column to compare (repeatable), e.g. a protected attribute or Eyeglasses.", rich_help_panel=DATA),
+    model_file: Optional[Path] = typer.Option(None, help="Python file that builds the architecture (runs as code: trusted files only).", rich_help_panel=MODEL),
+    model_var: Optional[str] = typer.Option(None, help="Variable in the model file holding the model [default: model].", rich_help_panel=MODEL),
+    model_class: Optional[str] = typer.Option(None, help="Or: a class in the model file, built with no arguments.", rich_help_panel=MODEL),
+    weights: Optional[Path] = typer.Option(None, help="state_dict file (torch.save(model.state_dict())); loaded with weights_only=True.", rich_help_panel=MODEL),
+    transform: Optional[Path] = typer.Option(None, help="Python file assigning a torchvision `transform` (else --image-size/--mean/--std).", rich_help_panel=MODEL),
+    image_size: Optional[int] = typer.Option(None, help="Without --transform: resize to this square size [default: 224].", rich_help_panel=MODEL),
+    mean: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation mean, three values [default: ImageNet].", rich_help_panel=MODEL),
+    std: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation std, three values [default: ImageNet].", rich_help_panel=MODEL),
+    layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: last layer with a spatial output].", rich_help_panel=EXPLAIN),
+    target_class: Optional[int] = typer.Option(None, help="Class index to explain [default: each image's predicted class].", rich_help_panel=EXPLAIN),
+    method: Optional[str] = typer.Option(None, help="Attribution method [default: gradcam].", rich_help_panel=EXPLAIN),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: report.html].", rich_help_panel=OUTPUT),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
+    patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
+    config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
+    batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
+    cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.", rich_help_panel=RUNNING),
+):
+    """Explain a model on a face dataset and write the HTML report (and optionally results.json)."""
+    from .config import make_config
+
+    started = time.time()
+    settings = _guarded(lambda: make_config(
+        config, images=images, annotations=annotations, target=target, protected=protected,
+        model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
+        image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
+        out=out_path, json=json_path, patches=patches, batch_size=batch_size, device=device, cache_dir=cache_dir,
+        no_cache=no_cache or None), debug)
+    results = _run_with_progress(settings, debug)
+    _write_outputs(results, settings, debug, started)
+
+
+@app.command()
+def demo(
+    out_path: Path = typer.Option(Path("demo_report.html"), "--out", help="HTML report to write."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+):
+    """Run on the bundled samples (a small face dataset with a planted cue and a model trained on it)."""
+    from .config import make_config
+    from .resources import samples_dir
+
+    started = time.time()
+    settings = _guarded(lambda: make_config(samples_dir() / "demo.toml", out=out_path, json=json_path), debug)
+    out.print(f"demo: {settings.images} with {settings.model_file.name}; the planted cue is described in "
+              f"{samples_dir() / 'README.md'}")
+    results = _run_with_progress(settings, debug)
+    _write_outputs(results, settings, debug, started)
+
+
+@app.command()
+def layers(
+    model_file: Path = typer.Option(..., help="Python file that builds the architecture."),
+    model_var: Optional[str] = typer.Option(None, help="Variable holding the model [default: model]."),
+    model_class: Optional[str] = typer.Option(None, help="Or: a class in the model file, built with no arguments."),
+    weights: Optional[Path] = typer.Option(None, help="Optional state_dict: checks that it fits the model."),
+    transform: Optional[Path] = typer.Option(None, help="Transform file, to use its input size."),
+    image_size: int = typer.Option(224, help="Without --transform: the square input size for the dummy image."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+):
+    """List the model's layers from input to output with their output shapes, to pick --layer."""
+    from rich.table import Table
+
+    from .analysis import _input_size
+    from .model import describe_layers, load_model, load_weights, pick_layer
+    from .preprocess import build_transform, load_transform
+
+    def inspect():
+        model = load_model(model_file, model_var, model_class)
+        if weights:
+            load_weights(model, weights)
+        size = _input_size(load_transform(transform)) if transform else (image_size, image_size)
+        found = describe_layers(model, size)
+        return size, found, pick_layer(found, None)
+
+    size, found, default = _guarded(inspect, debug)
+    table = Table(title=f"{model_file} on a {size[0]}x{size[1]} input (first run to last)", title_justify="left")
+    table.add_column("name", overflow="fold")
+    for column in ("type", "output shape", "parameters", ""):
+        table.add_column(column, no_wrap=True)
+    for info in found:
+        shape = "not used in forward" if info.output_shape is None else " x ".join(map(str, info.output_shape))
+        mark = "default for Grad-CAM" if info.name == default.name else ("spatial" if info.spatial else "")
+        table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", mark)
+    out.print(table)
+    out.print(f"Grad-CAM needs a spatial layer (channels x height x width). Default: --layer {default.name}")
+
+
+@app.command()
+def init(
+    path: Path = typer.Argument(Path("run.toml"), help="Where to write the configuration."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+):
+    """Write a commented run.toml to edit; then: reportgen run --config run.toml"""
+    from .config import INIT_TEMPLATE
+
+    if path.exists() and not force:
+        _fail(f"{path} already exists; pass --force to overwrite it")
+    path.write_text(INIT_TEMPLATE.format(name=path.name))
+    out.print(f"wrote {path}; edit it, then run: reportgen run --config {path}")
+
+
+def main():  # pragma: no cover - console entry point alias
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(app())
