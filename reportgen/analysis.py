@@ -114,7 +114,7 @@ def _versions() -> dict:
 
 
 def _check_device(device: str) -> torch.device:
-    if device == "cuda" and not torch.cuda.is_available():
+    if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps: Apple's MPS is not available here; use --device cpu")
