@@ -1,0 +1,269 @@
+"""Plain-language findings: the three to five sentences an auditor reads before any chart.
+
+``findings(results)`` is a pure function of a results dict (schema ``reportgen/1``, see docs/results.md).
+Every sentence states its numbers with their 95% confidence interval and claims no more than the
+intervals support: a difference counts only when its interval excludes zero ("beyond noise"), groups
+under ``SMALL_GROUP`` images are named as too small to conclude, and a lone difference among many
+compared regions is flagged as possibly due to chance.
+"""
+
+from __future__ import annotations
+
+import math
+
+# Fewer images than this in a group: its numbers are shown but not interpreted.
+SMALL_GROUP = 20
+# More than this share of attention outside the face suggests the model uses context, not the face.
+OUTSIDE_FACE_WARNING = 0.40
+# More than this fraction of images failing to align may bias the results towards easy images.
+FAILURE_WARNING = 0.10
+MAX_FINDINGS = 5
+# Chance of a single difference looking "beyond noise" when there is none (95% intervals).
+FALSE_ALARM_RATE = 0.05
+
+
+def findings(results: dict) -> list[dict]:
+    """Three to five findings, most important first: ``{"kind", "severity": "info"|"warning", "text"}``.
+
+    Kinds: ``top_region``, ``no_regions``, ``failures``, ``small_sample``, ``outside_face``,
+    ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``. Warnings are kept
+    ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
+    order above (a finding's place says how important it is, its severity how worrying).
+    """
+    candidates: list[tuple[float, dict]] = []
+    regions = list(results.get("regions") or [])
+    candidates += _top_region(regions)
+    candidates += _failures(results)
+    candidates += _outside_face(results.get("region_groups") or [])
+    groups = results.get("groups") or {}
+    for index, comparison in enumerate(results.get("comparisons") or []):
+        candidates += _comparison(comparison, groups, order=index)
+    candidates += _small_groups(groups)
+    candidates += _low_region(regions)
+    candidates.sort(key=lambda item: item[0])
+    warnings = [item for item in candidates if item[1]["severity"] == "warning"][:MAX_FINDINGS]
+    infos = [item for item in candidates if item[1]["severity"] != "warning"]
+    chosen = warnings + infos[: MAX_FINDINGS - len(warnings)]
+    chosen.sort(key=lambda item: item[0])
+    return [finding for _, finding in chosen]
+
+
+def _finding(kind: str, severity: str, text: str) -> dict:
+    return {"kind": kind, "severity": severity, "text": text}
+
+
+# -- the individual findings (each returns [(priority, finding)], empty when it has nothing to say) --
+
+def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
+    scored = [r for r in regions if _finite(r.get("density"))]
+    if not scored:
+        return [(0, _finding("no_regions", "warning",
+                             "No image could be scored, so there are no region results to interpret."))]
+    top = max(scored, key=lambda r: r["density"])
+    ci = _interval(top.get("ci"))
+    name = _the(top)
+    if ci and ci[0] <= 1.0:
+        text = (f"No region clearly stands out: the highest is {name} at {times_text(top['density'])}x an even spread "
+                f"(95% CI {_range(ci, times_text)}), which is within noise of an even spread.")
+        return [(0, _finding("top_region", "info", text))]
+    text = f"The model looks most at {name}: {times_text(top['density'])}x an even spread"
+    if ci:
+        text += f" (95% CI {_range(ci, times_text)})"
+    if _finite(top.get("share")):
+        text += f", {percent_text(top['share'])} of its attention"
+    text += "."
+    runner_up = sorted(scored, key=lambda r: -r["density"])[1:2]
+    if runner_up and ci:
+        second = runner_up[0]
+        second_ci = _interval(second.get("ci"))
+        if second_ci and second_ci[1] >= ci[0]:
+            text += (f" {_capital(_the(second))} is close behind ({times_text(second['density'])}x, 95% CI "
+                     f"{_range(second_ci, times_text)}), so their order is not certain.")
+    if top.get("estimated"):
+        text += " This region is estimated from the face's proportions, so its outline is approximate."
+    return [(0, _finding("top_region", "info", text))]
+
+
+def _failures(results: dict) -> list[tuple[float, dict]]:
+    counts = results.get("counts") or {}
+    images, failed = counts.get("images") or 0, counts.get("failed") or 0
+    aligned = counts.get("aligned")
+    found: list[tuple[float, dict]] = []
+    if images and failed:
+        fraction = failed / images
+        reasons: dict[str, int] = {}
+        for failure in results.get("failures") or []:
+            reasons[failure.get("reason", "unknown")] = reasons.get(failure.get("reason", "unknown"), 0) + 1
+        common = ""
+        if reasons:
+            reason, count = max(reasons.items(), key=lambda item: item[1])
+            common = f" (most often: {reason}, {count} {_plural(count, 'image')})"
+        rest = images - failed if aligned is None else aligned
+        if fraction > FAILURE_WARNING:
+            text = (f"{failed} of {images} images ({percent_text(fraction)}) could not be analysed{common}. The results "
+                    f"describe the other {rest} only, which may not represent the whole dataset.")
+            found.append((1, _finding("failures", "warning", text)))
+        else:
+            text = (f"{failed} of {images} {_plural(images, 'image')} ({percent_text(fraction)}) could not be "
+                    f"analysed{common}; the results describe the other {rest}.")
+            found.append((9, _finding("failures", "info", text)))
+    if aligned is not None and 0 < aligned < SMALL_GROUP:
+        text = (f"Only {aligned} {_plural(aligned, 'image was', 'images were')} analysed: too few for firm "
+                f"conclusions, so read every number here as a rough indication.")
+        found.append((1.5, _finding("small_sample", "warning", text)))
+    return found
+
+
+def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
+    outside = next((g for g in region_groups if g.get("id") == "outside_face"), None)
+    if outside is None or not _finite(outside.get("share")):
+        return []
+    share = outside["share"]
+    ci = _interval(outside.get("share_ci"))
+    interval = f" (95% CI {_range(ci, _percent_number)}%)" if ci else ""
+    if share > OUTSIDE_FACE_WARNING:
+        text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face (hair, ears, "
+                f"neck, background): possible environment bias. The model may be using the surroundings rather "
+                f"than the face itself.")
+        if ci and ci[0] <= OUTSIDE_FACE_WARNING:
+            text += f" The interval reaches below {percent_text(OUTSIDE_FACE_WARNING)}, so this is borderline."
+        return [(2, _finding("outside_face", "warning", text))]
+    text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face (hair, ears, "
+            f"neck, background); the rest is on the face itself.")
+    return [(2, _finding("outside_face", "info", text))]
+
+
+def _comparison(comparison: dict, groups: dict, order: int) -> list[tuple[float, dict]]:
+    a, b = comparison.get("a", "a"), comparison.get("b", "b")
+    n_a = comparison.get("n_a", (groups.get(a) or {}).get("n"))
+    n_b = comparison.get("n_b", (groups.get(b) or {}).get("n"))
+    if (n_a is not None and n_a < SMALL_GROUP) or (n_b is not None and n_b < SMALL_GROUP):
+        return []  # said once, for every small group, by _small_groups
+    rows = [r for r in comparison.get("regions") or [] if _finite(r.get("difference"))]
+    if not rows:
+        return []
+    priority = 3 + order / 100
+    beyond = [r for r in rows if r.get("beyond_noise")]
+    if not beyond:
+        text = (f"No region's attention differs beyond noise between {a} and {b}: the 95% CIs of all "
+                f"{len(rows)} differences include 0. This shows no clear difference in this data; it does not "
+                f"prove that the groups are treated alike.")
+        return [(priority, _finding("no_group_difference", "info", text))]
+    row = max(beyond, key=lambda r: abs(r["difference"]))
+    name = _the(row)
+    density_a, density_b = row.get("density_a"), row.get("density_b")
+    ci = _interval(row.get("ci"))
+    detail = f"difference {signed_text(row['difference'])}"
+    if ci:
+        detail += f", 95% CI {_range(ci, signed_text)}"
+    both = _finite(density_a) and _finite(density_b)
+    ratio = density_b / density_a if both and density_a > 0 else None
+    if row["difference"] > 0:
+        how = f"{times_text(ratio)}x more" if ratio is not None else "more"
+        text = f"For {b} the model looks {how} at {name} than for {a}"
+    elif ratio is not None:
+        text = f"For {b} the model looks at {name} only {times_text(ratio)}x as much as for {a}"
+    else:
+        text = f"For {b} the model looks less at {name} than for {a}"
+    text += f" ({times_text(density_b)}x vs {times_text(density_a)}x an even spread; {detail})." if both else f" ({detail})."
+    count = len(beyond)
+    text += f" {count} of {len(rows)} regions differ beyond noise"
+    expected = FALSE_ALARM_RATE * len(rows)
+    if count <= max(1, math.ceil(expected)) and len(rows) >= 10:
+        text += (f"; with {len(rows)} regions compared about {max(1, round(expected))} may do so by chance alone, "
+                 f"so treat this as a lead to check, not a conclusion.")
+    else:
+        text += "."
+    return [(priority, _finding("group_difference", "warning", text))]
+
+
+def _small_groups(groups: dict) -> list[tuple[float, dict]]:
+    small = [(key, group.get("n")) for key, group in groups.items()
+             if isinstance(group.get("n"), int) and group["n"] < SMALL_GROUP]
+    if not small:
+        return []
+    if len(small) == 1:
+        key, n = small[0]
+        text = (f"Too small to conclude: {key} has only {n} {_plural(n, 'image')} (fewer than {SMALL_GROUP}); "
+                f"its numbers are shown but not interpreted.")
+    else:
+        listed = ", ".join(f"{key} ({n})" for key, n in small)
+        text = (f"Too small to conclude: {listed} have fewer than {SMALL_GROUP} images each; their numbers are "
+                f"shown but not interpreted.")
+    return [(4, _finding("small_groups", "warning", text))]
+
+
+def _low_region(regions: list[dict]) -> list[tuple[float, dict]]:
+    scored = [r for r in regions if _finite(r.get("density")) and _interval(r.get("ci"))]
+    if len(scored) < 2:
+        return []
+    low = min(scored, key=lambda r: r["density"])
+    ci = _interval(low["ci"])
+    if ci[1] >= 1.0:
+        return []
+    text = (f"The model pays least attention to {_the(low)}: {times_text(low['density'])}x an even spread "
+            f"(95% CI {_range(ci, times_text)}).")
+    return [(8, _finding("low_region", "info", text))]
+
+
+# -- wording and numbers (the report words its numbers with the same functions) --
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _interval(value) -> tuple[float, float] | None:
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(_finite(v) for v in value):
+        return float(value[0]), float(value[1])
+    return None
+
+
+def _the(row: dict) -> str:
+    """'the left eye' from a region row's label (falls back to its id)."""
+    label = str(row.get("label") or str(row.get("id", "region")).replace("_", " "))
+    return "the " + label[:1].lower() + label[1:]
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return one if count == 1 else (many or one + "s")
+
+
+def times_text(value: float) -> str:
+    """A density or ratio: 3.1, 0.45, 12."""
+    if abs(value) >= 9.95:
+        return f"{value:.0f}"
+    if abs(value) < 0.095:
+        return f"{value:.2f}"
+    return f"{value:.1f}"
+
+
+def signed_text(value: float) -> str:
+    """A difference of densities, with a minus sign when negative: 1.2, -0.8, 0.04."""
+    text = times_text(value)
+    return "0" if text.strip("-0.") == "" else text
+
+
+def _percent_number(fraction: float) -> str:
+    """A share as a percentage number: 18, 4.5, 0.3, <0.1."""
+    value = 100 * fraction
+    if value == 0:
+        return "0"
+    if value < 0.05:
+        return "<0.1"
+    if value < 9.95:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.0f}"
+
+
+def percent_text(fraction: float) -> str:
+    return _percent_number(fraction) + "%"
+
+
+def _range(interval: tuple[float, float], number) -> str:
+    """'2.7-3.5', or '-1.2 to -0.4' when a bound is negative (a hyphen would read as a minus)."""
+    low, high = (number(v) for v in interval)
+    return f"{low} to {high}" if interval[0] < 0 or interval[1] < 0 else f"{low}-{high}"

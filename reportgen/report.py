@@ -1,0 +1,510 @@
+"""Turn a results dict into one self-contained, interactive HTML report, and write results as JSON.
+
+The pipeline is ``render_html(results)``: plotly figures are built here from the plain results (no
+analysis happens in this module), then the jinja2 templates in ``templates/`` lay out the page
+(``report.html.jinja2`` extends ``frame.html.jinja2``). The page loads nothing: plotly.js is inlined
+once, every picture is a ``data:`` URI already in the results, and a Content-Security-Policy forbids
+network requests. Data reaches the page's JavaScript only through ``<script type="application/json">``
+blocks in which ``<``, ``>`` and ``&`` are written as ``\\u003c``, ``\\u003e``, ``\\u0026``, so a
+``</script>`` inside any string (an image name, a column name) stays inert.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import math
+import os
+import re
+import secrets
+from pathlib import Path
+
+import jinja2
+import numpy as np
+import plotly.graph_objects as go
+import plotly.offline
+from markupsafe import Markup
+from plotly.subplots import make_subplots
+
+from . import resources
+from .drawing import heat_colours
+from .findings import SMALL_GROUP, findings, percent_text, signed_text, times_text
+from .regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
+
+# Network requests of any kind are refused; blob: serves the "Download results" button and plotly's
+# "download plot as PNG"; inline scripts and styles are the page itself.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
+    "font-src data:; connect-src 'none'; base-uri 'none'; form-action 'none'"
+)
+# Density colours are symmetric on a log2 scale: 2**-2 .. 2**2 = 0.25x .. 4x an even spread, clipped.
+LOG2_LIMIT = 2.0
+METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM"}
+DETECTION_NAMES = {
+    "hog": "face detector", "hog-upsampled": "face detector on a 2x enlarged image",
+    "full-frame": "whole image taken as the face (already-cropped photo)",
+}
+PLOT_FONT = dict(family="-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
+                 size=13, color="#1f2933")
+
+
+def render_html(results: dict) -> str:
+    """The report for one results dict (schema ``reportgen/1``) as a complete HTML document.
+
+    Findings come from ``results["findings"]`` when present, otherwise from ``findings.findings``.
+    Non-finite numbers (NaN, inf) are written as null, in the page as in ``write_json``.
+    """
+    data = _plain(results)
+    template = _environment(str(resources.templates_dir())).get_template("report.html.jinja2")
+    return template.render(**_context(data))
+
+
+def write_html(results: dict, path: str | os.PathLike) -> None:
+    """Write ``render_html(results)`` to ``path`` (UTF-8), atomically: readers never see half a file."""
+    _write_atomic(Path(path), render_html(results))
+
+
+def write_json(results: dict, path: str | os.PathLike) -> None:
+    """Write the results as strict JSON (indented, UTF-8, NaN/inf as null) to ``path``, atomically."""
+    text = json.dumps(_plain(results), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    _write_atomic(Path(path), text)
+
+
+# -- writing ---------------------------------------------------------------------------------------------
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write a temporary file beside ``path`` and rename it over ``path`` (same folder: same file system)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    # os.open with 0o666 honours the umask, so the report gets the permissions of any new file.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def _plain(value):
+    """A JSON-safe copy: numpy scalars and arrays to Python, tuples to lists, NaN and inf to None."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def script_json(value) -> Markup:
+    """JSON for a ``<script type="application/json">`` block: ``<``, ``>``, ``&`` escaped, so no string
+    can close the script element; ``JSON.parse`` (and ``json.loads``) read it back unchanged."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, allow_nan=False,
+                                                           separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)
+
+
+@functools.lru_cache(maxsize=1)
+def _plotly_js() -> Markup:
+    source = plotly.offline.get_plotlyjs()
+    # Inlined as raw script text: it must not contain what would end or confuse the script element.
+    if "</script" in source.lower() or "<!--" in source:
+        raise RuntimeError("this plotly.js build cannot be inlined safely in a <script> element")
+    return Markup(source)
+
+
+@functools.lru_cache(maxsize=4)
+def _environment(templates: str) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates), autoescape=True, undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+    )
+    environment.filters.update(
+        times=_times, percent=_percent, ci_times=_ci_times, ci_percent=_ci_percent, signed=_signed,
+        ci_signed=_ci_signed, colour=_colour, duration=_duration, count=_count,
+    )
+    return environment
+
+
+# -- what the templates see ------------------------------------------------------------------------------
+
+def _context(results: dict) -> dict:
+    run = results.get("run") or {}
+    regions = [r for r in results.get("regions") or [] if isinstance(r, dict)]
+    face = results.get("canonical_face") or {}
+    groups = results.get("groups") or {}
+    figures: dict[str, Markup] = {}
+    if face.get("polygons") is not None and face.get("size"):
+        figures["region-map"] = _figure_json(_region_map(face, regions))
+        if face.get("mean_attribution"):
+            figures["mean-map"] = _figure_json(_mean_map(face))
+    if regions:
+        figures["ranked"] = _figure_json(_ranked_chart(regions))
+    comparisons = []
+    for index, comparison in enumerate(results.get("comparisons") or []):
+        view = _comparison_view(comparison, groups)
+        figure_id = f"comparison-{index}"
+        if face.get("polygons") is not None and face.get("size") and view["maps"]:
+            figures[figure_id] = _figure_json(_comparison_maps(face, comparison, groups))
+            view["figure"] = figure_id
+        comparisons.append(view)
+    patches = results.get("patches") or {}
+    ranked_ids = [r.get("id") for r in regions]
+    patch_regions = [r for r in regions if r.get("id") in patches]
+    patch_regions += [_region_stub(key) for key in patches if key not in ranked_ids]
+    items = results.get("findings")
+    if not items:
+        items = findings(results)
+    return {
+        "results": results,
+        "results_json": script_json(results),
+        "run": run,
+        "tool": results.get("tool") or {},
+        "counts": results.get("counts") or {},
+        "method_name": METHOD_NAMES.get(str(run.get("method", "")).lower(), run.get("method") or "unknown"),
+        "detection": [(DETECTION_NAMES.get(name, name), count)
+                      for name, count in (results.get("detection") or {}).items()],
+        "findings": items,
+        "regions": regions,
+        "region_groups": results.get("region_groups") or [],
+        "groups": [dict(group, key=key, small=_small(group.get("n"))) for key, group in groups.items()],
+        "comparisons": comparisons,
+        "patch_regions": patch_regions,
+        "patches": patches,
+        "examples": results.get("examples") or [],
+        "figures": figures,
+        "estimated_labels": [REGION_BY_ID[r].label for r in ESTIMATED if r != "background"],
+        "config_text": _toml(results.get("config") or {}),
+        "small_group": SMALL_GROUP,
+        "plotly_js": _plotly_js(),
+        "csp": CONTENT_SECURITY_POLICY,
+        "log2_limit": LOG2_LIMIT,
+    }
+
+
+def _region_stub(region_id: str) -> dict:
+    region = REGION_BY_ID.get(region_id)
+    return {"id": region_id, "label": region.label if region else region_id,
+            "estimated": bool(region and region.estimated)}
+
+
+def _small(n) -> bool:
+    return isinstance(n, (int, float)) and n < SMALL_GROUP
+
+
+def _comparison_view(comparison: dict, groups: dict) -> dict:
+    a, b = comparison.get("a"), comparison.get("b")
+    rows = sorted((r for r in comparison.get("regions") or [] if isinstance(r, dict)),
+                  key=lambda r: -abs(r["difference"]) if isinstance(r.get("difference"), (int, float)) else 0)
+    n_a = comparison.get("n_a", (groups.get(a) or {}).get("n"))
+    n_b = comparison.get("n_b", (groups.get(b) or {}).get("n"))
+    return dict(comparison, rows=rows, n_a=n_a, n_b=n_b, small=_small(n_a) or _small(n_b),
+                beyond=sum(1 for r in rows if r.get("beyond_noise")), figure=None,
+                maps=a in groups and b in groups)
+
+
+# -- formatting filters ----------------------------------------------------------------------------------
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _times(value) -> str:
+    return f"{times_text(value)}×" if _number(value) else "–"
+
+
+def _percent(value) -> str:
+    return percent_text(value) if _number(value) else "–"
+
+
+def _pair(interval) -> tuple | None:
+    if isinstance(interval, (list, tuple)) and len(interval) == 2 and all(_number(v) for v in interval):
+        return tuple(interval)
+    return None
+
+
+def _ci_times(interval) -> str:
+    pair = _pair(interval)
+    return f"{times_text(pair[0])}–{times_text(pair[1])}" if pair else "–"
+
+
+def _ci_percent(interval) -> str:
+    pair = _pair(interval)
+    return f"{percent_text(pair[0])}–{percent_text(pair[1])}" if pair else "–"
+
+
+def _signed(value) -> str:
+    return signed_text(value).replace("-", "−") if _number(value) else "–"
+
+
+def _ci_signed(interval) -> str:
+    pair = _pair(interval)
+    return f"{_signed(pair[0])} to {_signed(pair[1])}" if pair else "–"
+
+
+def _duration(seconds) -> str:
+    if not _number(seconds):
+        return "–"
+    if seconds < 60:
+        return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def _count(value) -> str:
+    return f"{value:,}".replace(",", "\u2009") if isinstance(value, int) and not isinstance(value, bool) else \
+        ("–" if value is None else str(value))
+
+
+# -- figures (plain plotly JSON; the page's script only calls Plotly.newPlot on it) ----------------------
+
+def _figure_json(figure: go.Figure) -> Markup:
+    return script_json(figure.to_json(validate=False, pretty=False))
+
+
+def _colour(density) -> str:
+    """The fill colour of a density: blue below 1, white at 1, red above, symmetric in log2; grey if none."""
+    if not _number(density):
+        return "rgb(214,218,224)"
+    value = (float(_log2(density)) + LOG2_LIMIT) / (2 * LOG2_LIMIT)
+    r, g, b = heat_colours(np.array(value))
+    return f"rgb({r},{g},{b})"
+
+
+def _colour_scale() -> list:
+    stops = heat_colours(np.array([0.0, 0.5, 1.0]))
+    return [[position, f"rgb({r},{g},{b})"] for position, (r, g, b) in zip((0.0, 0.5, 1.0), stops)]
+
+
+def _colour_bar(title: str, **extra) -> dict:
+    values = list(range(-int(LOG2_LIMIT), int(LOG2_LIMIT) + 1))
+    labels = [f"{2.0 ** v:g}×" for v in values]
+    labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
+    labels[len(values) // 2] = "1× even"
+    return dict(title=dict(text=title, side="right"), tickvals=values, ticktext=labels, thickness=12, len=0.8,
+                outlinewidth=0, **extra)
+
+
+def _log2(values) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logged = np.log2(np.where(array > 0, array, 2.0 ** -LOG2_LIMIT))
+    return np.clip(np.nan_to_num(logged, nan=-LOG2_LIMIT), -LOG2_LIMIT, LOG2_LIMIT)
+
+
+def _escape(text) -> str:
+    """Plotly renders a subset of HTML in labels; user text (column names, labels) must show as text."""
+    return html.escape(str(text), quote=False)
+
+
+def _region_hover(row: dict | None, region_id: str, clickable: bool = True) -> str:
+    label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
+    estimated = (row or {}).get("estimated", region_id in ESTIMATED)
+    lines = [f"<b>{label}</b>" + (" (estimated region)" if estimated else "")]
+    if row is None or not _number(row.get("density")):
+        lines.append("no data: not visible in any image")
+    else:
+        lines.append(f"{_times(row['density'])} an even spread (95% CI {_ci_times(row.get('ci'))})")
+        share = f"{_percent(row.get('share'))} of the attention"
+        if _pair(row.get("share_ci")):
+            share += f" (95% CI {_ci_percent(row.get('share_ci'))})"
+        lines.append(share)
+        if row.get("n") is not None:
+            lines.append(f"n = {_count(row.get('n'))} images")
+    if clickable:
+        lines.append("<i>click: top patches</i>")
+    return "<br>".join(lines)
+
+
+def _paint_order(face: dict) -> list[str]:
+    order = [r for r in face.get("paint_order") or PAINT_ORDER if isinstance(r, str)]
+    order += [r for r in (face.get("polygons") or {}) if r not in order]
+    return order
+
+
+def _face_axes(face: dict) -> tuple[dict, dict]:
+    width, height = face["size"]
+    xaxis = dict(range=[0, width], visible=False, fixedrange=True, constrain="domain")
+    yaxis = dict(range=[height, 0], visible=False, fixedrange=True, scaleratio=1, constrain="domain")
+    return xaxis, yaxis
+
+
+def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y"):
+    """Filled polygons in paint order (later covers earlier); hover and click pick the topmost."""
+    width, height = face["size"]
+    polygons = face.get("polygons") or {}
+    traces = []
+    for region_id in _paint_order(face):
+        shapes = [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background" else \
+            polygons.get(region_id) or []
+        row = rows_by_id.get(region_id)
+        hover = _region_hover(row, region_id, clickable)
+        for polygon in shapes:
+            if len(polygon) < 3:
+                continue
+            xs = [float(p[0]) for p in polygon] + [float(polygon[0][0])]
+            ys = [float(p[1]) for p in polygon] + [float(polygon[0][1])]
+            traces.append(go.Scatter(
+                x=xs, y=ys, mode="lines", fill="toself", fillcolor=_colour((row or {}).get("density")),
+                line=dict(color="rgba(31,41,51,0.45)", width=0.8), hoveron="fills", hoverinfo="text",
+                text=hover, name=_escape((row or {}).get("label") or region_id), meta=region_id,
+                showlegend=False, xaxis=xaxis, yaxis=yaxis,
+            ))
+    return traces
+
+
+def _scale_trace(title: str, xaxis: str = "x", yaxis: str = "y", **bar) -> go.Scatter:
+    """An invisible trace that only carries the colour bar."""
+    return go.Scatter(
+        x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis=xaxis, yaxis=yaxis,
+        marker=dict(color=[0], cmin=-LOG2_LIMIT, cmax=LOG2_LIMIT, colorscale=_colour_scale(), showscale=True,
+                    colorbar=_colour_bar(title, **bar)),
+    )
+
+
+def _map_layout(height: int = 400, **extra) -> dict:
+    return dict(height=height, margin=dict(l=4, r=4, t=8, b=8), paper_bgcolor="rgba(0,0,0,0)",
+                plot_bgcolor="rgba(0,0,0,0)", font=PLOT_FONT, dragmode=False, hovermode="closest",
+                hoverlabel=dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left"),
+                **extra)
+
+
+def _region_map(face: dict, regions: list[dict]) -> go.Figure:
+    """The canonical face, each region filled with its density colour; click a region for its patches."""
+    rows_by_id = {r.get("id"): r for r in regions}
+    figure = go.Figure(_region_traces(face, rows_by_id, clickable=True))
+    figure.add_trace(_scale_trace("density (× an even spread)"))
+    xaxis, yaxis = _face_axes(face)
+    figure.update_layout(**_map_layout(xaxis=xaxis, yaxis=dict(yaxis, scaleanchor="x")))
+    return figure
+
+
+def _mean_map(face: dict) -> go.Figure:
+    """The mean attention on the canonical face (same colour scale) with the region outlines on top."""
+    width, height = face["size"]
+    grid = np.asarray(face["mean_attribution"], dtype=np.float64)
+    rows, cols = grid.shape
+    figure = go.Figure(go.Heatmap(
+        z=_log2(grid).round(3), customdata=np.nan_to_num(grid).round(2), x0=width / cols / 2, dx=width / cols,
+        y0=height / rows / 2, dy=height / rows, zmin=-LOG2_LIMIT, zmax=LOG2_LIMIT, colorscale=_colour_scale(),
+        colorbar=_colour_bar("attention (× an even spread)"), zsmooth="best",
+        hovertemplate="%{customdata:.2f}× an even spread<extra></extra>",
+    ))
+    for region_id in _paint_order(face):
+        for polygon in (face.get("polygons") or {}).get(region_id) or []:
+            if len(polygon) < 3:
+                continue
+            figure.add_trace(go.Scatter(
+                x=[float(p[0]) for p in polygon] + [float(polygon[0][0])],
+                y=[float(p[1]) for p in polygon] + [float(polygon[0][1])],
+                mode="lines", line=dict(color="rgba(31,41,51,0.55)", width=1), hoverinfo="skip", showlegend=False,
+            ))
+    xaxis, yaxis = _face_axes(face)
+    figure.update_layout(**_map_layout(xaxis=xaxis, yaxis=dict(yaxis, scaleanchor="x")))
+    return figure
+
+
+def _ranked_chart(regions: list[dict]) -> go.Figure:
+    """Density per region, highest first, with 95% CI bars and the even-spread line at 1.0."""
+    rows = sorted((r for r in regions if _number(r.get("density"))), key=lambda r: -r["density"])
+    labels = [_escape(r.get("label") or r.get("id")) + (" *" if r.get("estimated") else "") for r in rows]
+    density = [r["density"] for r in rows]
+    upper = [max((_pair(r.get("ci")) or (d, d))[1] - d, 0) for r, d in zip(rows, density)]
+    lower = [max(d - (_pair(r.get("ci")) or (d, d))[0], 0) for r, d in zip(rows, density)]
+    hover = [_region_hover(r, r.get("id"), clickable=True) for r in rows]
+    figure = go.Figure(go.Bar(
+        x=density, y=labels, orientation="h", marker=dict(color=[_colour(d) for d in density],
+                                                          line=dict(color="rgba(31,41,51,0.55)", width=1)),
+        error_x=dict(type="data", array=upper, arrayminus=lower, color="#3e4c59", thickness=1.2, width=3),
+        customdata=[[r.get("id")] for r in rows], hovertext=hover, hoverinfo="text",
+    ))
+    top = max([d + u for d, u in zip(density, upper)] + [1.2])
+    for label, row in zip(labels, rows):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, yref="y", showarrow=False,
+                              text=_percent(row.get("share")), font=dict(color="#52606d", size=12), xshift=10)
+    figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=1.0, yref="paper", yanchor="bottom",
+                          showarrow=False, text="<b>share</b>", font=dict(color="#52606d", size=12), xshift=10)
+    figure.add_shape(type="line", x0=1, x1=1, xref="x", y0=0, y1=1, yref="paper",
+                     line=dict(color="#1f2933", width=1.2, dash="dash"))
+    figure.add_annotation(x=1, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                          text="even spread (1×)", font=dict(size=12, color="#1f2933"))
+    figure.update_layout(
+        height=max(260, 28 * len(rows) + 70), margin=dict(l=8, r=64, t=30, b=40), font=PLOT_FONT,
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False,
+        bargap=0.28, hoverlabel=dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left"),
+        xaxis=dict(title=dict(text="density: attention per pixel, × an even spread"), range=[0, top * 1.05],
+                   gridcolor="#e4e7eb", zeroline=True, zerolinecolor="#9aa5b1", fixedrange=True),
+        yaxis=dict(autorange="reversed", fixedrange=True, ticksuffix="  ", automargin=True),
+    )
+    return figure
+
+
+def _comparison_maps(face: dict, comparison: dict, groups: dict) -> go.Figure:
+    """The two groups' region maps side by side on one colour scale."""
+    a, b = comparison["a"], comparison["b"]
+    titles = [f"{_escape(key)} (n = {_count(groups[key].get('n'))})" for key in (a, b)]
+    figure = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.03)
+    for column, key in enumerate((a, b), start=1):
+        rows_by_id = {r.get("id"): r for r in groups[key].get("regions") or []}
+        suffix = "" if column == 1 else str(column)
+        for trace in _region_traces(face, rows_by_id, clickable=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}"):
+            figure.add_trace(trace)
+    figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2"))
+    xaxis, yaxis = _face_axes(face)
+    figure.update_layout(**_map_layout(height=380, xaxis=xaxis, xaxis2=xaxis,
+                                       yaxis=dict(yaxis, scaleanchor="x"), yaxis2=dict(yaxis, scaleanchor="x2")))
+    figure.update_layout(margin=dict(l=4, r=4, t=36, b=8))
+    return figure
+
+
+# -- the run's configuration as TOML-like text -----------------------------------------------------------
+
+def _toml(config: dict) -> str:
+    """``config`` as TOML (tables for nested dicts; unset options as comments), for a one-edit re-run."""
+    lines: list[str] = []
+    _toml_table(config, [], lines)
+    return "\n".join(lines).strip("\n")
+
+
+def _toml_table(table: dict, path: list[str], lines: list[str]) -> None:
+    nested = [(key, value) for key, value in table.items() if isinstance(value, dict)]
+    if path:
+        lines += ["", f"[{'.'.join(_toml_key(p) for p in path)}]"]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            continue
+        if value is None:
+            lines.append(f"# {_toml_key(key)} = (not set)")
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in nested:
+        _toml_table(value, path + [str(key)], lines)
+
+
+def _toml_key(key) -> str:
+    key = str(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    return json.dumps(str(value), ensure_ascii=False)

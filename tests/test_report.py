@@ -1,0 +1,291 @@
+"""The HTML report: one valid, self-contained page that loads nothing and keeps user text inert."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from html.parser import HTMLParser
+
+import plotly.offline
+import pytest
+from report_fixture import build_results
+
+from reportgen.regions import ESTIMATED, PAINT_ORDER
+from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
+
+EVIL = "</script><script>alert(1)</script>"
+VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+# Attributes that make a browser fetch or navigate.
+RESOURCE_ATTRIBUTES = {"src", "href", "action", "formaction", "poster", "data", "srcset", "xlink:href", "background",
+                       "manifest", "ping", "cite", "longdesc"}
+
+
+class Page(HTMLParser):
+    """Collects tags, attributes, script bodies and nesting errors."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.tags: list[tuple[str, dict]] = []
+        self.scripts: list[tuple[dict, str]] = []
+        self.styles: list[str] = []
+        self._script: dict | None = None
+        self._style = False
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.tags.append((tag, attributes))
+        if tag == "script":
+            self._script = attributes
+            self.scripts.append((attributes, ""))
+        if tag == "style":
+            self._style = True
+            self.styles.append("")
+        if "style" in attributes:
+            self.styles.append(attributes["style"] or "")
+        if tag not in VOID:
+            self.stack.append(tag)
+
+    def handle_startendtag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        if tag not in VOID:
+            self.errors.append(f"self-closed <{tag}/>")
+
+    def handle_endtag(self, tag):
+        if tag in VOID:
+            return
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> closes <{self.stack[-1] if self.stack else None}>")
+            if tag in self.stack:
+                while self.stack and self.stack.pop() != tag:
+                    pass
+            return
+        self.stack.pop()
+        if tag == "script":
+            self._script = None
+        if tag == "style":
+            self._style = False
+
+    def handle_data(self, data):
+        if self._script is not None:
+            attributes, text = self.scripts[-1]
+            self.scripts[-1] = (attributes, text + data)
+        elif self._style:
+            self.styles[-1] += data
+
+    def script(self, id_):
+        return next(text for attributes, text in self.scripts if attributes.get("id") == id_)
+
+
+def parse(html: str) -> Page:
+    page = Page()
+    page.feed(html)
+    page.close()
+    return page
+
+
+@pytest.fixture(scope="module")
+def results():
+    return build_results()
+
+
+@pytest.fixture(scope="module")
+def html(results):
+    return render_html(results)
+
+
+@pytest.fixture(scope="module")
+def page(html):
+    return parse(html)
+
+
+def test_report_is_valid_html_with_one_html_element_and_every_tag_closed(html, page):
+    assert html.startswith("<!DOCTYPE html>")
+    assert [tag for tag, _ in page.tags].count("html") == 1
+    assert [tag for tag, _ in page.tags].count("body") == 1
+    assert page.errors == []
+    assert page.stack == []
+
+
+def test_embedded_results_round_trip_equal(results, page):
+    assert json.loads(page.script("reportgen-results")) == results
+
+
+def test_nothing_is_loaded_from_the_network(page):
+    for tag, attributes in page.tags:
+        for name, value in attributes.items():
+            if name.lower() in RESOURCE_ATTRIBUTES and value:
+                target = value.strip().lower()
+                assert not target.startswith(("http:", "https:", "//", "ftp:")), (tag, name, value[:80])
+                if tag in ("img", "source", "script", "iframe", "embed", "audio", "video") and name == "src":
+                    assert target.startswith("data:"), (tag, value[:80])
+    assert not any(tag in ("link", "iframe", "object", "embed", "base") for tag, _ in page.tags)
+    assert not any("src" in attributes for tag, attributes in page.tags if tag == "script")
+    for css in page.styles:
+        for url in re.findall(r"url\(\s*['\"]?([^)'\"]*)", css):
+            assert url.strip().lower().startswith("data:"), url
+        assert "@import" not in css
+
+
+def test_every_image_is_a_data_uri(page):
+    images = [attributes for tag, attributes in page.tags if tag == "img"]
+    assert images
+    assert all(attributes["src"].startswith("data:image/") for attributes in images)
+
+
+def test_content_security_policy_forbids_network_before_any_script(page):
+    metas = [(i, a) for i, (tag, a) in enumerate(page.tags)
+             if tag == "meta" and (a.get("http-equiv") or "").lower() == "content-security-policy"]
+    assert len(metas) == 1
+    index, meta = metas[0]
+    assert meta["content"] == CONTENT_SECURITY_POLICY
+    for directive in ("default-src 'none'", "connect-src 'none'", "img-src data: blob:"):
+        assert directive in meta["content"]
+    first_script = next(i for i, (tag, _) in enumerate(page.tags) if tag == "script")
+    assert index < first_script
+
+
+def test_plotly_js_is_inlined_exactly_once(html):
+    source = plotly.offline.get_plotlyjs()
+    assert html.count(source[:300]) == 1
+    assert html.count(source[-300:]) == 1
+
+
+def test_figures_are_parsed_from_json_blocks(page):
+    figures = [attributes["data-figure"] for _, attributes in page.tags if "data-figure" in attributes]
+    assert {"figure-region-map", "figure-mean-map", "figure-ranked", "figure-comparison-0"} <= set(figures)
+    for figure_id in figures:
+        block = next(a for a, _ in page.scripts if a.get("id") == figure_id)
+        assert block.get("type") == "application/json"
+        figure = json.loads(page.script(figure_id))
+        assert figure["data"] and "layout" in figure
+
+
+def test_region_map_paints_every_region_in_paint_order_with_hover(results, page):
+    figure = json.loads(page.script("figure-region-map"))
+    painted = [trace["meta"] for trace in figure["data"] if trace.get("meta")]
+    expected = [r for r in PAINT_ORDER if r == "background" or r in results["canonical_face"]["polygons"]]
+    assert list(dict.fromkeys(painted)) == expected
+    by_region = {trace["meta"]: trace for trace in figure["data"] if trace.get("meta")}
+    for region_id in ("hair", "left_eye"):
+        row = next(r for r in results["regions"] if r["id"] == region_id)
+        text = by_region[region_id]["text"]
+        assert row["label"] in text and "95% CI" in text and "n = " in text
+        assert ("(estimated region)" in text) == (region_id in ESTIMATED)
+    # y runs down the canvas, as in the polygons' pixels
+    assert figure["layout"]["yaxis"]["range"][0] > figure["layout"]["yaxis"]["range"][1]
+
+
+def test_density_colours_are_symmetric_on_a_log_scale(results, page):
+    figure = json.loads(page.script("figure-region-map"))
+    colours = {trace["meta"]: trace["fillcolor"] for trace in figure["data"] if trace.get("meta")}
+    top, bottom = results["regions"][0], results["regions"][-1]
+    assert top["density"] > 1 > bottom["density"]
+    red, blue = (tuple(map(int, re.findall(r"\d+", colours[r["id"]]))) for r in (top, bottom))
+    assert red[0] > red[2] and blue[2] > blue[0]
+
+
+def test_sections_appear_in_the_agreed_order(html):
+    order = ["summary", "findings", "map", "ranking", "region-groups", "groups", "patches", "examples",
+             "how-to-read", "method", "data"]
+    positions = [html.index(f'id="{section}"') for section in order]
+    assert positions == sorted(positions)
+
+
+def test_findings_are_shown_with_warnings_styled_apart(results, page):
+    items = [a for tag, a in page.tags if tag == "li" and "finding" in (a.get("class") or "").split()]
+    assert len(items) == len(results["findings"])
+    warnings = [a for a in items if "warning" in a["class"].split()]
+    assert len(warnings) == sum(f["severity"] == "warning" for f in results["findings"])
+
+
+def test_run_summary_names_default_layer_and_lists_failures_in_details(html):
+    assert "chosen by default: last layer with spatial output" in html
+    assert "celeba/000412.jpg" in html
+    failures = html.index("celeba/000412.jpg", html.index('id="summary"'))
+    assert html.rfind("<details", 0, failures) > html.rfind("</details>", 0, failures)
+
+
+def test_predicted_class_is_named_when_no_target_class():
+    results = build_results(with_groups=False)
+    results["run"]["target_class"] = None
+    results["run"]["layer_source"] = "option"
+    html = render_html(results)
+    assert "each image&#39;s predicted class" in html or "each image's predicted class" in html
+    assert "chosen by default" not in html
+
+
+def test_groups_section_only_when_there_are_groups():
+    html = render_html(build_results(with_groups=False))
+    assert 'id="groups"' not in html
+    assert parse(html).errors == []
+
+
+def test_small_group_is_flagged_too_small_to_conclude(html):
+    assert "too small to conclude" in html.lower()
+
+
+def test_patch_sections_follow_the_ranking(results, page):
+    sections = [a["id"] for tag, a in page.tags if tag == "details" and "patches" in (a.get("class") or "")]
+    assert sections == [f"patches-{r['id']}" for r in results["regions"]]
+
+
+def test_config_is_shown_as_toml_for_a_one_edit_rerun(html):
+    assert "# layer = (not set)" in html
+    assert "[analysis]" in html and "patches_per_region = 6" in html
+    assert "upsample = true" in html
+
+
+def test_script_injection_in_image_name_and_column_name_stays_escaped():
+    results = build_results(column=EVIL)
+    results["patches"]["left_eye"][0]["image"] = EVIL
+    results["failures"][0]["image"] = EVIL
+    results["examples"][0]["image"] = EVIL
+    results["notes"].append(EVIL)
+    html = render_html(results)
+    assert EVIL not in html
+    assert "<script>alert(1)" not in html
+    page = parse(html)
+    assert page.errors == []
+    assert json.loads(page.script("reportgen-results")) == results
+    # the column name is in the findings, the group tables and a figure's subplot titles
+    assert any(EVIL in f["text"] for f in results["findings"])
+    figure = json.loads(page.script("figure-comparison-0"))
+    titles = " ".join(a["text"] for a in figure["layout"]["annotations"])
+    assert "&lt;/script&gt;" in titles
+    scripts = [a for tag, a in page.tags if tag == "script"]
+    assert all(a.get("type") in (None, "application/json") for a in scripts)
+    assert sum(1 for a in scripts if a.get("type") is None) == 2  # plotly.js and the report's own script
+
+
+def test_script_json_escapes_markup_characters_and_round_trips():
+    value = {"a": "</script><!-- & >", "b": [1.5, None]}
+    text = str(script_json(value))
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text) == value
+
+
+def test_write_html_and_json_replace_files_atomically(tmp_path):
+    results = build_results(with_groups=False)
+    results["regions"][0]["ci"] = [math.nan, math.inf]
+    html_path, json_path = tmp_path / "report.html", tmp_path / "results.json"
+    html_path.write_text("old")
+    write_html(results, html_path)
+    write_json(results, json_path)
+    assert sorted(os.listdir(tmp_path)) == ["report.html", "results.json"]  # no temporary files left
+    assert html_path.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    written = json.loads(json_path.read_text(encoding="utf-8"))
+    assert written["regions"][0]["ci"] == [None, None]  # strict JSON: NaN and inf become null
+    assert written["regions"][1] == results["regions"][1]
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text("old")
+    with pytest.raises(TypeError):
+        write_json({"bad": object()}, path)
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["results.json"]
