@@ -3,7 +3,8 @@
     python benchmarks/screenshot_report.py report.html out.png [--width 1280] [--chromium /usr/bin/chromium]
 
 Writes ``out.png`` (the full page), ``out-map.png`` (the region map while hovering a region, with the
-patches panel after a click) and ``out-print.pdf`` (the page as printed). Prints a JSON summary and exits
+patches panel after a click), ``out-phone.png`` (390 px wide), ``out-print.pdf`` and ``out-print.png``
+(the page as printed on A4). Prints a JSON summary and exits
 non-zero when something is wrong: a console error or page error, a request for anything other than a
 ``data:``/``blob:`` URI, a figure that did not draw, a hover label missing, a click that did not show
 the region's patches, or a download whose JSON differs from the embedded results.
@@ -106,6 +107,20 @@ def main(argv: list[str] | None = None) -> int:
                                                  "height: b.height}; }")
             page.screenshot(path=f"{stem}-map.png", full_page=True, clip=box)
 
+        # A click on the ranking's first bar shows the top region's patches.
+        bar = page.query_selector('[data-figure="figure-ranked"] .trace.bars .point path')
+        if bar is not None:
+            bar.scroll_into_view_if_needed()
+            box = bar.bounding_box()
+            page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.wait_for_timeout(300)
+            top = page.evaluate("JSON.parse(document.getElementById('reportgen-results').textContent)"
+                                ".regions[0].id")
+            shown = page.get_attribute("#region-detail", "data-region")
+            summary["bar_click"] = shown
+            if shown != top:
+                problems.append(f"click on the first bar showed {shown!r}, not {top!r}")
+
         # The download button saves exactly the embedded results.
         with page.expect_download(timeout=10000) as info:
             page.click("#download-results")
@@ -115,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         if downloaded != embedded:
             problems.append("downloaded JSON differs from the embedded results")
 
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.wait_for_timeout(500)
+        page.screenshot(path=f"{stem}-phone.png", full_page=True)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        summary["phone_overflow_px"] = overflow
+        if overflow > 0:
+            problems.append(f"on a 390 px wide screen the page scrolls sideways by {overflow} px")
+
         page.emulate_media(media="print")
         page.pdf(path=f"{stem}-print.pdf", format="A4", print_background=True)
         page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
@@ -123,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         page.screenshot(path=f"{stem}-print.png", full_page=True)
         browser.close()
 
-    remote = [url for url in requests if not url.startswith(("data:", "blob:")) and url != options.report.resolve().as_uri()]
+    page_url = options.report.resolve().as_uri()
+    remote = [url for url in requests if not url.startswith(("data:", "blob:")) and url != page_url]
     errors = [line for line in console if line.startswith(("error", "warning"))]
     problems += [f"request: {url}" for url in remote] + [f"console {line}" for line in errors]
     summary["requests"] = {"total": len(requests), "non_data": remote}

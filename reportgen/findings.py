@@ -10,6 +10,7 @@ compared regions is flagged as possibly due to chance.
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
@@ -87,21 +88,22 @@ def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
 def _failures(results: dict) -> list[tuple[float, dict]]:
     counts = results.get("counts") or {}
     images, failed = counts.get("images") or 0, counts.get("failed") or 0
-    aligned = counts.get("aligned")
+    # "scored" (images that made it into the numbers) when the analysis reports it, else "aligned".
+    aligned = counts.get("scored", counts.get("aligned"))
     found: list[tuple[float, dict]] = []
     if images and failed:
         fraction = failed / images
-        reasons: dict[str, int] = {}
-        for failure in results.get("failures") or []:
-            reasons[failure.get("reason", "unknown")] = reasons.get(failure.get("reason", "unknown"), 0) + 1
+        reasons = Counter(str(f.get("reason", "unknown")) for f in results.get("failures") or [])
         common = ""
-        if reasons:
-            reason, count = max(reasons.items(), key=lambda item: item[1])
+        if len(reasons) == 1:
+            common = f" ({next(iter(reasons))})"
+        elif reasons:
+            reason, count = reasons.most_common(1)[0]
             common = f" (most often: {reason}, {count} {_plural(count, 'image')})"
         rest = images - failed if aligned is None else aligned
         if fraction > FAILURE_WARNING:
-            text = (f"{failed} of {images} images ({percent_text(fraction)}) could not be analysed{common}. The results "
-                    f"describe the other {rest} only, which may not represent the whole dataset.")
+            text = (f"{failed} of {images} images ({percent_text(fraction)}) could not be analysed{common}. "
+                    f"The results describe the other {rest} only, which may not represent the whole dataset.")
             found.append((1, _finding("failures", "warning", text)))
         else:
             text = (f"{failed} of {images} {_plural(images, 'image')} ({percent_text(fraction)}) could not be "
@@ -122,8 +124,8 @@ def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
     ci = _interval(outside.get("share_ci"))
     interval = f" (95% CI {_range(ci, _percent_number)}%)" if ci else ""
     if share > OUTSIDE_FACE_WARNING:
-        text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face (hair, ears, "
-                f"neck, background): possible environment bias. The model may be using the surroundings rather "
+        text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face "
+                f"(hair, ears, neck, background): possible environment bias. The model may be using the surroundings rather "
                 f"than the face itself.")
         if ci and ci[0] <= OUTSIDE_FACE_WARNING:
             text += f" The interval reaches below {percent_text(OUTSIDE_FACE_WARNING)}, so this is borderline."
@@ -165,7 +167,10 @@ def _comparison(comparison: dict, groups: dict, order: int) -> list[tuple[float,
         text = f"For {b} the model looks at {name} only {times_text(ratio)}x as much as for {a}"
     else:
         text = f"For {b} the model looks less at {name} than for {a}"
-    text += f" ({times_text(density_b)}x vs {times_text(density_a)}x an even spread; {detail})." if both else f" ({detail})."
+    if both:
+        text += f" ({times_text(density_b)}x vs {times_text(density_a)}x an even spread; {detail})."
+    else:
+        text += f" ({detail})."
     count = len(beyond)
     text += f" {count} of {len(rows)} regions differ beyond noise"
     expected = FALSE_ALARM_RATE * len(rows)

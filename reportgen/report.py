@@ -42,9 +42,11 @@ CONTENT_SECURITY_POLICY = (
 LOG2_LIMIT = 2.0
 METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM"}
 DETECTION_NAMES = {
-    "hog": "face detector", "hog-upsampled": "face detector on a 2x enlarged image",
+    "hog": "face detector (HOG)", "hog-upsampled": "face detector on a 2× enlarged image",
+    "cnn": "face detector (CNN), for faces the first missed",
     "full-frame": "whole image taken as the face (already-cropped photo)",
 }
+HOVER_LABEL = dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left")
 PLOT_FONT = dict(family="-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
                  size=13, color="#1f2933")
 
@@ -125,7 +127,7 @@ def _plotly_js() -> Markup:
 @functools.lru_cache(maxsize=4)
 def _environment(templates: str) -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates), autoescape=True, undefined=jinja2.StrictUndefined,
+        loader=jinja2.FileSystemLoader(templates), autoescape=True, undefined=jinja2.ChainableUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     environment.filters.update(
@@ -170,6 +172,8 @@ def _context(results: dict) -> dict:
         "run": run,
         "tool": results.get("tool") or {},
         "counts": results.get("counts") or {},
+        "analysed": _analysed(results.get("counts") or {}),
+        "cell": _layer_cell(run),
         "method_name": METHOD_NAMES.get(str(run.get("method", "")).lower(), run.get("method") or "unknown"),
         "detection": [(DETECTION_NAMES.get(name, name), count)
                       for name, count in (results.get("detection") or {}).items()],
@@ -189,6 +193,23 @@ def _context(results: dict) -> dict:
         "csp": CONTENT_SECURITY_POLICY,
         "log2_limit": LOG2_LIMIT,
     }
+
+
+def _analysed(counts: dict):
+    """Images behind the numbers: "scored" when the analysis reports it, else "aligned"."""
+    return counts.get("scored", counts.get("aligned"))
+
+
+def _layer_cell(run: dict) -> dict | None:
+    """How coarse the explained layer is: its grid and the input pixels one cell covers, when known."""
+    shape, size = run.get("layer_shape"), run.get("input_size")
+    if not (isinstance(shape, list) and len(shape) >= 2 and isinstance(size, list) and len(size) == 2):
+        return None
+    rows, cols = shape[-2], shape[-1]
+    if not all(isinstance(v, int) and v > 0 for v in (rows, cols, *size)):
+        return None
+    return {"grid": f"{rows}×{cols}", "input": f"{size[0]}×{size[1]}",
+            "pixels": f"{size[0] / rows:.0f}×{size[1] / cols:.0f}"}
 
 
 def _region_stub(region_id: str) -> dict:
@@ -293,8 +314,9 @@ def _colour_bar(title: str, **extra) -> dict:
     labels = [f"{2.0 ** v:g}×" for v in values]
     labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
     labels[len(values) // 2] = "1× even"
-    return dict(title=dict(text=title, side="right"), tickvals=values, ticktext=labels, thickness=12, len=0.8,
-                outlinewidth=0, **extra)
+    # Horizontal, under the face: the face keeps the full width of its panel (and of a phone).
+    return dict(title=dict(text=title, side="bottom"), tickvals=values, ticktext=labels, thickness=10, len=0.9,
+                orientation="h", x=0.5, xanchor="center", y=-0.03, yanchor="top", outlinewidth=0, **extra)
 
 
 def _log2(values) -> np.ndarray:
@@ -374,10 +396,10 @@ def _scale_trace(title: str, xaxis: str = "x", yaxis: str = "y", **bar) -> go.Sc
     )
 
 
-def _map_layout(height: int = 400, **extra) -> dict:
-    return dict(height=height, margin=dict(l=4, r=4, t=8, b=8), paper_bgcolor="rgba(0,0,0,0)",
+def _map_layout(height: int = 470, **extra) -> dict:
+    return dict(height=height, margin=dict(l=4, r=4, t=8, b=78), paper_bgcolor="rgba(0,0,0,0)",
                 plot_bgcolor="rgba(0,0,0,0)", font=PLOT_FONT, dragmode=False, hovermode="closest",
-                hoverlabel=dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left"),
+                hoverlabel=HOVER_LABEL,
                 **extra)
 
 
@@ -443,7 +465,7 @@ def _ranked_chart(regions: list[dict]) -> go.Figure:
     figure.update_layout(
         height=max(260, 28 * len(rows) + 70), margin=dict(l=8, r=64, t=30, b=40), font=PLOT_FONT,
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False,
-        bargap=0.28, hoverlabel=dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left"),
+        bargap=0.28, hoverlabel=HOVER_LABEL,
         xaxis=dict(title=dict(text="density: attention per pixel, × an even spread"), range=[0, top * 1.05],
                    gridcolor="#e4e7eb", zeroline=True, zerolinecolor="#9aa5b1", fixedrange=True),
         yaxis=dict(autorange="reversed", fixedrange=True, ticksuffix="  ", automargin=True),
@@ -463,9 +485,9 @@ def _comparison_maps(face: dict, comparison: dict, groups: dict) -> go.Figure:
             figure.add_trace(trace)
     figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2"))
     xaxis, yaxis = _face_axes(face)
-    figure.update_layout(**_map_layout(height=380, xaxis=xaxis, xaxis2=xaxis,
+    figure.update_layout(**_map_layout(height=450, xaxis=xaxis, xaxis2=xaxis,
                                        yaxis=dict(yaxis, scaleanchor="x"), yaxis2=dict(yaxis, scaleanchor="x2")))
-    figure.update_layout(margin=dict(l=4, r=4, t=36, b=8))
+    figure.update_layout(margin=dict(l=4, r=4, t=36, b=78))
     return figure
 
 

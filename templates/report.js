@@ -74,6 +74,8 @@
   document.querySelectorAll("[data-figure]").forEach(function (div) {
     var figure = parsed(div.getAttribute("data-figure"));
     if (!figure || typeof Plotly === "undefined") return;
+    // With responsive: true plotly fills its box, so the box must be as tall as the figure.
+    if (figure.layout && figure.layout.height) div.style.height = figure.layout.height + "px";
     Plotly.newPlot(div, figure.data, figure.layout, plotConfig).then(function (graph) {
       if (div.hasAttribute("data-region-click")) {
         graph.on("plotly_click", function (event) {
