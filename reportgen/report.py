@@ -51,20 +51,23 @@ PLOT_FONT = dict(family="-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 
                  size=13, color="#1f2933")
 
 
-def render_html(results: dict) -> str:
+def render_html(results: dict, *, template_dir: str | os.PathLike | None = None) -> str:
     """The report for one results dict (schema ``reportgen/1``) as a complete HTML document.
 
     Findings come from ``results["findings"]`` when present, otherwise from ``findings.findings``.
     Non-finite numbers (NaN, inf) are written as null, in the page as in ``write_json``.
+    ``template_dir``: a folder of templates that override the shipped ones by name (for instance a
+    ``report.css`` or ``frame.html.jinja2`` of your own); the rest come from ``templates/``.
     """
     data = _plain(results)
-    template = _environment(str(resources.templates_dir())).get_template("report.html.jinja2")
+    folders = ((str(template_dir),) if template_dir else ()) + (str(resources.templates_dir()),)
+    template = _environment(folders).get_template("report.html.jinja2")
     return template.render(**_context(data))
 
 
-def write_html(results: dict, path: str | os.PathLike) -> None:
+def write_html(results: dict, path: str | os.PathLike, *, template_dir: str | os.PathLike | None = None) -> None:
     """Write ``render_html(results)`` to ``path`` (UTF-8), atomically: readers never see half a file."""
-    _write_atomic(Path(path), render_html(results))
+    _write_atomic(Path(path), render_html(results, template_dir=template_dir))
 
 
 def write_json(results: dict, path: str | os.PathLike) -> None:
@@ -125,9 +128,10 @@ def _plotly_js() -> Markup:
 
 
 @functools.lru_cache(maxsize=4)
-def _environment(templates: str) -> jinja2.Environment:
+def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
+    # Optional fields may be missing from older or partial results: a missing one renders empty.
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates), autoescape=True, undefined=jinja2.ChainableUndefined,
+        loader=jinja2.FileSystemLoader(list(folders)), autoescape=True, undefined=jinja2.ChainableUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
     )
     environment.filters.update(
@@ -419,7 +423,7 @@ def _mean_map(face: dict) -> go.Figure:
     grid = np.asarray(face["mean_attribution"], dtype=np.float64)
     rows, cols = grid.shape
     figure = go.Figure(go.Heatmap(
-        z=_log2(grid).round(3), customdata=np.nan_to_num(grid).round(2), x0=width / cols / 2, dx=width / cols,
+        z=_log2(grid).astype(np.float32), customdata=np.nan_to_num(grid).astype(np.float32), x0=width / cols / 2, dx=width / cols,
         y0=height / rows / 2, dy=height / rows, zmin=-LOG2_LIMIT, zmax=LOG2_LIMIT, colorscale=_colour_scale(),
         colorbar=_colour_bar("attention (× an even spread)"), zsmooth="best",
         hovertemplate="%{customdata:.2f}× an even spread<extra></extra>",

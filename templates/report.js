@@ -18,8 +18,7 @@
     responsive: true,
     scrollZoom: false,
     modeBarButtonsToRemove: ["zoom2d", "pan2d", "select2d", "lasso2d", "zoomIn2d", "zoomOut2d", "autoScale2d",
-      "resetScale2d", "toggleSpikelines", "hoverClosestCartesian", "hoverCompareCartesian", "sendChartToCloud"],
-    toImageButtonOptions: {format: "png", scale: 2}
+      "resetScale2d", "toggleSpikelines", "hoverClosestCartesian", "hoverCompareCartesian", "sendChartToCloud"]
   };
 
   // Which region a click on a figure means: map polygons carry it in meta, bars in customdata.
@@ -76,7 +75,9 @@
     if (!figure || typeof Plotly === "undefined") return;
     // With responsive: true plotly fills its box, so the box must be as tall as the figure.
     if (figure.layout && figure.layout.height) div.style.height = figure.layout.height + "px";
-    Plotly.newPlot(div, figure.data, figure.layout, plotConfig).then(function (graph) {
+    var config = Object.assign({}, plotConfig, {toImageButtonOptions: {
+      format: "png", scale: 2, filename: div.getAttribute("data-figure").replace(/^figure-/, "")}});
+    Plotly.newPlot(div, figure.data, figure.layout, config).then(function (graph) {
       if (div.hasAttribute("data-region-click")) {
         graph.on("plotly_click", function (event) {
           var id = clickedRegion(event);

@@ -261,6 +261,13 @@ def test_script_injection_in_image_name_and_column_name_stays_escaped():
     assert sum(1 for a in scripts if a.get("type") is None) == 2  # plotly.js and the report's own script
 
 
+def test_a_template_folder_overrides_shipped_templates_by_name(tmp_path):
+    (tmp_path / "report.css").write_text("body { color: #123456; }")
+    html = render_html(build_results(with_groups=False), template_dir=tmp_path)
+    assert "#123456" in html and "--accent" not in html
+    assert 'id="map"' in html
+
+
 def test_script_json_escapes_markup_characters_and_round_trips():
     value = {"a": "</script><!-- & >", "b": [1.5, None]}
     text = str(script_json(value))
