@@ -147,9 +147,9 @@ def _comparison(comparison: dict, groups: dict, order: int) -> list[tuple[float,
     priority = 3 + order / 100
     beyond = [r for r in rows if r.get("beyond_noise")]
     if not beyond:
-        text = (f"No region's attention differs beyond noise between {a} and {b}: the 95% CIs of all "
-                f"{len(rows)} differences include 0. This shows no clear difference in this data; it does not "
-                f"prove that the groups are treated alike.")
+        text = (f"No region's attention differs beyond noise between {a} and {b} (none of the {len(rows)} "
+                f"differences stays significant after correcting for comparing {len(rows)} regions). This shows "
+                f"no clear difference in this data; it does not prove that the groups are treated alike.")
         return [(priority, _finding("no_group_difference", "info", text))]
     row = max(beyond, key=lambda r: abs(r["difference"]))
     name = _the(row)

@@ -20,14 +20,18 @@ EXAMPLE_SIZE = 192
 
 
 def _crop_box(mask: np.ndarray, margin: float = 0.3, minimum: int = 12) -> tuple[int, int, int, int] | None:
-    """A square box around a boolean mask (H, W), enlarged by ``margin`` on each side."""
+    """A square box around a boolean mask (H, W), enlarged by ``margin`` on each side and moved
+    (never past the picture's edge) so the patch shows picture, not padding."""
     ys, xs = np.nonzero(mask)
     if len(xs) == 0:
         return None
+    height, width = mask.shape
     cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
     side = max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1, minimum) * (1 + 2 * margin)
-    half = side / 2
-    return (int(round(cx - half)), int(round(cy - half)), int(round(cx + half)), int(round(cy + half)))
+    side = min(side, width, height)
+    left = min(max(cx - side / 2, 0), width - side)
+    top = min(max(cy - side / 2, 0), height - side)
+    return (int(round(left)), int(round(top)), int(round(left + side)), int(round(top + side)))
 
 
 class TopPatches:

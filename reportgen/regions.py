@@ -114,7 +114,8 @@ def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     hairline_centre = brow_mid + 1.0 * third * up
     arc = _ellipse(hairline_centre + 0.25 * third * down, 0.5 * face_width * 0.98, 0.9 * third, axes,
                    np.pi * 2, np.pi, 24)  # right-to-left over the top, image coordinates
-    forehead = np.concatenate([p[[0]], brow_top_right, brow_top_left, p[[16]], arc])
+    # p[27] (top of the nose bridge) closes the gap between the inner brow ends (the glabella).
+    forehead = np.concatenate([p[[0]], brow_top_right, p[[27]], brow_top_left, p[[16]], arc])
     nose_half = 0.18 * eye_distance
     nose = np.concatenate([
         [p[27] - nose_half * x_axis], p[[31]] - 0.1 * eye_distance * x_axis, p[32:35],

