@@ -16,8 +16,9 @@ app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# soft_wrap: summary lines stay whole when piped or logged (rich would break them at 80 columns).
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
 
@@ -163,15 +164,47 @@ def layers(
 
     size, found, default = _guarded(inspect, debug)
     table = Table(title=f"{model_file} on a {size[0]}x{size[1]} input (first run to last)", title_justify="left")
-    table.add_column("name", overflow="fold")
+    table.add_column("name", overflow="fold", min_width=12)
     for column in ("type", "output shape", "parameters", ""):
         table.add_column(column, no_wrap=True)
     for info in found:
         shape = "not used in forward" if info.output_shape is None else " x ".join(map(str, info.output_shape))
         mark = "default for Grad-CAM" if info.name == default.name else ("spatial" if info.spatial else "")
         table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", mark)
-    out.print(table)
+    # Piped output gets a wide table rather than names folded at 80 columns.
+    (out if out.is_terminal else Console(highlight=False, width=150)).print(table)
     out.print(f"Grad-CAM needs a spatial layer (channels x height x width). Default: --layer {default.name}")
+
+
+@app.command()
+def regions(
+    image: Path = typer.Argument(..., help="A face image to check."),
+    out_path: Path = typer.Option(Path("regions.png"), "--out", help="PNG to write."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+):
+    """Draw the face regions and the 68 landmarks on one image, to check them by eye."""
+    from .drawing import region_sheet
+
+    def draw():
+        from PIL import Image
+
+        from .landmarks import detect_face
+
+        try:
+            picture = Image.open(image).convert("RGB")
+        except FileNotFoundError:
+            raise InputError(f"{image}: file not found") from None
+        except Exception as error:
+            raise InputError(f"{image}: not a readable image ({type(error).__name__})") from None
+        face = detect_face(picture)
+        if face is None:
+            raise InputError(f"{image}: no face found")
+        region_sheet(picture, face).save(out_path)
+        return face
+
+    face = _guarded(draw, debug)
+    out.print(f"wrote {out_path} (face found by: {face.detection}"
+              + (f"; {face.faces_found} faces, the largest drawn" if face.faces_found > 1 else "") + ")")
 
 
 @app.command()

@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .regions import REGION_IDS, region_polygons
+from .regions import ESTIMATED, REGION_BY_ID, REGION_IDS, label_image, region_polygons
 
 # One distinct colour per region (background transparent), for region overlays.
 REGION_COLOURS = {
@@ -53,7 +53,7 @@ def region_overlay(image: Image.Image, labels: np.ndarray | None, landmarks: np.
             for polygons in region_polygons(landmarks).values():
                 for polygon in polygons:
                     draw.line([tuple(pt) for pt in np.vstack([polygon, polygon[:1]])], fill=(255, 255, 255), width=1)
-        radius = max(1.0, image.width / 250)
+        radius = max(1.0, image.width / 400)
         for x, y in landmarks:
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=(255, 255, 0))
     return picture
@@ -64,3 +64,24 @@ def data_uri(image: Image.Image, quality: int = 82) -> str:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality, optimize=True)
     return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def region_sheet(image: Image.Image, face) -> Image.Image:
+    """The image with its region masks and landmarks, and a legend naming each region's colour."""
+    labels = label_image(face.landmarks, image.width, image.height)
+    picture = region_overlay(image, labels, face.landmarks, alpha=0.45)
+    scale = max(1.0, 600 / max(picture.size))
+    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BILINEAR)
+    shown = [rid for rid in REGION_IDS if rid != "background" and (labels == REGION_IDS.index(rid)).any()]
+    legend_width, row = 190, 18
+    sheet = Image.new("RGB", (picture.width + legend_width, max(picture.height, row * (len(shown) + 3))), "white")
+    sheet.paste(picture, (0, 0))
+    draw = ImageDraw.Draw(sheet)
+    x = picture.width + 10
+    draw.text((x, 6), f"found by: {face.detection}", fill=(0, 0, 0))
+    for k, rid in enumerate(shown):
+        y = 6 + row * (k + 1)
+        draw.rectangle([x, y + 2, x + 12, y + 14], fill=REGION_COLOURS[rid])
+        draw.text((x + 18, y + 2), REGION_BY_ID[rid].label + (" *" if rid in ESTIMATED else ""), fill=(0, 0, 0))
+    draw.text((x, 6 + row * (len(shown) + 1) + 4), "* estimated from face size", fill=(90, 90, 90))
+    return sheet
