@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 # Bump when detection changes, so cached landmarks from an older method are not reused.
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 # Large photos are searched on a downscaled copy (landmarks are mapped back): dlib's cost grows with pixels.
 MAX_DETECTION_SIDE = 800
 
@@ -85,6 +85,16 @@ def plausible_landmarks(points: np.ndarray, width: int, height: int) -> bool:
     )
 
 
+def _like_hog_box(box):
+    """The CNN detector's box moved to where the HOG detector would put it: the landmark predictor
+    was trained on HOG boxes. Measured on 42 photos seen by both: 12% larger, 2% of the width lower."""
+    import dlib
+
+    width, height = box.width(), box.height()
+    left, top = box.left() - 0.016 * width, box.top() + 0.021 * width
+    return dlib.rectangle(round(left), round(top), round(left + 1.122 * width), round(top + 1.122 * height))
+
+
 def shows_a_face(gray: np.ndarray, points: np.ndarray) -> bool:
     """True when the pixels under the landmarks have a face's contrast: some texture, and eyes darker
     than the cheeks below them. Guards the full-frame path against blank or flat images."""
@@ -119,7 +129,7 @@ def detect_face(image: Image.Image) -> Face | None:
             return Face(points, path, len(boxes), notes)
     found = list(_cnn_detector()(pixels, 0))
     if found:
-        box = max(found, key=lambda d: d.rect.area()).rect
+        box = _like_hog_box(max(found, key=lambda d: d.rect.area()).rect)
         notes = [f"{len(found)} faces found; the largest was analysed"] if len(found) > 1 else []
         return Face(_shape_to_array(predictor(pixels, box)) / scale, "cnn", len(found), notes)
     height, width = pixels.shape[:2]
