@@ -26,7 +26,7 @@ from .canonical import CanonicalFace
 from .config import RunConfig, make_config
 from .dataset import Dataset, label_values, read_dataset
 from .errors import InputError
-from .landmarks import Face, LandmarkCache, default_cache_dir, detect_face, file_hash
+from .landmarks import Face, LandmarkCache, cnn_detector_used, default_cache_dir, detect_face, file_hash
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .patches import Examples, TopPatches
 from .preprocess import InputGeometry, Preprocessing, build_transform, load_transform, measure_geometry
@@ -44,18 +44,32 @@ class PreparedImage:
     image: str
     tensor: torch.Tensor | None = None
     landmarks: np.ndarray | None = None  # (68, 2) in model-input pixels
-    geometry: InputGeometry | None = None
+    image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
+    detected: bool = False  # True when the detector ran (no usable cache entry)
     failure: str | None = None
 
 
-class ImagePreparer:
-    """Decode an image, find its face (or read it from the cache), and transform it for the model."""
+class ImagePreparer(torch.utils.data.Dataset):
+    """Decode an image, find its face (or read it from the cache), and transform it for the model.
+
+    A torch Dataset, so DataLoader workers can do this CPU work while the model runs.
+    """
 
     def __init__(self, dataset: Dataset, preprocessing: Preprocessing, cache: LandmarkCache):
         self.dataset, self.preprocessing, self.cache = dataset, preprocessing, cache
         self.geometries: dict[tuple[int, int], InputGeometry] = {}  # one measurement per image size
-        self.detector_calls = 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> PreparedImage:
+        return self.prepare(index)
+
+    def geometry(self, size: tuple[int, int]) -> InputGeometry:
+        if size not in self.geometries:
+            self.geometries[size] = measure_geometry(self.preprocessing, size)
+        return self.geometries[size]
 
     def prepare(self, index: int) -> PreparedImage:
         name = self.dataset.paths[index]
@@ -79,19 +93,40 @@ class ImagePreparer:
         digest = file_hash(path)
         hit, face = self.cache.get(digest)
         if not hit:
-            self.detector_calls += 1
+            result.detected = True
             face = detect_face(image)
             self.cache.put(digest, face)
         if face is None:
             result.failure = "no face found"
             return result
-        geometry = self.geometries.get(image.size)
-        if geometry is None:
-            geometry = self.geometries[image.size] = measure_geometry(self.preprocessing, image.size)
-        result.tensor = self.preprocessing.transform(image).float()
-        result.geometry, result.face = geometry, face
+        try:
+            geometry = self.geometry(image.size)
+            result.tensor = self.preprocessing.transform(image).float()
+        except InputError as error:  # the transform copes with most sizes but not this one
+            result.failure = f"the transform failed on this image ({error})"
+            return result
+        result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
         return result
+
+
+    def __getstate__(self):
+        # Sent to spawned workers: geometry measurements are redone there (they hold tensors).
+        return {**self.__dict__, "geometries": {}}
+
+
+def _prepared_batches(preparer: ImagePreparer, batch_size: int, workers: int):
+    """Batches of PreparedImage in dataset order; with workers > 0 they are made in other processes."""
+    import multiprocessing
+
+    if workers > 0:
+        # fork starts workers at once; but after dlib's CNN detector ran in this process a forked
+        # worker would hang in it, so then (and where fork does not exist) workers are spawned.
+        fork = "fork" in multiprocessing.get_all_start_methods() and not cnn_detector_used()
+        return torch.utils.data.DataLoader(preparer, batch_size=batch_size, num_workers=workers, collate_fn=list,
+                                           multiprocessing_context="fork" if fork else "spawn", prefetch_factor=2)
+    return ([preparer.prepare(i) for i in range(start, min(start + batch_size, len(preparer)))]
+            for start in range(0, len(preparer), batch_size))
 
 
 def _preprocessing(config: RunConfig) -> Preprocessing:
@@ -139,6 +174,8 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
         raise InputError(f"--method {config.method!r}: available methods are {', '.join(METHODS)}")
     if config.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
+    if config.workers < 0:
+        raise InputError("--workers must be 0 (no extra processes) or more")
     device = _check_device(config.device)
 
     dataset = read_dataset(config.images, config.annotations, [config.target, *config.protected])
@@ -171,9 +208,9 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
     predicted_counts: Counter = Counter()
     probability_sum = 0.0
 
-    total = len(dataset)
-    for start in range(0, total, config.batch_size):
-        prepared = [preparer.prepare(i) for i in range(start, min(start + config.batch_size, total))]
+    total, done, detector_calls = len(dataset), 0, 0
+    for prepared in _prepared_batches(preparer, config.batch_size, config.workers):
+        detector_calls += sum(item.detected for item in prepared)
         for item in prepared:
             if item.face is not None:
                 detection[item.face.detection] += 1
@@ -211,11 +248,12 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
                     correct += label == prediction
                 info = {"image": item.image, "label": None if label is None else str(label),
                         "prediction": prediction, "probability": round(probability, 4)}
-                seen = item.geometry.seen_by_model(item.tensor)
+                seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
                 patches.offer(seen, attribution, labels, scores["share"][:len(REGION_IDS)], info)
                 examples.offer(seen, attribution, labels, item.landmarks, info)
+        done += len(prepared)
         if progress:
-            progress(min(start + config.batch_size, total), total)
+            progress(done, total)
 
     if several_faces:
         notes.append(f"{several_faces} image(s) showed several faces; the largest face was analysed")
@@ -236,7 +274,7 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
             "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
             "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
             "seconds": round(time.time() - started, 2),
-            "detector_calls": preparer.detector_calls,
+            "detector_calls": detector_calls, "workers": config.workers,
         },
         "config": config.to_dict(),
         "counts": {"images": total, "aligned": sum(detection.values()), "failed": total - scored, "scored": scored},

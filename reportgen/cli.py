@@ -100,6 +100,7 @@ def run(
     patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
     batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
+    workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none [default: cores - 1, at most 4].", rich_help_panel=RUNNING),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
@@ -113,7 +114,7 @@ def run(
         config, images=images, annotations=annotations, target=target, protected=protected,
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
-        out=out_path, json=json_path, patches=patches, batch_size=batch_size, device=device, cache_dir=cache_dir,
+        out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
         no_cache=no_cache or None), debug)
     results = _run_with_progress(settings, debug)
     _write_outputs(results, settings, debug, started)

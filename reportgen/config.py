@@ -7,6 +7,7 @@ config file are relative to the file's folder, so a run.toml can sit beside its 
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,8 @@ class RunConfig:
     protected: list[str] = field(default_factory=list)
     method: str = "gradcam"
     batch_size: int = 16
+    # Processes that decode images and find faces while the model runs; one core stays with the model.
+    workers: int = field(default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)))
     device: str = "cpu"
     patches: int = 12  # top patches kept per region
     cache_dir: Path | None = None  # None: the user's cache folder
@@ -123,6 +126,7 @@ method = "gradcam"
 
 # --- how to run --------------------------------------------------------------------------------
 batch-size = 16
+# workers = 1                       # processes finding faces while the model runs [default: cores - 1, at most 4]
 device = "cpu"                      # or "cuda", "mps"
 patches = 12                        # top patches shown per region
 out = "report.html"

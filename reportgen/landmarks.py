@@ -66,6 +66,12 @@ def _cnn_detector():
     return dlib.cnn_face_detection_model_v1(_model_path("mmod_human_face_detector.dat"))
 
 
+def cnn_detector_used() -> bool:
+    """True once this process has run dlib's CNN detector. Its thread pool does not survive fork():
+    a forked child that runs the detector again hangs, so worker processes must then be spawned."""
+    return _cnn_detector.cache_info().currsize > 0
+
+
 def _shape_to_array(shape) -> np.ndarray:
     return np.array([(shape.part(i).x, shape.part(i).y) for i in range(68)], dtype=np.float64)
 

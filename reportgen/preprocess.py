@@ -27,10 +27,25 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class Preprocessing:
-    """A callable PIL image -> float tensor (3, H, W), with a description for the report."""
+    """A callable PIL image -> float tensor (3, H, W), with a description for the report.
+
+    ``source`` says how to build it again — ("file", path, variable) or ("options", size, mean, std) —
+    so a worker process started fresh rebuilds it instead of unpickling the user's objects.
+    """
 
     transform: object
     description: str
+    source: tuple | None = None
+
+    def __reduce__(self):
+        if self.source is None:
+            return (Preprocessing, (self.transform, self.description))
+        return (_rebuild, (self.source,))
+
+
+def _rebuild(source: tuple) -> "Preprocessing":
+    kind, *arguments = source
+    return load_transform(*arguments) if kind == "file" else build_transform(*arguments)
 
 
 def build_transform(size: int | tuple[int, int] = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Preprocessing:
@@ -40,7 +55,8 @@ def build_transform(size: int | tuple[int, int] = 224, mean=IMAGENET_MEAN, std=I
     hw = (size, size) if isinstance(size, int) else tuple(size)
     transform = transforms.Compose([transforms.Resize(hw), transforms.ToTensor(),
                                     transforms.Normalize(mean=list(mean), std=list(std))])
-    return Preprocessing(transform, f"Resize({hw}), ToTensor, Normalize(mean={list(mean)}, std={list(std)})")
+    return Preprocessing(transform, f"Resize({hw}), ToTensor, Normalize(mean={list(mean)}, std={list(std)})",
+                         ("options", size, tuple(mean), tuple(std)))
 
 
 def load_transform(path: Path, variable: str = "transform") -> Preprocessing:
@@ -50,7 +66,8 @@ def load_transform(path: Path, variable: str = "transform") -> Preprocessing:
     if not callable(transform):
         raise InputError(f"--transform {path}: the file must assign a callable {variable!r} "
                          "(e.g. transform = transforms.Compose([...]))")
-    return Preprocessing(transform, f"{Path(path).name}: {transform!r}".replace("\n", " "))
+    return Preprocessing(transform, f"{Path(path).name}: {transform!r}".replace("\n", " "),
+                         ("file", str(path), variable))
 
 
 @dataclass

@@ -144,3 +144,29 @@ def test_config_file_values_are_overridden_by_given_options(tmp_path):
     config.write_text('laye = "x"\n')
     with pytest.raises(InputError, match="unknown option 'laye'"):
         make_config(config)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_worker_processes_give_the_same_results(tutorial_like, tmp_path, workers):
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, no_cache=True)
+    baseline = reportgen.analyze(workers=0, **options)
+    results = reportgen.analyze(workers=workers, **options)
+    assert [r["density"] for r in results["regions"]] == [r["density"] for r in baseline["regions"]]
+    assert results["run"]["detector_calls"] == 6
+
+
+def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):
+    """dlib's CNN detector cannot be used again in a forked child: workers must then be spawned."""
+    import numpy as np
+
+    from conftest import portrait
+    from reportgen.landmarks import _cnn_detector
+
+    _cnn_detector()(np.asarray(portrait()), 0)
+    results = reportgen.analyze(images=tutorial_like["images"], annotations=tutorial_like["annotations"],
+                                target="task", model_file=tutorial_like["model_file"],
+                                weights=tutorial_like["weights"], transform=tutorial_like["transform"],
+                                workers=1, no_cache=True)
+    assert results["counts"]["scored"] == 6
