@@ -2,8 +2,8 @@
 
 A planted-cue dataset is built from two public-domain portraits (Grace Hopper, Eileen Collins; see
 ``samples/sources/README.md``). Each image is a random augmentation of one portrait; in half of them a
-conspicuous sticker (saturated magenta with a lime core) is painted inside one named face region, and
-the label ``task`` says whether it is there. A small CNN trained on such data can only tell the classes
+conspicuous sticker (saturated lime green with a magenta core) is painted inside one named face region,
+and the label ``task`` says whether it is there. A small CNN trained on such data can only tell the classes
 apart by the sticker, so an explanation of its class-1 decisions must point at that region: a
 known-answer test for the whole pipeline (landmarks -> regions -> attribution -> scores).
 
@@ -39,7 +39,7 @@ from .resources import samples_dir
 
 # Model input side in pixels; sample_transform resizes every image to this.
 INPUT_SIZE = 128
-# Name of SmallFaceNet's last convolutional stage (16x16 output for 128x128 input): the Grad-CAM layer.
+# Name of SmallFaceNet's last convolutional stage (32x32 output for a 128x128 input): the Grad-CAM layer.
 TARGET_LAYER = "conv4"
 # The two source portraits: file name prefix, file in samples/sources, value of the ``protected`` column.
 SOURCES: tuple[tuple[str, str, int], ...] = (
@@ -47,9 +47,11 @@ SOURCES: tuple[tuple[str, str, int], ...] = (
     ("collins", "astronaut.jpg", 1),
 )
 # Sticker colours. Neither occurs in the portraits (flag red/white/blue, orange suit, navy uniform,
-# skin, blue sky), so "is there magenta/lime anywhere" is a feature a small CNN finds in a few epochs.
-CUE_COLOUR = (255, 0, 255)
-CUE_CORE_COLOUR = (0, 255, 0)
+# skin, blue sky), so "is there lime/magenta anywhere" is a feature a small CNN finds in a few epochs.
+# Lime is the main colour: it differs from skin and lips in two channels (red down, green up), so even
+# a small sticker (an eye) stands out after the 2x downscale to the model input.
+CUE_COLOUR = (0, 255, 0)
+CUE_CORE_COLOUR = (255, 0, 255)
 # Largest sticker radius as a fraction of the face width (jaw point 0 to 16). Big enough to survive the
 # 2x downscale to the model input, small enough to sit inside the forehead or a cheek.
 CUE_MAX_RADIUS = 0.15
@@ -57,26 +59,36 @@ CUE_MAX_RADIUS = 0.15
 BACKGROUND_CUE_RADIUS = 0.12
 # Minimum fraction of sticker pixels that must lie in the region's mask.
 CUE_INSIDE_MIN = 0.9
-# After JPEG encoding the landmarks are detected again (as reportgen will); the sticker must still lie
-# mostly in the region by those landmarks, or the image is drawn again. Looser than CUE_INSIDE_MIN
-# because re-detected landmarks move by a pixel or two, which matters for small regions (eyes).
-CUE_INSIDE_REDETECTED_MIN = 0.75
+# After JPEG encoding the landmarks are detected again (as reportgen will), and the sticker must still
+# lie in the region by those landmarks too, or the image is drawn again. A sticker can move dlib's
+# points (lip points most); with a looser 75%, the part of a mouth sticker left on the lower lip was
+# enough to make reportgen rank the lower lip above the mouth.
+CUE_INSIDE_REDETECTED_MIN = 0.9
 JPEG_QUALITY = 88
-DEFAULT_EPOCHS = 14
+DEFAULT_EPOCHS = 60
+LEARNING_RATE = 3e-3
+WEIGHT_DECAY = 1e-4
 MAX_ATTEMPTS = 60  # augmentations tried per image before giving up
+# A known-answer model must rely on the sticker: below this held-out accuracy it does not, reliably.
+MIN_ACCURACY = 0.95
 
 
 class CueDoesNotFit(ValueError):
     """The region is too small (or absent) in this image to hold a sticker."""
 
 
+class CueNotLearned(RuntimeError):
+    """The trained model misses the sticker too often (held-out accuracy below MIN_ACCURACY), so the
+    known answer would not hold: the region is too small for the sticker to be learned reliably."""
+
+
 # ---------------------------------------------------------------------------------------------- model
 
 
-def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
+def _conv_block(in_channels: int, out_channels: int, kernel: int, stride: int, padding: int) -> nn.Sequential:
     # ReLU is not in-place: captum's hooks read this block's output after the forward pass.
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=1, bias=False),
+        nn.Conv2d(in_channels, out_channels, kernel_size=kernel, stride=stride, padding=padding, bias=False),
         nn.BatchNorm2d(out_channels),
         nn.ReLU(),
     )
@@ -85,27 +97,38 @@ def _conv_block(in_channels: int, out_channels: int, stride: int) -> nn.Sequenti
 class SmallFaceNet(nn.Module):
     """A small CNN for (N, 3, 128, 128) inputs normalised to [-1, 1]; returns (N, 2) class logits.
 
-    Shapes for a 128x128 input: conv1 (N,16,64,64) -> conv2 (N,32,32,32) -> conv3 (N,64,16,16) ->
-    conv4 (N,64,16,16) -> mean over space (N,64) -> classifier (N,2).
+    Shapes for a 128x128 input: conv1 (N,16,64,64) -> conv2 (N,32,32,32) -> conv3 (N,64,32,32) ->
+    conv4 (N,64,32,32) -> max over space (N,64) -> classifier (N,2). About 16k parameters (~70 kB).
 
-    ``conv4`` is the last stage with a spatial output, the Grad-CAM target. Its 16x16 grid (8 input
-    pixels per cell) and small receptive field (31 input pixels) keep the maps local enough to tell an
-    eye from a brow. Pooling is done in ``forward`` (not a module), so no later module has a (1x1)
-    "spatial" output that a default-layer search could pick instead. About 60k parameters (~250 kB).
+    ``conv4`` is the last stage with a spatial output: the Grad-CAM target layer. The design makes the
+    *location* of the answer known, not only the class:
+      * Small receptive field. conv1/conv2 are 4x4 stride-2 convolutions, conv3/conv4 are 1x1, so a
+        conv4 cell sees 10 input pixels. A model with wider context (3x3 at 32x32, 23-26 px) was free
+        to detect the sticker from a cell beside it, and its map then sat on the cheek below a
+        planted eye; here the map cannot stray more than ~5 px from what caused it.
+      * Aligned grid. A 4x4/stride-2/padding-1 stage centres output cell j on input 2j+0.5, exactly
+        where bilinear upsampling (align_corners=False, as captum's LayerAttribution.interpolate does)
+        puts it. The usual 3x3/stride-2/padding-1 centres it on 2j, which after two stages shifts
+        every map 1.5 px down and right: enough to move a closed mouth's attention onto the lower lip.
+      * Global *max* pooling, not mean: the question is "is there a sticker anywhere", and a sticker of
+        a few pixels (an eye, a nearly closed mouth) hardly moves a mean over 1024 cells; mean-pooled
+        versions did not learn the small regions. With max pooling Grad-CAM's channel weights are the
+        classifier weights / 1024, so Grad-CAM equals CAM.
+    Pooling is done in ``forward`` (not a module), so no later module has a 1x1 "spatial" output that
+    a default-layer search could pick instead.
     """
 
     def __init__(self, num_classes: int = 2):
         super().__init__()
-        # Strided convolutions instead of pooling: cheap on 2 CPU cores, and plenty for a colour cue.
-        self.conv1 = _conv_block(3, 16, stride=2)
-        self.conv2 = _conv_block(16, 32, stride=2)
-        self.conv3 = _conv_block(32, 64, stride=2)
-        self.conv4 = _conv_block(64, 64, stride=1)
+        self.conv1 = _conv_block(3, 16, kernel=4, stride=2, padding=1)
+        self.conv2 = _conv_block(16, 32, kernel=4, stride=2, padding=1)
+        self.conv3 = _conv_block(32, 64, kernel=1, stride=1, padding=0)
+        self.conv4 = _conv_block(64, 64, kernel=1, stride=1, padding=0)
         self.classifier = nn.Linear(64, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv4(self.conv3(self.conv2(self.conv1(x))))
-        return self.classifier(x.mean(dim=(2, 3)))
+        return self.classifier(x.amax(dim=(2, 3)))
 
 
 def sample_transform():
@@ -120,7 +143,7 @@ def sample_transform():
 
 
 # Written next to the weights; kept in step with sample_transform() (spelled out so users can copy it).
-TRANSFORM_FILE = '''"""Evaluation transform of the planted-cue model (same as reportgen.synthetic.sample_transform())."""
+TRANSFORM_FILE = '''"""Evaluation transform of the planted-cue model: reportgen.synthetic.sample_transform()."""
 
 from torchvision import transforms
 
@@ -131,7 +154,7 @@ transform = transforms.Compose([
 ])
 '''
 
-MODEL_FILE = '''"""The planted-cue classifier: class 1 = a magenta sticker is painted on the {region}.
+MODEL_FILE = '''"""The planted-cue classifier: class 1 = a lime-green sticker is painted on the {region}.
 
 Weights: weights.pt (a state_dict). Grad-CAM layer: {layer}. Input: transform.py (128x128, [-1, 1]).
 """
@@ -251,10 +274,13 @@ def _disc(shape: tuple[int, int], centre: np.ndarray, radius: float) -> np.ndarr
     return (xs - centre[0]) ** 2 + (ys - centre[1]) ** 2 <= radius ** 2
 
 
-def _cue_mask(landmarks: np.ndarray, region_id: str, width: int, height: int,
+def _cue_mask(labels: np.ndarray, landmarks: np.ndarray, region_id: str,
               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, float]:
-    """Where the sticker goes: (bool (height, width) mask, centre (x, y), core radius in pixels)."""
-    labels = label_image(landmarks, width, height)
+    """Where the sticker goes: (bool (height, width) mask, centre (x, y), core radius in pixels).
+
+    ``labels`` is the image's label image (``label_image``) for ``landmarks``.
+    """
+    height, width = labels.shape
     region = labels == REGION_IDS.index(region_id)
     face_width = _face_width(landmarks)
 
@@ -283,14 +309,20 @@ def _cue_mask(landmarks: np.ndarray, region_id: str, width: int, height: int,
         return mask, centre, radius
 
     # Inner regions: fill the region (shrunk by a 1-pixel margin, so antialiasing and JPEG do not
-    # bleed the sticker over the edge) within a disc around its thickest point. Round in big regions,
-    # the region's own shape (an almond, a bar) in small ones: as many cue pixels as the region allows.
+    # bleed the sticker over the edge) within a disc around a point deep inside it. Round in big
+    # regions, the region's own shape (an almond, a bar) in small ones: as many cue pixels as it allows.
     max_radius = CUE_MAX_RADIUS * face_width
-    distance = _inner_distance(region, int(max_radius) + 2)
+    distance = _inner_distance(region, int(0.5 * face_width))
     peak = int(distance.max())
     if peak < 2:
+        # No pixel two steps from the edge: a sliver, such as the opening of a closed mouth. Painting
+        # it whole was tried: a line one model-input pixel high is too faint to learn reliably, and
+        # what the model learned sat on the lips beside it, so the known answer was wrong.
         raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
-    ys, xs = np.nonzero(distance >= max(2, int(np.ceil(0.8 * peak))))
+    # Centre it near the region's deepest point, so the attention it draws (which spreads a few pixels
+    # at the model's resolution) lands in this region rather than a small neighbour (brow, eye, lip).
+    deep = distance >= max(2, int(np.ceil(0.9 * peak)))
+    ys, xs = np.nonzero(deep)
     k = int(rng.integers(len(xs)))
     centre = np.array([xs[k], ys[k]], dtype=np.float64)
     mask = (distance > 1) & _disc(region.shape, centre, max_radius)
@@ -303,18 +335,18 @@ def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str,
         raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
     image = image.convert("RGB")
     landmarks = np.asarray(landmarks, dtype=np.float64)
-    mask, centre, radius = _cue_mask(landmarks, region_id, image.width, image.height, rng)
+    labels = label_image(landmarks, image.width, image.height)
+    mask, centre, radius = _cue_mask(labels, landmarks, region_id, rng)
     if not mask.any():
         raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
     pixels = np.asarray(image).copy()
     pixels[mask] = CUE_COLOUR
-    # A lime core: a second unusual colour, and an edge inside the sticker, make it a "texture"
-    # rather than a flat patch; it still reads as one object at 128 px.
-    core = mask & _disc(mask.shape, centre, 0.45 * radius)
-    pixels[core] = CUE_CORE_COLOUR
+    if radius >= 2:  # a core of at least a pixel or so
+        # A magenta core: a second unusual colour, and an edge inside the sticker, make it a "texture"
+        # rather than a flat patch; it still reads as one object at 128 px.
+        pixels[mask & _disc(mask.shape, centre, 0.45 * radius)] = CUE_CORE_COLOUR
 
-    # Check against the label image itself (not the polygons we sized from): the scored masks.
-    labels = label_image(landmarks, image.width, image.height)
+    # The scored masks are label-image pixels, so that is what the sticker is checked against.
     inside = float((labels[mask] == REGION_IDS.index(region_id)).mean())
     assert inside >= CUE_INSIDE_MIN, f"only {inside:.0%} of the {region_id} sticker is inside the region"
     return Image.fromarray(pixels), mask
@@ -329,7 +361,7 @@ def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str,
     ``background`` gets a disc (radius 0.12 x face width) in a corner that ``label_image`` marks as
     background. At least 90% of the sticker's pixels lie in the region's label-image mask (asserted;
     by construction it is 100%). Raises ``CueDoesNotFit`` when the region is too small in this image
-    (e.g. the mouth opening of a closed mouth).
+    (no pixel two steps from its edge, e.g. the mouth opening of a closed mouth).
     """
     return _plant(image, landmarks, region_id, rng)[0]
 
@@ -339,7 +371,8 @@ def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str,
 
 def _load_sources() -> list[tuple[str, Image.Image, int]]:
     folder = samples_dir() / "sources"
-    return [(prefix, Image.open(folder / name).convert("RGB"), protected) for prefix, name, protected in SOURCES]
+    return [(prefix, Image.open(folder / name).convert("RGB"), protected)
+            for prefix, name, protected in SOURCES]
 
 
 def _jpeg(image: Image.Image, quality: int) -> bytes:
@@ -350,30 +383,45 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
 
 
 def _one_image(source: Image.Image, planted: bool, region_id: str, rng: np.random.Generator, size: int,
-               quality: int) -> bytes:
+               quality: int, who: str) -> bytes:
+    """One JPEG (bytes) of ``source``, with the sticker when ``planted``; raises after MAX_ATTEMPTS."""
+    misses = {"no face found": 0, "region too small for a sticker": 0, "the sticker moved the landmarks": 0}
     for _ in range(MAX_ATTEMPTS):
         image = augment_portrait(source, rng, size)
         face = detect_face(image)
-        if face is None:
-            continue  # e.g. rotated and small: draw another variant
-        mask = None
+        if face is None:  # e.g. small and rotated: draw another variant
+            misses["no face found"] += 1
+            continue
+        try:
+            # Placed in both classes, kept only in class 1: both classes are then drawn from the
+            # variants whose region can hold a sticker, so that condition says nothing about the label.
+            placed, mask = _plant(image, face.landmarks, region_id, rng)
+        except CueDoesNotFit:
+            misses["region too small for a sticker"] += 1
+            continue
         if planted:
-            try:
-                image, mask = _plant(image, face.landmarks, region_id, rng)
-            except CueDoesNotFit:
-                continue
+            image = placed
         data = _jpeg(image, quality)
         # reportgen will detect the face on the saved file, sticker included: make sure it still can,
-        # and that the sticker is still in the region by the landmarks it will find.
+        # and (class 1) that the sticker is still in the region by the landmarks it will find.
         again = detect_face(Image.open(io.BytesIO(data)).convert("RGB"))
         if again is None:
+            misses["no face found"] += 1
             continue
-        if mask is not None:
+        if planted:
             labels = label_image(again.landmarks, size, size)
             if (labels[mask] == REGION_IDS.index(region_id)).mean() < CUE_INSIDE_REDETECTED_MIN:
+                misses["the sticker moved the landmarks"] += 1
                 continue
         return data
-    raise RuntimeError(f"could not make an image with a {region_id} sticker in {MAX_ATTEMPTS} attempts")
+    counts = ", ".join(f"{reason}: {n}" for reason, n in misses.items() if n)
+    message = f"no usable {who} image with a sticker in {region_id!r} in {MAX_ATTEMPTS} variants ({counts})"
+    region_misses = misses["region too small for a sticker"] + misses["the sticker moved the landmarks"]
+    if region_misses > MAX_ATTEMPTS // 2:
+        if region_id == "mouth" and who == "hopper":
+            message += "; Grace Hopper's mouth is closed, so its opening is a sliver"
+        raise CueDoesNotFit(message + "; plant the cue in another region, e.g. nose, chin or left_eye")
+    raise RuntimeError(message)
 
 
 def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, size: int = 256,
@@ -384,7 +432,8 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
     task is 1 when the sticker is planted in ``region_id`` and 0 otherwise, protected is the source
     portrait (0 Grace Hopper, 1 Eileen Collins). Half the images come from each portrait, and half of
     each portrait's images carry the sticker. Images are ``size`` x ``size`` JPEGs. Deterministic for
-    a given seed. Returns the path of annotations.csv.
+    a given seed. Returns the path of annotations.csv. Raises ``CueDoesNotFit`` for a region that
+    cannot hold a sticker in one of the portraits: ``mouth`` (the opening; Grace Hopper's is closed).
     """
     if region_id not in REGION_IDS:
         raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
@@ -399,7 +448,8 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
         tasks = rng.permutation(np.array([1] * (n // 2) + [0] * (n - n // 2)))
         for number, task in enumerate(tasks):
             name = f"{prefix}_{number:03d}.jpg"
-            (images_dir / name).write_bytes(_one_image(source, bool(task), region_id, rng, size, quality))
+            data = _one_image(source, bool(task), region_id, rng, size, quality, prefix)
+            (images_dir / name).write_bytes(data)
             rows.append((name, int(task), protected))
     annotations = out_dir / "annotations.csv"
     with open(annotations, "w", newline="") as handle:
@@ -433,19 +483,30 @@ def _split(labels: np.ndarray, groups: np.ndarray, seed: int, held_out: float = 
     for key in sorted(set(zip(labels.tolist(), groups.tolist()))):
         members = np.flatnonzero((labels == key[0]) & (groups == key[1]))
         members = rng.permutation(members)
-        cut = int(round(held_out * len(members)))
+        cut = max(1, int(round(held_out * len(members)))) if len(members) > 1 else 0
         test.extend(members[:cut].tolist())
         train.extend(members[cut:].tolist())
     return np.array(sorted(train)), np.array(sorted(test))
 
 
-def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS, seed: int = 0) -> tuple[SmallFaceNet, float]:
+def _shift(x: torch.Tensor, generator: torch.Generator, most: int = 8) -> torch.Tensor:
+    """Translate a batch (N, 3, H, W) by one random offset of up to ``most`` pixels (edges replicated):
+    with so few images, this keeps the model from tying the class to where things sit in the frame."""
+    dx, dy = (int(v) for v in torch.randint(-most, most + 1, (2,), generator=generator))
+    padded = torch.nn.functional.pad(x, (most, most, most, most), mode="replicate")
+    return padded[:, :, most + dy:most + dy + x.shape[2], most + dx:most + dx + x.shape[3]]
+
+
+def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS,
+                    seed: int = 0) -> tuple[SmallFaceNet, float]:
     """Train ``SmallFaceNet`` on a planted-cue folder; returns (model in eval mode, held-out accuracy).
 
-    A stratified 25% of the images is held out. Training augmentation is a random left-right flip and a
-    mild brightness/contrast change of the normalised input, which leave the sticker's colour and shape
-    intact. Deterministic for a seed on a given machine: seeded torch and numpy, deterministic
-    algorithms, 2 threads (all restored afterwards, so callers' settings are untouched).
+    A stratified 25% of the images is held out (at least one per label and portrait). Training
+    augmentation: random left-right flip, a mild brightness/contrast change of the normalised input and
+    a shift of up to 8 pixels, which all leave the sticker's colour and shape intact. Adam with cosine
+    decay, batches of 16; 60 epochs of 72 images take about 8 s on 2 CPU cores. Deterministic for a
+    seed on a given machine: seeded torch and numpy, deterministic algorithms, 2 threads (all restored
+    afterwards, so callers' settings are untouched).
     """
     inputs, labels, groups = _load_dataset(dataset_dir)
     train_idx, test_idx = _split(labels.numpy(), groups, seed)
@@ -458,10 +519,13 @@ def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS, seed: int =
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         model = SmallFaceNet()
-        optimiser = torch.optim.Adam(model.parameters(), lr=3e-3, weight_decay=1e-4)
+        optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
         loss_fn = nn.CrossEntropyLoss()
         x_train, y_train = inputs[train_idx], labels[train_idx]
         batch = 16
+        steps = epochs * ((len(x_train) + batch - 1) // batch)
+        # Cosine decay: the last epochs settle instead of bouncing between memorised solutions.
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, max(1, steps))
         for _ in range(epochs):
             model.train()
             order = torch.randperm(len(x_train), generator=generator)
@@ -473,10 +537,12 @@ def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS, seed: int =
                 gain = 1 + (torch.rand(len(pick), 1, 1, 1, generator=generator) - 0.5) * 0.3
                 shift = (torch.rand(len(pick), 1, 1, 1, generator=generator) - 0.5) * 0.2
                 x = (x * gain + shift).clamp(-1, 1)
+                x = _shift(x, generator)
                 optimiser.zero_grad()
                 loss = loss_fn(model(x), y_train[pick])
                 loss.backward()
                 optimiser.step()
+                schedule.step()
         model.eval()
         with torch.no_grad():
             predicted = model(inputs[test_idx]).argmax(1)
@@ -500,23 +566,36 @@ def write_model_files(out_dir: Path, model: SmallFaceNet, region_id: str) -> dic
     return {"model_file": model_file, "weights": weights, "transform": transform}
 
 
-def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed: int = 0) -> dict:
+def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed: int = 0,
+                           epochs: int = DEFAULT_EPOCHS) -> dict:
     """A dataset with the sticker in ``region_id`` and a model trained on it, ready for the CLI.
 
     Returns {"images": folder, "annotations": csv, "model_file": model.py, "weights": weights.pt,
     "transform": transform.py, "layer": "conv4"} (paths, and the layer name as a string). Also writes
-    ``training.json`` (held-out accuracy, seconds). About 20-40 s on 2 CPU cores for 96 images.
+    ``training.json`` (held-out accuracy, seconds). About 10 s on 2 idle CPU cores for 96 images
+    (generation 2-4 s, training 5-8 s). The answer: for class 1, ``region_id`` has the highest mean
+    density (checked by benchmarks/check_planted_cue.py).
+
+    Works for every region except three: ``mouth`` and ``lower_lip`` raise ``CueDoesNotFit`` (Grace
+    Hopper's closed mouth has no opening to hold a sticker; a sticker on the lower lip moves dlib's lip
+    points so it is no longer on the lip it was painted on), and ``upper_lip`` raises
+    ``CueNotLearned`` (too thin: the model does not learn the sticker). The files are written before
+    ``CueNotLearned`` is raised, for a look.
     """
     out_dir = Path(out_dir)
     started = time.perf_counter()
     annotations = make_planted_dataset(out_dir, region_id, count, seed)
     generated = time.perf_counter()
-    model, accuracy = train_small_cnn(out_dir, DEFAULT_EPOCHS, seed)
+    model, accuracy = train_small_cnn(out_dir, epochs, seed)
     trained = time.perf_counter()
     files = write_model_files(out_dir, model, region_id)
     (out_dir / "training.json").write_text(json.dumps({
-        "region": region_id, "count": count, "seed": seed, "epochs": DEFAULT_EPOCHS,
+        "region": region_id, "count": count, "seed": seed, "epochs": epochs,
         "held_out_accuracy": accuracy, "generation_seconds": round(generated - started, 2),
         "training_seconds": round(trained - generated, 2),
     }, indent=2) + "\n")
+    if accuracy < MIN_ACCURACY:
+        raise CueNotLearned(f"region {region_id!r}: held-out accuracy {accuracy:.3f} is below "
+                            f"{MIN_ACCURACY}, so the model does not rely on the sticker; use a larger region "
+                            "(e.g. nose, chin, left_eye)")
     return {"images": out_dir / "images", "annotations": annotations, **files, "layer": TARGET_LAYER}
