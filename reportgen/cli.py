@@ -153,7 +153,7 @@ def layers(
 
     from .analysis import _input_size
     from .model import describe_layers, load_model, load_weights, pick_layer
-    from .preprocess import build_transform, load_transform
+    from .preprocess import load_transform
 
     def inspect():
         model = load_model(model_file, model_var, model_class)

@@ -1,6 +1,5 @@
 """The command line: exit codes, one-line errors, and each command doing its job."""
 
-import pytest
 from typer.testing import CliRunner
 
 from conftest import SOURCES
