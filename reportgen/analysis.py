@@ -6,10 +6,12 @@ Rendering that data to HTML or JSON is a separate step (``reportgen.report``).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import platform
 import time
-from collections import Counter
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -17,17 +19,16 @@ import torch
 
 from . import __version__
 from .attribution import METHODS
-from .canonical import CanonicalFace
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
 from .images import ImagePreparer, prepared_batches
-from .landmarks import LandmarkCache, default_cache_dir
+from .landmarks import LandmarkCache, default_cache_dir, file_hash
 from .model import describe_layers, load_model, load_weights, pick_layer
-from .patches import Examples, TopPatches
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
-from .regions import REGION_IDS, GROUPS, label_image
-from .scores import RunningScores, compare, region_scores
+from .regions import label_image
+from .scores import region_scores
+from .state import RunState, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
 
@@ -61,14 +62,88 @@ def _check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing, input_size, device) -> dict:
+    """What a run is, apart from its images: the report's run summary, the config, the tool versions,
+    and a fingerprint of the inputs so that only matching partial states are resumed or merged."""
+    run = {
+        "target": config.target, "target_class": config.target_class, "layer": layer.name,
+        "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
+        "layer_shape": list(layer.output_shape), "method": config.method,
+        "images": str(config.images), "annotations": str(config.annotations),
+        "annotation_format": dataset.format, "model_file": str(config.model_file),
+        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
+        "transform": preprocessing.description, "input_size": list(input_size),
+        "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
+        "workers": config.workers, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    notes = []
+    if dataset.missing:
+        notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
+    # Options that change what is computed; batch size, workers, device and outputs do not.
+    same_when = {k: v for k, v in config.to_dict().items()
+                 if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
+                              "cache_dir", "no_cache")}
+    files = [config.annotations, config.model_file, config.weights] + ([config.transform] if config.transform else [])
+    fingerprint = hashlib.sha256(json.dumps(
+        {"options": same_when, "files": [file_hash(Path(f)) for f in files]}, sort_keys=True).encode()).hexdigest()
+    return {"run": run, "tool": _versions(), "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint}
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'2/4' -> (2, 4): the second of four shards (1-based)."""
+    if not text:
+        return None
+    try:
+        part, parts = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise InputError(f"--shard {text!r}: write it as I/N, e.g. 2/4 for the second of four shards") from None
+    if not 1 <= part <= parts:
+        raise InputError(f"--shard {text!r}: I must be between 1 and N")
+    return part, parts
+
+
+def checkpoint_path(config: RunConfig) -> Path:
+    """Where a run keeps its partial state: --partial, or beside the report (report.partial.json)."""
+    if config.partial:
+        return Path(config.partial)
+    out = Path(config.out)
+    shard = parse_shard(config.shard)
+    suffix = f".shard-{shard[0]}-of-{shard[1]}.partial.json" if shard else ".partial.json"
+    return out.with_name(out.stem + suffix)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """The rows of the dataset this run still has to process (a shard, or what a resumed run has left)."""
+
+    def __init__(self, preparer: ImagePreparer, indices: list[int]):
+        self.preparer, self.indices = preparer, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int):
+        return self.preparer.prepare(self.indices[position])
+
+    prepare = __getitem__
+
+
 def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> dict:
     """Run the whole analysis and return the results dict (docs/results.md).
 
     Give a RunConfig, or the same options as keywords (``analyze(images=..., annotations=..., ...)``).
     ``progress(done, total)`` is called after every batch. Raises InputError for bad inputs before
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
+    With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
+    ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
+    (``resume=True``, the default) continues from it.
     """
     config = config or make_config(**options)
+    state, context = run_analysis(config, progress)
+    return state.results(context)
+
+
+def run_analysis(config: RunConfig, progress: Progress | None = None):
+    """The analysis itself: returns (RunState, context), saving checkpoints on the way."""
     started = time.time()
     for name in ("images", "annotations", "target", "model_file", "weights"):
         if getattr(config, name) in (None, ""):
@@ -79,6 +154,7 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
         raise InputError("--batch-size must be at least 1")
     if config.workers < 0:
         raise InputError("--workers must be 0 (no extra processes) or more")
+    shard = parse_shard(config.shard)
     device = _check_device(config.device)
 
     dataset = read_dataset(config.images, config.annotations, [config.target, *config.protected])
@@ -96,125 +172,74 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
                          f"(classes 0 to {outputs - 1})")
     model.to(device)
     method = METHODS[config.method](model, dict(model.named_modules())[layer.name])
+    context = run_context(config, dataset, layer, preprocessing, input_size, device)
+
+    checkpoint = checkpoint_path(config)
+    state = None
+    if config.resume and checkpoint.exists():
+        try:
+            saved, saved_context = load_partial(checkpoint)
+            if saved_context.get("fingerprint") == context["fingerprint"] and saved.total == len(dataset):
+                state = saved
+        except InputError:
+            state = None  # an unreadable checkpoint is only lost time, never a reason to stop
+    state = state or RunState(len(dataset), config.patches)
+    wanted = range(len(dataset)) if shard is None else range(shard[0] - 1, len(dataset), shard[1])
+    todo = [i for i in wanted if not state.done[i]]
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
     preparer = ImagePreparer(dataset, preprocessing, cache)
-    overall = RunningScores()
-    groups: dict[str, RunningScores] = {}
-    group_faces: dict[str, CanonicalFace] = {}
-    canonical = CanonicalFace()
-    patches, examples = TopPatches(config.patches), Examples()
-    failures: list[dict] = []
-    detection: Counter = Counter()
-    notes: list[str] = []
-    several_faces = correct = labelled = 0
-    predicted_counts: Counter = Counter()
-    probability_sum = 0.0
-
-    total, done, detector_calls = len(dataset), 0, 0
-    for prepared in prepared_batches(preparer, config.batch_size, config.workers):
-        detector_calls += sum(item.detected for item in prepared)
+    total, done = len(wanted), len(wanted) - len(todo)
+    last_save = time.time()
+    seconds_before = state.seconds
+    for prepared in prepared_batches(_Rows(preparer, todo), config.batch_size, config.workers):
+        state.detector_calls += sum(item.detected for item in prepared)
         for item in prepared:
             if item.face is not None:
-                detection[item.face.detection] += 1
-                several_faces += item.face.faces_found > 1
+                state.detection[item.face.detection] += 1
+                state.several_faces += item.face.faces_found > 1
+            if item.failure:
+                state.add_failure(item.index, item.image, item.failure)
         ready = [item for item in prepared if item.failure is None]
-        failures += [{"image": item.image, "reason": item.failure} for item in prepared if item.failure]
         if ready:
-            batch = torch.stack([item.tensor for item in ready]).to(device)
-            maps, logits = _explain(model, method, batch, config.target_class)
-            probabilities = torch.softmax(logits, 1)
-            predictions = probabilities.argmax(1)
-            targets = predictions if config.target_class is None else torch.full_like(predictions, config.target_class)
-            for j, item in enumerate(ready):
-                attribution = maps[j].numpy().astype(np.float64)
-                height, width = attribution.shape
-                labels = label_image(item.landmarks, width, height)
-                scores = region_scores(attribution, labels)
-                if scores is None:
-                    failures.append({"image": item.image, "reason": f"the attribution map is zero everywhere "
-                                     f"(no evidence for class {int(targets[j])} at this layer)"})
-                    continue
-                overall.add(scores)
-                row_groups = {c: dataset.columns[c][item.index] for c in config.protected}
-                for column, value in row_groups.items():
-                    key = f"{column}={value}"
-                    groups.setdefault(key, RunningScores()).add(scores)
-                    group_faces.setdefault(key, CanonicalFace()).add(attribution, item.landmarks)
-                canonical.add(attribution, item.landmarks)
-                prediction, label = int(predictions[j]), true_labels[item.index]
-                probability = float(probabilities[j, prediction])
-                predicted_counts[str(prediction)] += 1
-                probability_sum += probability
-                if label is not None:
-                    labelled += 1
-                    correct += label == prediction
-                info = {"image": item.image, "label": None if label is None else str(label),
-                        "prediction": prediction, "probability": round(probability, 4)}
-                seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
-                patches.offer(seen, attribution, labels, scores["share"][:len(REGION_IDS)], info)
-                examples.offer(seen, attribution, labels, item.landmarks, info)
+            _explain_batch(ready, state, model, method, config, dataset, true_labels, preparer, device)
         done += len(prepared)
+        state.seconds = seconds_before + time.time() - started
+        if time.time() - last_save > config.checkpoint_seconds and done < total:
+            save_partial(state, context, checkpoint)
+            last_save = time.time()
         if progress:
             progress(done, total)
-
-    if several_faces:
-        notes.append(f"{several_faces} image(s) showed several faces; the largest face was analysed")
-    if dataset.missing:
-        notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
-    scored = overall.images
-    results = {
-        "schema": "reportgen/1",
-        "tool": _versions(),
-        "run": {
-            "target": config.target, "target_class": config.target_class, "layer": layer.name,
-            "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
-            "layer_shape": list(layer.output_shape), "method": config.method,
-            "images": str(config.images), "annotations": str(config.annotations),
-            "annotation_format": dataset.format, "model_file": str(config.model_file),
-            "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
-            "transform": preprocessing.description, "input_size": list(input_size),
-            "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
-            "started": datetime.fromtimestamp(started, timezone.utc).isoformat(timespec="seconds"),
-            "seconds": round(time.time() - started, 2),
-            "detector_calls": detector_calls, "workers": config.workers,
-        },
-        "config": config.to_dict(),
-        "counts": {"images": total, "aligned": sum(detection.values()), "failed": total - scored, "scored": scored},
-        "failures": failures,
-        "detection": dict(detection),
-        "notes": notes,
-        "regions": overall.table(),
-        "region_groups": overall.table(tuple(GROUPS), sort=False),
-        "groups": {key: {"column": key.split("=", 1)[0], "value": key.split("=", 1)[1], "n": stats.images,
-                         "regions": stats.table(), "region_groups": stats.table(tuple(GROUPS), sort=False),
-                         "mean_attribution": group_faces[key].mean_map()}
-                   for key, stats in sorted(groups.items())},
-        "comparisons": _comparisons(groups, config.protected),
-        "predictions": {"accuracy": round(correct / labelled, 4) if labelled else None, "n_labelled": labelled,
-                        "predicted_counts": dict(predicted_counts),
-                        "mean_probability": round(probability_sum / scored, 4) if scored else None},
-        "canonical_face": canonical.summary(),
-        "patches": patches.summary(),
-        "examples": examples.summary(),
-    }
-    from .findings import findings
-
-    results["findings"] = findings(results)
-    results["run"]["seconds"] = round(time.time() - started, 2)
-    return results
+    if shard is not None:
+        save_partial(state, context, checkpoint)
+    elif checkpoint.exists() and config.resume:
+        checkpoint.unlink()  # finished: the results supersede the checkpoint
+    return state, context
 
 
-def _comparisons(groups: dict[str, RunningScores], columns: list[str]) -> list[dict]:
-    """For each group column: every other value against the first (sorted) value."""
-    comparisons = []
-    for column in columns:
-        keys = sorted(k for k in groups if k.split("=", 1)[0] == column)
-        for other in keys[1:]:
-            a, b = groups[keys[0]], groups[other]
-            comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a.images, "n_b": b.images,
-                                "regions": compare(a, b)})
-    return comparisons
+def _explain_batch(ready, state: RunState, model, method, config: RunConfig, dataset, true_labels, preparer,
+                   device) -> None:
+    """Attribution maps for one batch of prepared images, scored and added to the state."""
+    batch = torch.stack([item.tensor for item in ready]).to(device)
+    maps, logits = _explain(model, method, batch, config.target_class)
+    probabilities = torch.softmax(logits, 1)
+    predictions = probabilities.argmax(1)
+    for j, item in enumerate(ready):
+        attribution = maps[j].numpy().astype(np.float64)
+        height, width = attribution.shape
+        labels = label_image(item.landmarks, width, height)
+        scores = region_scores(attribution, labels)
+        if scores is None:
+            target = int(predictions[j]) if config.target_class is None else config.target_class
+            state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
+                              f"(no evidence for class {target} at this layer)")
+            continue
+        prediction, label = int(predictions[j]), true_labels[item.index]
+        info = {"image": item.image, "label": None if label is None else str(label),
+                "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
+        groups = {column: dataset.columns[column][item.index] for column in config.protected}
+        seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
+        state.add_image(item.index, scores, attribution, item.landmarks, labels, groups, info, label, seen)
 
 
 def layers_output_count(model: torch.nn.Module, input_size: tuple[int, int]) -> int:

@@ -44,17 +44,18 @@ def _guarded(action, debug: bool):
         _fail(f"{type(error).__name__}: {error} (run again with --debug for the traceback)".replace("[", r"\["), 1)
 
 
-def _run_with_progress(config, debug: bool) -> dict:
+def _run_with_progress(config, debug: bool):
+    """(state, context) of the analysis, with a progress bar (count and time left) on a terminal."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .analysis import analyze
+    from .analysis import run_analysis
 
     columns = (TextColumn("[bold]analysing images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TextColumn("eta"), TimeRemainingColumn())
     with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
         task = bar.add_task("images", total=None)
-        return _guarded(lambda: analyze(config, progress=lambda done, total: bar.update(task, completed=done, total=total)),
-                        debug)
+        return _guarded(lambda: run_analysis(
+            config, progress=lambda done, total: bar.update(task, completed=done, total=total)), debug)
 
 
 def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
@@ -104,6 +105,9 @@ def run(
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
+    shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),
+    partial: Optional[Path] = typer.Option(None, help="Partial-results / checkpoint file [default: beside --out, e.g. report.partial.json].", rich_help_panel=RUNNING),
+    no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if an interrupted run left a checkpoint.", rich_help_panel=RUNNING),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.", rich_help_panel=RUNNING),
 ):
     """Explain a model on a face dataset and write the HTML report (and optionally results.json)."""
@@ -115,9 +119,32 @@ def run(
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
-        no_cache=no_cache or None), debug)
-    results = _run_with_progress(settings, debug)
-    _write_outputs(results, settings, debug, started)
+        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
+    state, context = _run_with_progress(settings, debug)
+    if settings.shard:
+        from .analysis import checkpoint_path
+
+        out.print(f"[green]wrote[/] partial results {checkpoint_path(settings)} ({int(state.done.sum())} images); "
+                  f"combine all shards with: reportgen merge PARTS... --out report.html")
+        return
+    _write_outputs(_guarded(lambda: state.results(context), debug), settings, debug, started)
+
+
+@app.command()
+def merge(
+    parts: List[Path] = typer.Argument(..., help="Partial-results files written by 'reportgen run --shard I/N'."),
+    out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML report to write."),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
+):
+    """Combine the shards of a run into the report a single run would give."""
+    from types import SimpleNamespace
+
+    from .state import merge_partials
+
+    started = time.time()
+    results = _guarded(lambda: merge_partials(parts), debug)
+    _write_outputs(results, SimpleNamespace(out=out_path, json=json_path), debug, started)
 
 
 @app.command()
@@ -134,8 +161,8 @@ def demo(
     settings = _guarded(lambda: make_config(samples_dir() / "demo.toml", out=out_path, json=json_path), debug)
     out.print(f"demo: {settings.images} with {settings.model_file.name}; the planted cue is described in "
               f"{samples_dir() / 'README.md'}")
-    results = _run_with_progress(settings, debug)
-    _write_outputs(results, settings, debug, started)
+    state, context = _run_with_progress(settings, debug)
+    _write_outputs(_guarded(lambda: state.results(context), debug), settings, debug, started)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import InputError
 
-PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir")
+PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial")
 
 
 @dataclass
@@ -45,6 +45,10 @@ class RunConfig:
     no_cache: bool = False
     out: Path = Path("report.html")
     json: Path | None = None
+    shard: str | None = None  # "I/N": process every N-th image from the I-th, save a partial state
+    partial: Path | None = None  # where partial state goes [default: beside --out]
+    resume: bool = True  # continue from a matching checkpoint of an interrupted run
+    checkpoint_seconds: float = 30.0  # how often a long run saves its partial state
 
     def to_dict(self) -> dict:
         """Plain values (paths as strings) for results.json and the report."""

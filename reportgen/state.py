@@ -1,0 +1,280 @@
+"""The running totals of a run: what has been added so far, mergeable, saveable, and finished into results.
+
+Everything the report needs is kept as sufficient statistics (sums, sums of squares, bounded heaps of
+examples), never as per-image maps, so memory does not grow with the number of images, and two
+states add up exactly. That one property gives three features:
+  - shards: ``reportgen run --shard 2/4`` saves its state; ``reportgen merge`` adds the parts up;
+  - resume: a long run checkpoints its state; run again after Ctrl-C and finished images are skipped;
+  - the same report from either path as from a single run.
+States are saved as JSON (arrays as base64 float64), never pickle: a part file from a cluster cannot
+run code when merged.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from .canonical import CanonicalFace
+from .errors import InputError
+from .patches import Examples, TopPatches
+from .regions import GROUPS, REGION_IDS
+from .scores import METRICS, RunningScores, compare
+
+FORMAT = "reportgen-partial/1"
+
+
+def _array(values: np.ndarray) -> dict:
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    return {"shape": list(values.shape), "float64": base64.b64encode(values.tobytes()).decode("ascii")}
+
+
+def _unarray(data: dict) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(data["float64"]), dtype=np.float64).reshape(data["shape"]).copy()
+
+
+def _scores_to_dict(scores: RunningScores) -> dict:
+    return {"images": scores.images, **{f"{kind}_{m}": _array(getattr(scores, kind)[m])
+                                         for kind in ("n", "sum", "sumsq") for m in METRICS}}
+
+
+def _scores_from_dict(data: dict) -> RunningScores:
+    scores = RunningScores()
+    scores.images = int(data["images"])
+    for kind in ("n", "sum", "sumsq"):
+        for metric in METRICS:
+            getattr(scores, kind)[metric] = _unarray(data[f"{kind}_{metric}"])
+    return scores
+
+
+def _face_to_dict(face: CanonicalFace) -> dict:
+    return {"faces": face.faces, "attention": _array(face.attention), "coverage": _array(face.coverage),
+            "landmark_sum": _array(face.landmark_sum)}
+
+
+def _face_from_dict(data: dict) -> CanonicalFace:
+    face = CanonicalFace()
+    face.faces = int(data["faces"])
+    face.attention, face.coverage = _unarray(data["attention"]), _unarray(data["coverage"])
+    face.landmark_sum = _unarray(data["landmark_sum"])
+    return face
+
+
+def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
+    """Keep the ``size`` largest keys; ties keep the earlier record (stable across merges)."""
+    entry = (key, -next(counter), record)
+    if len(heap) < size:
+        heapq.heappush(heap, entry)
+    elif entry > heap[0]:
+        heapq.heapreplace(heap, entry)
+
+
+class RunState:
+    """Totals over the images processed so far; ``total`` is the number of rows in the dataset."""
+
+    def __init__(self, total: int, patches_per_region: int = 12):
+        self.total = total
+        self.done = np.zeros(total, dtype=bool)  # rows already processed (analysed or failed)
+        self.overall = RunningScores()
+        self.groups: dict[str, RunningScores] = {}
+        self.canonical = CanonicalFace()
+        self.group_faces: dict[str, CanonicalFace] = {}
+        self.patches = TopPatches(patches_per_region)
+        self.examples = Examples()
+        self.failures: list[dict] = []  # {"index", "image", "reason"}
+        self.detection: Counter = Counter()
+        self.several_faces = self.detector_calls = self.correct = self.labelled = 0
+        self.predicted_counts: Counter = Counter()
+        self.probability_sum = 0.0
+        self.seconds = 0.0  # time spent computing, added up over resumes and shards
+
+    # --- adding images ---------------------------------------------------------------------------
+    def add_failure(self, index: int, image: str, reason: str) -> None:
+        self.done[index] = True
+        self.failures.append({"index": index, "image": image, "reason": reason})
+
+    def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
+                  labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen) -> None:
+        """One analysed image: its region scores, its map and landmarks (model-input pixels), its label
+        image, group values {column: value}, info (image, label, prediction, probability) and the picture
+        the model saw (for patches and examples)."""
+        self.done[index] = True
+        self.overall.add(scores)
+        for column, value in groups.items():
+            key = f"{column}={value}"
+            self.groups.setdefault(key, RunningScores()).add(scores)
+            self.group_faces.setdefault(key, CanonicalFace()).add(attribution, landmarks)
+        self.canonical.add(attribution, landmarks)
+        self.predicted_counts[str(info["prediction"])] += 1
+        self.probability_sum += info["probability"]
+        if label is not None:
+            self.labelled += 1
+            self.correct += int(label == info["prediction"])
+        self.patches.offer(seen, attribution, labels, scores["share"][:len(REGION_IDS)], info)
+        self.examples.offer(seen, attribution, labels, landmarks, info)
+
+    # --- combining ---------------------------------------------------------------------------------
+    def merge(self, other: "RunState") -> None:
+        if other.total != self.total:
+            raise InputError(f"the parts cover datasets of different sizes ({self.total} and {other.total} rows)")
+        overlap = int((self.done & other.done).sum())
+        if overlap:
+            raise InputError(f"two parts both processed {overlap} of the same images; merge each shard once")
+        self.done |= other.done
+        self.overall.merge(other.overall)
+        for key, scores in other.groups.items():
+            self.groups.setdefault(key, RunningScores()).merge(scores)
+        self.canonical.merge(other.canonical)
+        for key, face in other.group_faces.items():
+            self.group_faces.setdefault(key, CanonicalFace()).merge(face)
+        self.patches.merge(other.patches)
+        _merge_examples(self.examples, other.examples)
+        self.failures += other.failures
+        self.detection += other.detection
+        self.predicted_counts += other.predicted_counts
+        for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    # --- saving --------------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "total": self.total, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
+            "overall": _scores_to_dict(self.overall),
+            "groups": {k: _scores_to_dict(v) for k, v in self.groups.items()},
+            "canonical": _face_to_dict(self.canonical),
+            "group_faces": {k: _face_to_dict(v) for k, v in self.group_faces.items()},
+            "patches": {"per_region": self.patches.per_region,
+                        "heaps": {rid: [[e[0], e[2]] for e in heap] for rid, heap in self.patches.heaps.items()}},
+            "examples": {"each": self.examples.each, "most": [[e[0], e[2]] for e in self.examples.most],
+                         "least": [[e[0], e[2]] for e in self.examples.least]},
+            "failures": self.failures, "detection": dict(self.detection),
+            "predicted_counts": dict(self.predicted_counts),
+            **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
+                                                      "probability_sum", "seconds")},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunState":
+        state = cls(int(data["total"]), int(data["patches"]["per_region"]))
+        bits = np.frombuffer(base64.b64decode(data["done"]), dtype=np.uint8)
+        state.done = np.unpackbits(bits)[:state.total].astype(bool)
+        state.overall = _scores_from_dict(data["overall"])
+        state.groups = {k: _scores_from_dict(v) for k, v in data["groups"].items()}
+        state.canonical = _face_from_dict(data["canonical"])
+        state.group_faces = {k: _face_from_dict(v) for k, v in data["group_faces"].items()}
+        for rid, entries in data["patches"]["heaps"].items():
+            for score, record in entries:
+                _push(state.patches.heaps[rid], state.patches.per_region, score, record, state.patches._tiebreak)
+        state.examples.each = int(data["examples"]["each"])
+        for name in ("most", "least"):
+            for key, record in data["examples"][name]:
+                _push(getattr(state.examples, name), state.examples.each, key, record, state.examples._tiebreak)
+        state.failures = list(data["failures"])
+        state.detection = Counter(data["detection"])
+        state.predicted_counts = Counter(data["predicted_counts"])
+        for name in ("several_faces", "detector_calls", "correct", "labelled"):
+            setattr(state, name, int(data[name]))
+        state.probability_sum, state.seconds = float(data["probability_sum"]), float(data["seconds"])
+        return state
+
+    # --- finishing -----------------------------------------------------------------------------------
+    def results(self, context: dict) -> dict:
+        """The results dict (docs/results.md). ``context``: what the run was (see analysis.run_context)."""
+        from .findings import findings
+
+        scored = self.overall.images
+        notes = list(context.get("notes", []))
+        if self.several_faces:
+            notes.append(f"{self.several_faces} image(s) showed several faces; the largest face was analysed")
+        missing = self.total - int(self.done.sum())
+        if missing:
+            notes.append(f"{missing} of {self.total} images were not processed (an incomplete set of shards?)")
+        run = dict(context["run"], seconds=round(self.seconds, 2), detector_calls=self.detector_calls)
+        results = {
+            "schema": "reportgen/1",
+            "tool": context["tool"],
+            "run": run,
+            "config": context["config"],
+            "counts": {"images": self.total, "aligned": sum(self.detection.values()),
+                       "failed": self.total - scored, "scored": scored},
+            "failures": [{"image": f["image"], "reason": f["reason"]}
+                         for f in sorted(self.failures, key=lambda f: f["index"])],
+            "detection": dict(sorted(self.detection.items())),
+            "notes": notes,
+            "regions": self.overall.table(),
+            "region_groups": self.overall.table(tuple(GROUPS), sort=False),
+            "groups": {key: {"column": key.split("=", 1)[0], "value": key.split("=", 1)[1], "n": stats.images,
+                             "regions": stats.table(), "region_groups": stats.table(tuple(GROUPS), sort=False),
+                             "mean_attribution": self.group_faces[key].mean_map()}
+                       for key, stats in sorted(self.groups.items())},
+            "comparisons": self._comparisons(run.get("protected", [])),
+            "predictions": {"accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
+                            "n_labelled": self.labelled,
+                            "predicted_counts": dict(sorted(self.predicted_counts.items())),
+                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None},
+            "canonical_face": self.canonical.summary(),
+            "patches": self.patches.summary(),
+            "examples": self.examples.summary(),
+        }
+        results["findings"] = findings(results)
+        return results
+
+    def _comparisons(self, columns: list[str]) -> list[dict]:
+        """For each group column: every other value against the first (sorted) value."""
+        comparisons = []
+        for column in columns:
+            keys = sorted(k for k in self.groups if k.split("=", 1)[0] == column)
+            for other in keys[1:]:
+                a, b = self.groups[keys[0]], self.groups[other]
+                comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a.images, "n_b": b.images,
+                                    "regions": compare(a, b)})
+        return comparisons
+
+
+def _merge_examples(mine: Examples, other: Examples) -> None:
+    for name in ("most", "least"):
+        for key, _, record in getattr(other, name):
+            _push(getattr(mine, name), mine.each, key, record, mine._tiebreak)
+
+
+def save_partial(state: RunState, context: dict, path: Path) -> None:
+    """Write the state and its run context atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps({"format": FORMAT, "context": context, "state": state.to_dict()}))
+    os.replace(temporary, path)
+
+
+def load_partial(path: Path) -> tuple[RunState, dict]:
+    """(state, context) from a file written by ``save_partial``; InputError names a bad file."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+        if data.get("format") != FORMAT:
+            raise ValueError("not a reportgen partial-results file")
+        return RunState.from_dict(data["state"]), data["context"]
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found") from None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"{path}: not a readable reportgen partial-results file ({error})") from None
+
+
+def merge_partials(paths: list[Path]) -> dict:
+    """Add up the parts of a sharded run and finish them into the results dict."""
+    if not paths:
+        raise InputError("give the part files to merge")
+    state, context = load_partial(paths[0])
+    for path in paths[1:]:
+        other, other_context = load_partial(path)
+        if other_context.get("fingerprint") != context.get("fingerprint"):
+            raise InputError(f"{path}: made with other inputs or options than {paths[0]}; "
+                             "merge only the shards of one run")
+        state.merge(other)
+    return state.results(context)

@@ -1,0 +1,115 @@
+"""Shards merge into the report a single run gives; an interrupted run resumes where it stopped."""
+
+import json
+
+import numpy as np
+import pytest
+
+import reportgen
+from reportgen.errors import InputError
+from reportgen.state import load_partial, merge_partials
+
+
+def _options(tutorial_like, tmp_path, **more):
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, protected=["protected"],
+                   cache_dir=tmp_path / "cache", out=tmp_path / "report.html", workers=0, batch_size=2)
+    return {**options, **more}
+
+
+def _same(a: dict, b: dict) -> None:
+    assert a["counts"] == b["counts"] and a["failures"] == b["failures"] and a["detection"] == b["detection"]
+    for left, right in zip(a["regions"], b["regions"]):
+        assert left["id"] == right["id"]
+        for key in ("share", "area", "density"):
+            assert left[key] == pytest.approx(right[key], abs=1e-6)
+        assert left["ci"] == pytest.approx(right["ci"], abs=1e-6)
+    assert set(a["groups"]) == set(b["groups"])
+    for key in a["groups"]:
+        assert [r["density"] for r in a["groups"][key]["regions"]] == pytest.approx(
+            [r["density"] for r in b["groups"][key]["regions"]], abs=1e-6)
+    np.testing.assert_allclose(a["canonical_face"]["landmarks"], b["canonical_face"]["landmarks"], atol=1e-6)
+    np.testing.assert_allclose(np.array(a["canonical_face"]["mean_attribution"], dtype=float),
+                               np.array(b["canonical_face"]["mean_attribution"], dtype=float), atol=1e-3)
+    assert {k: [p["image"] for p in v] for k, v in a["patches"].items()} == \
+        {k: [p["image"] for p in v] for k, v in b["patches"].items()}
+    assert a["predictions"] == b["predictions"]
+    assert [f["text"] for f in a["findings"]] == [f["text"] for f in b["findings"]]
+
+
+def test_three_shards_merge_into_the_single_run_report(tutorial_like, tmp_path):
+    single = reportgen.analyze(**_options(tutorial_like, tmp_path))
+    parts = []
+    for i in (1, 2, 3):
+        path = tmp_path / f"part{i}.json"
+        reportgen.analyze(**_options(tutorial_like, tmp_path, shard=f"{i}/3", partial=path))
+        state, _ = load_partial(path)
+        assert int(state.done.sum()) == 2  # every third of 6 images
+        parts.append(path)
+    merged = merge_partials(parts)
+    _same(single, merged)
+    json.dumps(merged)
+
+
+def test_merging_a_shard_twice_or_parts_of_other_runs_is_refused(tutorial_like, tmp_path):
+    first = tmp_path / "a.json"
+    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="1/2", partial=first))
+    with pytest.raises(InputError, match="both processed"):
+        merge_partials([first, first])
+    other = tmp_path / "b.json"
+    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="2/2", partial=other, target_class=0))
+    with pytest.raises(InputError, match="other inputs or options"):
+        merge_partials([first, other])
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(InputError, match="not a readable reportgen partial-results file"):
+        merge_partials([tmp_path / "junk.json"])
+
+
+def test_interrupted_run_resumes_without_recomputing_finished_images(tutorial_like, tmp_path):
+    options = _options(tutorial_like, tmp_path, checkpoint_seconds=0, no_cache=True)
+    calls = []
+
+    def interrupt_after_two_batches(done, total):
+        calls.append(done)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        reportgen.analyze(progress=interrupt_after_two_batches, **options)
+    checkpoint = tmp_path / "report.partial.json"
+    state, _ = load_partial(checkpoint)
+    assert int(state.done.sum()) == 4  # both finished batches were saved before the interruption
+    resumed = reportgen.analyze(**options)
+    assert resumed["run"]["detector_calls"] == 6  # 4 before the interruption + 2 after: none twice
+    assert not checkpoint.exists()  # a finished run removes its checkpoint
+    _same(reportgen.analyze(**options), resumed)
+
+
+def test_shard_option_is_checked(tutorial_like, tmp_path):
+    with pytest.raises(InputError, match="write it as I/N"):
+        reportgen.analyze(**_options(tutorial_like, tmp_path, shard="half"))
+    with pytest.raises(InputError, match="between 1 and N"):
+        reportgen.analyze(**_options(tutorial_like, tmp_path, shard="5/4"))
+
+
+def test_cli_shards_and_merge(tutorial_like, tmp_path):
+    from typer.testing import CliRunner
+
+    from reportgen.cli import app
+
+    runner = CliRunner()
+    base = ["run", "--images", str(tutorial_like["images"]), "--annotations", str(tutorial_like["annotations"]),
+            "--target", "task", "--model-file", str(tutorial_like["model_file"]), "--weights",
+            str(tutorial_like["weights"]), "--transform", str(tutorial_like["transform"]), "--out",
+            str(tmp_path / "report.html"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0"]
+    for i in (1, 2):
+        result = runner.invoke(app, base + ["--shard", f"{i}/2"])
+        assert result.exit_code == 0, result.output
+        assert f"report.shard-{i}-of-2.partial.json" in result.output
+    assert not (tmp_path / "report.html").exists()
+    merged = runner.invoke(app, ["merge", str(tmp_path / "report.shard-1-of-2.partial.json"),
+                                 str(tmp_path / "report.shard-2-of-2.partial.json"), "--out",
+                                 str(tmp_path / "merged.html"), "--json", str(tmp_path / "merged.json")])
+    assert merged.exit_code == 0, merged.output
+    assert json.loads((tmp_path / "merged.json").read_text())["counts"]["scored"] == 6
