@@ -1,11 +1,16 @@
-"""The examples the report shows: top image patches per region, and a few whole images.
+"""The pictures the report shows: top image patches per region (each with a full-image view), a few whole
+images, and a bounded, representative sample of all images for the image browser.
 
-Only a bounded number of pictures is kept however many images the run has (heaps of size K), and a
-picture is encoded only when it enters a heap.
+Only a bounded number of pictures is kept however many images the run has (heaps of fixed size), and a
+picture is encoded only when its image enters a heap. Every record is a plain JSON-safe dict, and a
+record carries its own pictures, so whatever moves records between heaps (merging shards, saving and
+loading a partial state) moves their pictures with them, and an image that leaves every heap leaves
+memory too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import itertools
 
@@ -13,10 +18,15 @@ import numpy as np
 from PIL import Image
 
 from .drawing import attribution_overlay, data_uri, region_overlay
-from .regions import REGION_IDS
+from .regions import REGION_IDS, label_image
 
 PATCH_SIZE = 96
 EXAMPLE_SIZE = 192
+VIEW_SIZE = 192  # width of the full-image views a patch opens
+VIEW_QUALITY = 75
+BROWSER_SIZE = 96  # width of the image browser's thumbnails
+BROWSER_QUALITY = 78
+VIEW_FIELDS = ("label", "prediction", "probability", "groups")
 
 
 def _crop_box(mask: np.ndarray, margin: float = 0.3, minimum: int = 12) -> tuple[int, int, int, int] | None:
@@ -34,8 +44,33 @@ def _crop_box(mask: np.ndarray, margin: float = 0.3, minimum: int = 12) -> tuple
     return (int(round(left)), int(round(top)), int(round(left + side)), int(round(top + side)))
 
 
+def full_views(seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | None,
+               landmarks: np.ndarray | None, size: int = VIEW_SIZE, quality: int = VIEW_QUALITY) -> dict[str, str]:
+    """The whole image twice, ``size`` px wide, as JPEG data URIs: with the attention laid over it
+    (``uri``) and with its face regions and landmarks (``regions_uri``).
+
+    The picture is enlarged first and the regions are drawn at the view's own size, so their outlines
+    stay sharp (landmarks are in ``seen``'s pixels, like ``labels`` and ``attribution``)."""
+    width, height = size, max(1, round(size * seen.height / seen.width))
+    picture = seen.convert("RGB").resize((width, height), Image.BICUBIC)
+    attention = attribution_overlay(picture, attribution)
+    if landmarks is not None:
+        points = np.asarray(landmarks, dtype=np.float64) * (width / seen.width, height / seen.height)
+        regions = region_overlay(picture, label_image(points, width, height), points)
+    elif labels is not None:
+        resized = np.asarray(Image.fromarray(np.asarray(labels, dtype=np.uint8)).resize((width, height), Image.NEAREST))
+        regions = region_overlay(picture, resized, None)
+    else:
+        regions = picture
+    return {"uri": data_uri(attention, quality=quality), "regions_uri": data_uri(regions, quality=quality)}
+
+
 class TopPatches:
-    """For each region, the K image patches with the highest share of attention in that region."""
+    """For each region, the K image patches with the highest share of attention in that region.
+
+    Each patch record names the full-image view it opens (``"view"``: the image name); ``views()`` gives
+    those views, one per image, for the images that are still in some heap.
+    """
 
     def __init__(self, per_region: int = 12):
         self.per_region = per_region
@@ -47,10 +82,12 @@ class TopPatches:
         return self.per_region > 0 and (len(heap) < self.per_region or score > heap[0][0])
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, shares: np.ndarray,
-              info: dict) -> None:
+              info: dict, landmarks: np.ndarray | None = None) -> None:
         """seen: what the model saw (RGB, model-input size); attribution/labels (H, W) in the same pixels;
-        shares: per-region shares in ``REGION_IDS`` order; info: image name, label, prediction, probability."""
-        overlay = None
+        shares: per-region shares in ``REGION_IDS`` order; info: image name, label, prediction, probability
+        (and optionally ``groups``: {column: value}); landmarks (68, 2) in the same pixels, for the region
+        view's outlines and dots (without them the view shows the region colours only)."""
+        overlay = view = None
         for index, rid in enumerate(REGION_IDS):
             score = float(shares[index])
             if score <= 0 or not self.wants(rid, score):
@@ -60,28 +97,48 @@ class TopPatches:
                 continue
             if overlay is None:
                 overlay = attribution_overlay(seen, attribution, alpha=0.4)
+                # One view per image, shared by all of its patches.
+                view = dict(full_views(seen, attribution, labels, landmarks),
+                            **{k: info[k] for k in VIEW_FIELDS if k in info})
             patch = overlay.crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR)
-            record = dict(info, score=round(score, 4), uri=data_uri(patch, quality=80))
-            entry = (score, next(self._tiebreak), record)
-            heap = self.heaps[rid]
-            if len(heap) < self.per_region:
-                heapq.heappush(heap, entry)
-            else:
-                heapq.heapreplace(heap, entry)
+            record = dict(info, score=round(score, 4), uri=data_uri(patch, quality=80), view=info["image"])
+            record["_view"] = view
+            self._push(rid, score, record)
+
+    def _push(self, region_id: str, score: float, record: dict) -> None:
+        entry = (score, next(self._tiebreak), record)
+        heap = self.heaps[region_id]
+        if len(heap) < self.per_region:
+            heapq.heappush(heap, entry)
+        else:
+            heapq.heapreplace(heap, entry)  # the evicted record (and its view, if no other keeps it) goes
 
     def merge(self, other: "TopPatches") -> None:
         for rid, heap in other.heaps.items():
             for score, _, record in heap:
                 if self.wants(rid, score):
-                    entry = (score, next(self._tiebreak), record)
-                    if len(self.heaps[rid]) < self.per_region:
-                        heapq.heappush(self.heaps[rid], entry)
-                    else:
-                        heapq.heapreplace(self.heaps[rid], entry)
+                    self._push(rid, score, record)
 
     def summary(self) -> dict[str, list[dict]]:
-        return {rid: [record for _, _, record in sorted(heap, key=lambda e: (-e[0], e[1]))]
+        """{region id: [patch records, best first]}; a record's ``view`` is a key of ``views()``."""
+        return {rid: [_public(record) for _, _, record in sorted(heap, key=lambda e: (-e[0], e[1]))]
                 for rid, heap in self.heaps.items()}
+
+    def views(self) -> dict[str, dict]:
+        """{image name: {"uri", "regions_uri", "label", "prediction", "probability"[, "groups"]}}: the
+        full-image views of the images in the heaps, once per image however many regions it tops."""
+        views: dict[str, dict] = {}
+        for rid in REGION_IDS:
+            for _, _, record in sorted(self.heaps[rid], key=lambda e: (-e[0], e[1])):
+                view = record.get("_view")
+                if view is not None and record.get("view") is not None:
+                    views.setdefault(record["view"], view)
+        return views
+
+
+def _public(record: dict) -> dict:
+    """A record without its private fields (the pictures kept for ``views()``)."""
+    return {key: value for key, value in record.items() if not key.startswith("_")}
 
 
 class Examples:
@@ -114,3 +171,123 @@ class Examples:
         chosen = {r["image"] for r in most}
         least = [r for _, _, r in sorted(self.least, key=lambda e: -e[0]) if r["image"] not in chosen]
         return most + least
+
+
+def random_key(image: str, seed: int = 0) -> float:
+    """A fixed pseudo-random number in [0, 1) for an image name: the image browser's random sample is
+    the images with the smallest keys, so it is the same whatever the order, sharding or resuming."""
+    digest = hashlib.blake2b(f"{seed}:{image}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0 ** 64
+
+
+class ImageBrowser:
+    """A bounded, representative sample of all analysed images for the report's image browser.
+
+    Keeps the ``extremes`` most and least confident predictions and a uniform random sample (the images
+    with the smallest ``random_key``: a fixed seed, independent of the order images arrive in), each
+    with a small attention thumbnail, its label, prediction, probability, groups and per-region shares.
+    ``summary()`` shows every image when there are at most ``sample``; otherwise the extremes plus
+    random images up to ``sample``. At most ``sample + 2 * extremes`` thumbnails are held at any time.
+    """
+
+    def __init__(self, sample: int = 60, extremes: int | None = None, seed: int = 0):
+        self.sample = sample
+        self.extremes = max(0, min(sample // 2, sample // 6 if extremes is None else extremes))
+        self.seed = seed
+        self.total_seen = 0
+        self.highest: list = []  # min-heap on (probability, key): keeps the highest probabilities
+        self.lowest: list = []   # min-heap on (-probability, -key): keeps the lowest
+        self.random: list = []   # min-heap on -key: keeps the smallest keys
+        self._tiebreak = itertools.count()
+
+    def _keys(self, record: dict) -> tuple[tuple, tuple, tuple]:
+        key, probability = random_key(record["image"], self.seed), float(record["probability"])
+        return (probability, key), (-probability, -key), (-key,)
+
+    def _heaps(self):
+        return ((self.highest, self.extremes), (self.lowest, self.extremes), (self.random, self.sample))
+
+    def _wanted(self, keys) -> list:
+        return [(heap, size, key) for (heap, size), key in zip(self._heaps(), keys)
+                if size > 0 and (len(heap) < size or key > heap[0][0])]
+
+    @staticmethod
+    def _push(heap: list, size: int, key: tuple, tiebreak: int, record: dict) -> None:
+        entry = (key, tiebreak, record)
+        if len(heap) < size:
+            heapq.heappush(heap, entry)
+        else:
+            heapq.heapreplace(heap, entry)
+
+    def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | None,
+              landmarks: np.ndarray | None, info: dict, shares: np.ndarray) -> None:
+        """Arguments as ``Examples.offer`` plus ``shares`` (per-region shares, ``REGION_IDS`` order);
+        ``info["groups"]`` = {column: value}. The thumbnail is made only when the image is kept."""
+        self.total_seen += 1
+        probe = {"image": info["image"], "probability": info["probability"]}
+        wanted = self._wanted(self._keys(probe))
+        if not wanted:
+            return
+        width = BROWSER_SIZE
+        thumbnail = attribution_overlay(seen, attribution).resize(
+            (width, max(1, round(width * seen.height / seen.width))), Image.BILINEAR)
+        record = {"image": info["image"], "label": info.get("label"), "prediction": info.get("prediction"),
+                  "probability": info.get("probability"), "groups": dict(info.get("groups") or {}),
+                  "shares": [round(float(s), 4) for s in np.asarray(shares, dtype=np.float64)[:len(REGION_IDS)]],
+                  "uri": data_uri(thumbnail, quality=BROWSER_QUALITY)}
+        tiebreak = next(self._tiebreak)
+        for heap, size, key in wanted:
+            self._push(heap, size, key, tiebreak, record)
+
+    def merge(self, other: "ImageBrowser") -> None:
+        """Add another part's images (a shard of the same run): the result is what one run would keep."""
+        self.total_seen += other.total_seen
+        seen_records: dict[int, tuple] = {}
+        for heap in (other.highest, other.lowest, other.random):
+            for _, _, record in heap:
+                seen_records[id(record)] = record
+        for record in seen_records.values():
+            tiebreak = next(self._tiebreak)
+            for heap, size, key in self._wanted(self._keys(record)):
+                self._push(heap, size, key, tiebreak, record)
+
+    def to_dict(self) -> dict:
+        """JSON-safe state (for partial results); ``from_dict`` restores it."""
+        return {"sample": self.sample, "extremes": self.extremes, "seed": self.seed, "total_seen": self.total_seen,
+                "images": list({id(r): r for heap in (self.highest, self.lowest, self.random)
+                                for _, _, r in heap}.values())}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ImageBrowser":
+        browser = cls(int(data["sample"]), int(data["extremes"]), int(data["seed"]))
+        for record in data["images"]:
+            tiebreak = next(browser._tiebreak)
+            for heap, size, key in browser._wanted(browser._keys(record)):
+                browser._push(heap, size, key, tiebreak, record)
+        browser.total_seen = int(data["total_seen"])
+        return browser
+
+    def summary(self) -> dict:
+        """{"total_seen", "sampled", "size", "highest", "lowest", "random", "seed", "regions", "images"}:
+        images sorted by probability (highest first), each with ``why`` ("highest confidence", "lowest
+        confidence" or "random") and ``shares`` in the order of ``regions``."""
+        def ordered(heap):
+            return [record for _, _, record in sorted(heap, key=lambda e: e[0], reverse=True)]
+
+        chosen: dict[int, dict] = {}
+        for heap, why in ((self.highest, "highest confidence"), (self.lowest, "lowest confidence")):
+            for record in ordered(heap):
+                chosen.setdefault(id(record), dict(record, why=why))
+        picked = {"highest confidence": 0, "lowest confidence": 0, "random": 0}
+        for record in chosen.values():
+            picked[record["why"]] += 1
+        for record in ordered(self.random):  # smallest keys first
+            if len(chosen) >= min(self.sample, self.total_seen):
+                break
+            if id(record) not in chosen:
+                chosen[id(record)] = dict(record, why="random")
+                picked["random"] += 1
+        images = sorted(chosen.values(), key=lambda r: (-float(r["probability"]), r["image"]))
+        return {"total_seen": self.total_seen, "sampled": self.total_seen > len(images), "size": self.sample,
+                "highest": picked["highest confidence"], "lowest": picked["lowest confidence"],
+                "random": picked["random"], "seed": self.seed, "regions": list(REGION_IDS), "images": images}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import html
+from collections import Counter
 import json
 import math
 import os
@@ -28,11 +29,11 @@ from markupsafe import Markup
 from plotly.subplots import make_subplots
 
 from . import resources
-from .drawing import heat_colours
+from .drawing import REGION_COLOURS, heat_colours
 from .findings import SMALL_GROUP, findings, percent_text, signed_text, times_text
-from .regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
+from .regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID, REGION_IDS
 
-# Network requests of any kind are refused; blob: serves the "Download results" button and plotly's
+# Network requests of any kind are refused; blob: serves the "Download results/regions" buttons and plotly's
 # "download plot as PNG"; inline scripts and styles are the page itself.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data: blob:; "
@@ -46,6 +47,11 @@ DETECTION_NAMES = {
     "cnn": "face detector (CNN), for faces the first missed",
     "full-frame": "whole image taken as the face (already-cropped photo)",
 }
+# Group differences (b - a) on their own diverging scale, so they are not read as densities:
+# purple = higher in the first group (a), white = no difference, orange = higher in the second (b).
+DIFFERENCE_COLOURS = ((84, 39, 136), (247, 247, 247), (179, 88, 6))
+# The run summary lists at most this many failed images; the embedded results keep all of them.
+FAILURES_SHOWN = 50
 HOVER_LABEL = dict(bgcolor="white", bordercolor="#9aa5b1", font=dict(size=13, color="#1f2933"), align="left")
 PLOT_FONT = dict(family="-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif",
                  size=13, color="#1f2933")
@@ -170,6 +176,7 @@ def _context(results: dict) -> dict:
     items = results.get("findings")
     if not items:
         items = findings(results)
+    failures = [f for f in results.get("failures") or [] if isinstance(f, dict)]
     return {
         "results": results,
         "results_json": script_json(results),
@@ -189,6 +196,11 @@ def _context(results: dict) -> dict:
         "patch_regions": patch_regions,
         "patches": patches,
         "examples": results.get("examples") or [],
+        "views": results.get("views") or {},
+        "browser": _browser_view(results.get("browser"), regions, run),
+        "legend": _region_legend(),
+        "failures_shown": failures[:FAILURES_SHOWN],
+        "failure_reasons": Counter(str(f.get("reason")) for f in failures).most_common(),
         "figures": figures,
         "estimated_labels": [REGION_BY_ID[r].label for r in ESTIMATED if r != "background"],
         "config_text": _toml(results.get("config") or {}),
@@ -197,6 +209,36 @@ def _context(results: dict) -> dict:
         "csp": CONTENT_SECURITY_POLICY,
         "log2_limit": LOG2_LIMIT,
     }
+
+
+def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
+    """What the image browser's controls offer: sort keys for the group columns and each region."""
+    if not isinstance(browser, dict) or not browser.get("images"):
+        return None
+    images = [r for r in browser["images"] if isinstance(r, dict)]
+    columns = list(dict.fromkeys([c for c in run.get("protected") or [] if isinstance(c, str)] +
+                                 [c for r in images for c in (r.get("groups") or {})]))
+    order = [r.get("id") for r in regions] or list(browser.get("regions") or REGION_IDS)
+    region_ids = [rid for rid in order if rid in (browser.get("regions") or REGION_IDS)]
+    labels = {r.get("id"): r.get("label") for r in regions}
+    return dict(browser, shown=len(images), columns=columns,
+                region_options=[(rid, labels.get(rid) or getattr(REGION_BY_ID.get(rid), "label", rid))
+                                for rid in region_ids])
+
+
+def _region_legend() -> list[tuple[str, str]]:
+    """(CSS colour, name) for each colour of the region overlays: a pair of regions (left and right eye)
+    shares one colour and one name ("Eyes")."""
+    names: dict[tuple, list[str]] = {}
+    for rid in REGION_IDS:
+        if rid != "background":
+            names.setdefault(REGION_COLOURS[rid], []).append(REGION_BY_ID[rid].label)
+    legend = []
+    for colour, labels in names.items():
+        plain = list(dict.fromkeys(re.sub(r"^(Right|Left) (\w)", lambda m: m.group(2).upper(), label) for label in labels))
+        name = plain[0] + ("s" if len(labels) > 1 and len(plain) == 1 else "") if len(plain) == 1 else " / ".join(labels)
+        legend.append((f"rgb({colour[0]},{colour[1]},{colour[2]})", name))
+    return legend
 
 
 def _analysed(counts: dict):
@@ -319,8 +361,10 @@ def _colour_bar(title: str, **extra) -> dict:
     labels[0], labels[-1] = f"≤{labels[0]}", f"≥{labels[-1]}"
     labels[len(values) // 2] = "1× even"
     # Horizontal, under the face: the face keeps the full width of its panel (and of a phone).
-    return dict(title=dict(text=title, side="bottom"), tickvals=values, ticktext=labels, thickness=10, len=0.9,
-                orientation="h", x=0.5, xanchor="center", y=-0.03, yanchor="top", outlinewidth=0, **extra)
+    bar = dict(title=dict(text=title, side="bottom"), tickvals=values, ticktext=labels, thickness=10, len=0.9,
+               orientation="h", x=0.5, xanchor="center", y=-0.03, yanchor="top", outlinewidth=0)
+    bar.update(extra)
+    return bar
 
 
 def _log2(values) -> np.ndarray:
@@ -478,21 +522,102 @@ def _ranked_chart(regions: list[dict]) -> go.Figure:
 
 
 def _comparison_maps(face: dict, comparison: dict, groups: dict) -> go.Figure:
-    """The two groups' region maps side by side on one colour scale."""
+    """The two groups' region maps side by side on one colour scale, and a third map of the difference
+    in density (b - a) per region on a diverging scale centred at 0; regions that differ beyond noise
+    are outlined."""
     a, b = comparison["a"], comparison["b"]
-    titles = [f"{_escape(key)} (n = {_count(groups[key].get('n'))})" for key in (a, b)]
-    figure = make_subplots(rows=1, cols=2, subplot_titles=titles, horizontal_spacing=0.03)
+    titles = [f"<b>{name}</b> · {_escape(key)} (n = {_count(groups[key].get('n'))})" for name, key in (("a", a), ("b", b))]
+    titles.append("<b>b − a</b> · difference in density")
+    spacing = 0.03
+    figure = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=spacing)
     for column, key in enumerate((a, b), start=1):
         rows_by_id = {r.get("id"): r for r in groups[key].get("regions") or []}
         suffix = "" if column == 1 else str(column)
         for trace in _region_traces(face, rows_by_id, clickable=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}"):
             figure.add_trace(trace)
-    figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2"))
+    rows_by_id = {r.get("id"): r for r in comparison.get("regions") or [] if isinstance(r, dict)}
+    limit = _difference_limit(rows_by_id.values())
+    for trace in _difference_traces(face, rows_by_id, a, b, limit):
+        figure.add_trace(trace)
+    width = (1 - 2 * spacing) / 3
+    figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2",
+                                  x=width + spacing / 2, len=2 * width * 0.92))
+    figure.add_trace(_difference_scale(limit, x=1 - width / 2, len=width * 0.9))
     xaxis, yaxis = _face_axes(face)
-    figure.update_layout(**_map_layout(height=450, xaxis=xaxis, xaxis2=xaxis,
-                                       yaxis=dict(yaxis, scaleanchor="x"), yaxis2=dict(yaxis, scaleanchor="x2")))
+    figure.update_layout(**_map_layout(height=430, xaxis=xaxis, xaxis2=xaxis, xaxis3=xaxis,
+                                       yaxis=dict(yaxis, scaleanchor="x"), yaxis2=dict(yaxis, scaleanchor="x2"),
+                                       yaxis3=dict(yaxis, scaleanchor="x3")))
     figure.update_layout(margin=dict(l=4, r=4, t=36, b=78))
+    figure.update_annotations(font=dict(size=13))
     return figure
+
+
+def _difference_limit(rows) -> float:
+    """The end of the difference scale: the largest |b - a|, rounded up to 1, 2, 2.5 or 5 × 10^k."""
+    largest = max((abs(r["difference"]) for r in rows if _number(r.get("difference"))), default=0.0)
+    if largest <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(largest))
+    return next(step * power for step in (1, 2, 2.5, 5, 10) if step * power >= largest * (1 - 1e-9))
+
+
+def _difference_colours(values: np.ndarray) -> np.ndarray:
+    """Values in [-1, 1] to RGB on the purple - white - orange scale, shape (..., 3)."""
+    v = np.clip(values, -1.0, 1.0)[..., None]
+    low, mid, high = (np.array(c, dtype=np.float64) for c in DIFFERENCE_COLOURS)
+    return np.where(v < 0, mid + (low - mid) * -v, mid + (high - mid) * v).astype(np.uint8)
+
+
+def _difference_colour(difference, limit: float) -> str:
+    if not _number(difference):
+        return "rgb(214,218,224)"
+    r, g, b = _difference_colours(np.array(difference / limit))
+    return f"rgb({r},{g},{b})"
+
+
+def _difference_traces(face: dict, rows_by_id: dict, a: str, b: str, limit: float) -> list:
+    """The difference map: each region filled by b - a; beyond-noise regions outlined in ink."""
+    width, height = face["size"]
+    polygons = face.get("polygons") or {}
+    traces = []
+    for region_id in _paint_order(face):
+        shapes = [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background" else \
+            polygons.get(region_id) or []
+        row = rows_by_id.get(region_id)
+        label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
+        if row is None or not _number(row.get("difference")):
+            hover = f"<b>{label}</b><br>no difference measured"
+        else:
+            hover = (f"<b>{label}</b><br>b − a: {_signed(row['difference'])}× an even spread "
+                     f"(95% CI {_ci_signed(row.get('ci'))})<br>"
+                     f"density {_times(row.get('density_a'))} in {_escape(a)}, {_times(row.get('density_b'))} in {_escape(b)}"
+                     f"<br>{'<b>beyond noise</b>' if row.get('beyond_noise') else 'within noise'}")
+        beyond = bool((row or {}).get("beyond_noise"))
+        for polygon in shapes:
+            if len(polygon) < 3:
+                continue
+            traces.append(go.Scatter(
+                x=[float(p[0]) for p in polygon] + [float(polygon[0][0])],
+                y=[float(p[1]) for p in polygon] + [float(polygon[0][1])],
+                mode="lines", fill="toself", fillcolor=_difference_colour((row or {}).get("difference"), limit),
+                line=dict(color="#1f2933", width=2.2) if beyond else dict(color="rgba(31,41,51,0.45)", width=0.8),
+                hoveron="fills", hoverinfo="text", text=hover, name=label, meta=region_id, showlegend=False,
+                xaxis="x3", yaxis="y3",
+            ))
+    return traces
+
+
+def _difference_scale(limit: float, **bar) -> go.Scatter:
+    values = [-limit, -limit / 2, 0.0, limit / 2, limit]
+    labels = [f"{v:+g}".replace("-", "−") if v else "0" for v in values]
+    stops = _difference_colours(np.array([-1.0, 0.0, 1.0]))
+    scale = [[position, f"rgb({r},{g},{b})"] for position, (r, g, b) in zip((0.0, 0.5, 1.0), stops)]
+    colour_bar = dict(title=dict(text="b − a (purple: higher in a · orange: higher in b)", side="bottom"),
+                      tickvals=values, ticktext=labels, thickness=10, orientation="h", xanchor="center",
+                      y=-0.03, yanchor="top", outlinewidth=0, **bar)
+    return go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis="x3", yaxis="y3",
+                      marker=dict(color=[0], cmin=-limit, cmax=limit, colorscale=scale, showscale=True,
+                                  colorbar=colour_bar))
 
 
 # -- the run's configuration as TOML-like text -----------------------------------------------------------

@@ -13,8 +13,10 @@ Run it as a script to write the fixture report (and its JSON) for a look in a br
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
+import io
 import math
 import sys
 
@@ -198,9 +200,69 @@ def _patches(regions: list[dict], per_region: int) -> dict[str, list[dict]]:
             prediction = 1 if rank % 4 else 0
             items.append({"image": f"celeba/{number:06d}.jpg", "score": round(score, 4),
                           "label": "1" if rank % 3 else "0", "prediction": prediction,
-                          "probability": round(0.97 - 0.04 * rank, 3), "uri": _thumbnail(source, row["id"], rank)})
+                          "probability": round(0.97 - 0.04 * rank, 3), "uri": _thumbnail(source, row["id"], rank),
+                          "view": f"celeba/{number:06d}.jpg", "source": source})
         patches[row["id"]] = items
     return patches
+
+
+@functools.lru_cache(maxsize=4)
+def _view_pictures(name: str) -> tuple[str, str]:
+    example = _example(name, "", "", 0, 0.0)
+    return example["uri"], example["regions_uri"]
+
+
+def _views(patches: dict[str, list[dict]], column: str) -> dict[str, dict]:
+    """One full-image view per image named by a patch (as ``TopPatches.views()``); the patch records keep
+    only the key."""
+    views = {}
+    for items in patches.values():
+        for record in items:
+            source = record.pop("source")
+            if record["view"] not in views:
+                uri, regions_uri = _view_pictures(source)
+                number = int(record["image"][7:13])
+                views[record["view"]] = {
+                    "uri": uri, "regions_uri": regions_uri, "label": record["label"],
+                    "prediction": record["prediction"], "probability": record["probability"],
+                    "groups": {column: str(number % 2), "Eyeglasses": "1" if number % 10 == 3 else "0"}}
+    return views
+
+
+@functools.lru_cache(maxsize=8)
+def _browser_thumbnail(name: str, mirrored: bool, size: int = 96) -> str:
+    uri = _view_pictures(name)[0]
+    picture = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+    if mirrored:
+        picture = picture.transpose(Image.FLIP_LEFT_RIGHT)
+    return data_uri(picture.resize((size, size), Image.BILINEAR), quality=78)
+
+
+def _browser(regions: list[dict], column: str, total: int, sample: int = 60) -> dict:
+    """The image browser's sample (as ``ImageBrowser.summary()``): 10 most and 10 least confident images
+    and 40 at random, with per-region shares scattered around the overall shares."""
+    rng = np.random.default_rng(7)
+    names = list(SOURCE_LANDMARKS)
+    overall = np.array([next(r["share"] for r in regions if r["id"] == rid) for rid in REGION_IDS])
+    probabilities = np.sort(rng.uniform(0.5, 1.0, total))[::-1]
+    chosen = list(range(10)) + sorted(rng.choice(np.arange(10, total - 10), sample - 20, replace=False)) + \
+        list(range(total - 10, total))
+    images = []
+    for rank in chosen:
+        number = 3000 + 11 * int(rank)
+        shares = overall * rng.lognormal(0.0, 0.5, len(overall))
+        prediction = int(rng.uniform() < 0.55)
+        label = prediction if rng.uniform() < 0.9 else 1 - prediction
+        images.append({
+            "image": f"celeba/{number:06d}.jpg", "label": str(label), "prediction": prediction,
+            "probability": round(float(probabilities[rank]), 4),
+            "groups": {column: str(number % 2), "Eyeglasses": "1" if number % 10 == 3 else "0"},
+            "shares": np.round(shares / shares.sum(), 4).tolist(),
+            "uri": _browser_thumbnail(names[rank % 2], bool(rank % 3 == 1)),
+            "why": "highest confidence" if rank < 10 else "lowest confidence" if rank >= total - 10 else "random",
+        })
+    return {"total_seen": total, "sampled": total > sample, "size": sample, "highest": 10, "lowest": 10,
+            "random": sample - 20, "seed": 0, "regions": list(REGION_IDS), "images": images}
 
 
 def _example(name: str, why: str, label: str, prediction: int, probability: float, size: int = 192) -> dict:
@@ -248,6 +310,7 @@ def _build(column: str, patches_per_region: int, with_groups: bool) -> dict:
                 groups[key] = {"column": col, "value": value, "n": counts[value], "regions": group_regions,
                                "region_groups": group_groups, "mean_attribution": _grid(heat)}
             comparisons.append(_comparison(col, keys[0], keys[1], groups[keys[0]], groups[keys[1]]))
+    patches = _patches(regions, patches_per_region)
     results = {
         "schema": "reportgen/1",
         "tool": {"name": "reportgen", "version": "0.1.0", "python": "3.11.7", "torch": "2.14.1",
@@ -291,7 +354,9 @@ def _build(column: str, patches_per_region: int, with_groups: bool) -> dict:
             "paint_order": list(PAINT_ORDER),
             "mean_attribution": _grid(overall),
         },
-        "patches": _patches(regions, patches_per_region),
+        "patches": patches,
+        "views": _views(patches, column),
+        "browser": _browser(regions, column, n),
         "examples": [
             _example("grace_hopper.jpg", "highest confidence", "1", 1, 0.991),
             _example("astronaut.jpg", "highest confidence", "1", 1, 0.984),

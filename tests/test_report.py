@@ -130,10 +130,121 @@ def test_nothing_is_loaded_from_the_network(page):
         assert "@import" not in css
 
 
-def test_every_image_is_a_data_uri(page):
+def _resolve(results, path):
+    value = results
+    for key in path:
+        value = value[key]
+    return value
+
+
+def test_every_image_is_a_data_uri_from_the_results(results, page):
     images = [attributes for tag, attributes in page.tags if tag == "img"]
     assert images
-    assert all(attributes["src"].startswith("data:image/") for attributes in images)
+    for attributes in images:
+        if "src" in attributes:
+            assert attributes["src"].startswith("data:image/")
+        elif "data-picture" in attributes:
+            assert _resolve(results, json.loads(attributes["data-picture"])).startswith("data:image/jpeg;base64,")
+        else:  # the whole-image view's pictures, filled in when it opens
+            assert attributes["id"] in ("viewer-attention", "viewer-regions")
+    pictures = [json.loads(a["data-picture"]) for a in images if "data-picture" in a]
+    assert sum(p[0] == "patches" for p in pictures) == sum(len(v) for v in results["patches"].values())
+    assert sum(p[0] == "examples" for p in pictures) == sum(1 + bool(e.get("regions_uri")) for e in results["examples"])
+
+
+def test_every_picture_is_written_once():
+    """Pictures are in the embedded results only; the page's <img> elements get them from there."""
+    results = build_results()
+    counter = iter(range(10**6))
+
+    def mark(value):
+        if isinstance(value, dict):
+            return {k: mark(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mark(v) for v in value]
+        if isinstance(value, str) and value.startswith("data:image/"):
+            return f"data:image/jpeg;base64,UNIQUE{next(counter):06d}AAAA"
+        return value
+
+    results = mark(results)
+    html = render_html(results)
+    marks = re.findall(r"UNIQUE\d{6}", html)
+    assert len(marks) == next(counter) > 300
+    assert len(set(marks)) == len(marks)
+
+
+def test_patches_open_their_whole_image_view(results, page):
+    buttons = [a for tag, a in page.tags if tag == "button" and "patch-open" in (a.get("class") or "")]
+    assert len(buttons) == sum(len(v) for v in results["patches"].values())
+    assert all(a["data-view"] in results["views"] for a in buttons)
+    view = next(iter(results["views"].values()))
+    assert {"uri", "regions_uri", "label", "prediction", "probability"} <= set(view)
+    assert any(tag == "dialog" and a.get("id") == "image-view" for tag, a in page.tags)
+
+
+def test_patches_without_views_are_plain_pictures(results):
+    results = build_results(with_groups=False)
+    del results["views"]
+    page = parse(render_html(results))
+    assert not any("patch-open" in (a.get("class") or "") for tag, a in page.tags if tag == "button")
+    assert sum("data-picture" in a for tag, a in page.tags if tag == "img") >= 6
+
+
+def test_image_browser_says_it_shows_a_representative_sample(results, html, page):
+    browser = results["browser"]
+    assert browser["sampled"] and browser["total_seen"] > len(browser["images"])
+    text = re.sub(r"\s+", " ", html)
+    assert f"A representative sample of <strong>{len(browser['images'])}</strong> of the {browser['total_seen']} analysed images" in text
+    assert "the 10 most confident predictions, the 10 least confident, and 40 chosen at random" in text
+    options = [a for tag, a in page.tags if tag == "option"]
+    assert {a.get("data-key") for a in options if a.get("value") == "region"} == set(browser["regions"])
+    assert {a.get("data-key") for a in options if a.get("value") == "group"} == {"protected", "Eyeglasses"}
+
+
+def test_image_browser_is_left_out_without_a_sample():
+    results = build_results(with_groups=False)
+    del results["browser"]
+    html = render_html(results)
+    assert 'id="browser"' not in html and 'href="#browser"' not in html
+
+
+def test_comparison_has_a_difference_map_centred_at_zero(results, page):
+    figure = json.loads(page.script("figure-comparison-0"))
+    comparison = results["comparisons"][0]
+    panels = {trace.get("xaxis") or "x" for trace in figure["data"] if trace.get("meta")}
+    assert panels == {"x", "x2", "x3"}
+    difference = {t["meta"]: t for t in figure["data"] if t.get("meta") and t.get("xaxis") == "x3"}
+    rows = {r["id"]: r for r in comparison["regions"]}
+    assert set(difference) == set(rows)
+    scale = next(t for t in figure["data"] if t.get("xaxis") == "x3" and t.get("marker", {}).get("showscale"))
+    assert scale["marker"]["cmax"] == -scale["marker"]["cmin"] > 0
+    assert scale["marker"]["cmax"] >= max(abs(r["difference"]) for r in rows.values())
+    most = max(rows.values(), key=lambda r: r["difference"])
+    least = min(rows.values(), key=lambda r: r["difference"])
+    colour = {rid: tuple(map(int, re.findall(r"\d+", t["fillcolor"]))) for rid, t in difference.items()}
+    assert most["difference"] > 0 > least["difference"]
+    assert colour[most["id"]][0] > colour[most["id"]][2]  # orange: higher in b
+    assert colour[least["id"]][2] > colour[least["id"]][1]  # purple: higher in a
+    for rid, row in rows.items():
+        assert (difference[rid]["line"]["width"] > 2) == bool(row["beyond_noise"])
+        assert "b − a" in difference[rid]["text"]
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert any("difference" in t for t in titles)
+
+
+def test_csv_download_button_is_offered(page):
+    ids = [a.get("id") for tag, a in page.tags if tag == "button"]
+    assert "download-results" in ids and "download-regions" in ids
+
+
+def test_long_failure_lists_are_cut_in_the_page_but_kept_in_the_results():
+    results = build_results(with_groups=False)
+    results["failures"] = [{"image": f"x/{k:05d}.jpg", "reason": "no face found" if k % 3 else "unreadable"}
+                           for k in range(1000)]
+    html = render_html(results)
+    assert html.count("<tr><td><code>x/") == 50
+    assert "The first 50 of 1" in html and "no face found: 666" in html
+    assert json.loads(parse(html).script("reportgen-results"))["failures"] == results["failures"]
 
 
 def test_content_security_policy_forbids_network_before_any_script(page):
@@ -189,7 +300,7 @@ def test_density_colours_are_symmetric_on_a_log_scale(results, page):
 
 
 def test_sections_appear_in_the_agreed_order(html):
-    order = ["summary", "findings", "map", "ranking", "region-groups", "groups", "patches", "examples",
+    order = ["summary", "findings", "map", "ranking", "region-groups", "groups", "patches", "browser", "examples",
              "how-to-read", "method", "data"]
     positions = [html.index(f'id="{section}"') for section in order]
     assert positions == sorted(positions)
