@@ -81,6 +81,7 @@
   }
 
   var detail = document.getElementById("region-detail");
+  var calm = window.matchMedia && window.matchMedia("(prefers-reduced-motion: reduce)").matches;
 
   // Show a region's patches below the map (a copy of its entry in the patches section) and open that entry.
   function showRegion(id, options) {
@@ -116,7 +117,7 @@
     detail.setAttribute("data-region", id);
     if (!(options && options.quiet)) {
       var box = detail.getBoundingClientRect();
-      if (box.top > window.innerHeight || box.bottom < 0) detail.scrollIntoView({behavior: "smooth", block: "nearest"});
+      if (box.top > window.innerHeight || box.bottom < 0) detail.scrollIntoView({behavior: calm ? "auto" : "smooth", block: "nearest"});
     }
   }
 

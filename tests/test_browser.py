@@ -1,0 +1,366 @@
+"""The report in a real browser (headless Debian Chromium driven by playwright): it loads offline without
+errors, its maps, patches, whole-image view, image browser and downloads work, and text from the data
+(image names, column names, group values) never runs as code.
+
+Skipped when playwright or Chromium is missing, except in CI (the CI environment variable is set), where
+that is a failure: ``.ci/run`` installs Chromium. ``REPORTGEN_CHROMIUM`` names another Chromium binary.
+Screenshots go to ``test-output/`` at the top of the repository.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from report_fixture import build_results
+
+from reportgen.findings import findings, times_text
+from reportgen.regions import PAINT_ORDER
+from reportgen.report import write_html
+
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
+OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
+FIGURES_DRAWN = "[...document.querySelectorAll('[data-figure]')].every(d => d._fullLayout && d.querySelector('.main-svg'))"
+
+# Where a region's polygon centre is on a map, in viewport pixels (the figure is scrolled into view first).
+REGION_POINT_JS = """
+([figure, region, axis]) => {
+  const div = document.querySelector(`[data-figure="${figure}"]`);
+  const trace = div && div._fullData.find(t => t.meta === region && (t.xaxis || 'x') === axis);
+  if (!trace) return null;
+  const xs = trace.x.filter(v => v !== null), ys = trace.y.filter(v => v !== null);
+  const cx = xs.reduce((a, b) => a + b, 0) / xs.length, cy = ys.reduce((a, b) => a + b, 0) / ys.length;
+  const box = div.getBoundingClientRect();
+  const xa = div._fullLayout[axis === 'x' ? 'xaxis' : 'xaxis' + axis.slice(1)];
+  const ya = div._fullLayout[axis === 'x' ? 'yaxis' : 'yaxis' + axis.slice(1)];
+  return {x: box.left + xa._offset + xa.l2p(cx), y: box.top + ya._offset + ya.l2p(cy)};
+}
+"""
+
+
+def _chromium() -> str | None:
+    candidates = [os.environ.get("REPORTGEN_CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium")]
+    return next((c for c in candidates if c and os.path.exists(c)), None)
+
+
+def _missing() -> str | None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright Python package is not installed (pip install playwright)"
+    if _chromium() is None:
+        return "Chromium is not installed (apt-get install chromium), so the report cannot be opened in a browser"
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = _missing()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"browser tests must run in CI, but {missing}", pytrace=False)
+        pytest.skip(missing)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=_chromium(), args=ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+class Watched:
+    """A page with everything it logged, every error and every request it made."""
+
+    def __init__(self, browser, path: Path):
+        # Reduced motion: the report then scrolls without animation, so positions are final at once.
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True,
+                                           reduced_motion="reduce")
+        self.page = self.context.new_page()
+        self.console: list[str] = []
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.url = path.resolve().as_uri()
+        self.page.on("console", lambda m: self.console.append(f"{m.type}: {m.text}"))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("request", lambda r: self.requests.append(r.url))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.goto(self.url, wait_until="load")
+        self.page.wait_for_function(FIGURES_DRAWN, timeout=20000)
+
+    def remote_requests(self) -> list[str]:
+        return [url for url in self.requests if url != self.url and not url.startswith(("data:", "blob:"))]
+
+    def problems(self) -> list[str]:
+        return [line for line in self.console if line.startswith(("error", "warning"))] + self.errors
+
+
+@pytest.fixture(scope="module")
+def results():
+    return build_results()
+
+
+@pytest.fixture(scope="module")
+def report(browser, results, tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser") / "report.html"
+    write_html(results, path)
+    watched = Watched(browser, path)
+    yield watched
+    watched.context.close()
+
+
+def region_point(page, figure: str, region: str, axis: str = "x") -> dict:
+    page.locator(f'[data-figure="{figure}"]').scroll_into_view_if_needed()
+    page.wait_for_timeout(100)
+    point = page.evaluate(REGION_POINT_JS, [figure, region, axis])
+    assert point is not None, f"{region} is not on {figure}"
+    return point
+
+
+def hover_text(page, expected: str) -> str:
+    """The hover label once it names ``expected`` (plotly throttles hover events, so it can lag a move)."""
+    page.wait_for_function("(text) => [...document.querySelectorAll('.hovertext')]"
+                           ".some(n => n.textContent.includes(text))", arg=expected, timeout=5000)
+    return " ".join(page.eval_on_selector_all(".hovertext", "ns => ns.map(n => n.textContent)"))
+
+
+def close_viewer(page):
+    if page.evaluate("document.getElementById('image-view').open"):
+        page.keyboard.press("Escape")
+        page.wait_for_function("!document.getElementById('image-view').open")
+
+
+def test_page_loads_offline_without_errors(report):
+    assert report.problems() == []
+    assert report.remote_requests() == []
+    drawn = report.page.eval_on_selector_all("[data-figure]", "ds => ds.map(d => !!d._fullLayout)")
+    assert len(drawn) >= 4 and all(drawn)
+    # every picture came from the embedded results and decoded
+    pictures = report.page.eval_on_selector_all(
+        "img[data-picture]", "imgs => imgs.map(i => [i.src.slice(0, 23), i.complete && i.naturalWidth > 0])")
+    assert pictures and all(p == ["data:image/jpeg;base64,", True] for p in pictures)
+
+
+def test_region_map_has_one_filled_trace_per_region(report, results):
+    traces = report.page.evaluate("""() => document.querySelector('[data-figure="figure-region-map"]')._fullData
+        .filter(t => t.meta).map(t => [t.meta, t.fill, t.hoveron])""")
+    expected = [r for r in PAINT_ORDER if r == "background" or r in results["canonical_face"]["polygons"]]
+    assert [meta for meta, _, _ in traces] == expected  # one each, in paint order
+    assert all(fill == "toself" and hoveron == "fills" for _, fill, hoveron in traces)
+
+
+def test_hovering_a_region_shows_its_name_and_density(report, results):
+    page = report.page
+    point = region_point(page, "figure-region-map", "left_eye")
+    page.mouse.move(point["x"], point["y"], steps=4)
+    hover = hover_text(page, "Left eye")
+    row = next(r for r in results["regions"] if r["id"] == "left_eye")
+    assert "Left eye" in hover and f"{times_text(row['density'])}× an even spread" in hover
+
+
+def test_clicking_a_region_shows_its_patches(report, results):
+    page = report.page
+    point = region_point(page, "figure-region-map", "nose")
+    page.mouse.click(point["x"], point["y"])
+    page.wait_for_function("document.getElementById('region-detail').dataset.region === 'nose'", timeout=5000)
+    shown = page.eval_on_selector_all("#region-detail button.patch-open", "bs => bs.map(b => b.dataset.view)")
+    assert shown == [p["view"] for p in results["patches"]["nose"]]
+    assert page.evaluate("document.getElementById('patches-nose').open")
+
+
+def test_clicking_a_patch_opens_its_whole_image_view(report, results):
+    page = report.page
+    patches = results["patches"]["nose"]
+    page.locator("#region-detail button.patch-open").first.click()
+    page.wait_for_function("document.getElementById('image-view').open")
+    view = results["views"][patches[0]["view"]]
+    assert page.text_content("#viewer-title") == patches[0]["image"]
+    assert page.get_attribute("#viewer-attention", "src") == view["uri"]
+    assert page.get_attribute("#viewer-regions", "src") == view["regions_uri"]
+    assert page.evaluate("document.getElementById('viewer-regions').naturalWidth") > 0
+    facts = page.text_content("#viewer-facts")
+    assert f"Label{view['label']}" in facts and f"Prediction{view['prediction']}" in facts
+    assert f"Probability{view['probability']:.2f}" in facts and "Share in nose" in facts
+    page.keyboard.press("ArrowRight")
+    assert page.text_content("#viewer-title") == patches[1]["image"]
+    assert page.text_content("#viewer-position") == f"2 of {len(patches)}"
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "report-image-view.png"))
+    close_viewer(page)
+
+
+def tile_values(page) -> list[str]:
+    return page.eval_on_selector_all("#browser-grid .tile", "ts => ts.map(t => t.dataset.value)")
+
+
+def choose(page, value: str, key: str | None = None) -> None:
+    index = page.evaluate("([v, k]) => [...document.querySelectorAll('#browser-sort option')]"
+                          ".findIndex(o => o.value === v && (k === null || o.dataset.key === k))", [value, key])
+    assert index >= 0, (value, key)
+    page.select_option("#browser-sort", index=index)
+
+
+def test_image_browser_sorts_a_representative_sample(report, results):
+    page = report.page
+    browser = results["browser"]
+    page.locator("#browser").scroll_into_view_if_needed()
+    assert page.text_content("#browser-count") == f"{len(browser['images'])} of {browser['total_seen']} images"
+    probabilities = [float(v) for v in tile_values(page)]
+    assert probabilities == sorted((r["probability"] for r in browser["images"]), reverse=True)
+
+    choose(page, "region", "left_eye")
+    index = browser["regions"].index("left_eye")
+    shares = [float(v) for v in tile_values(page)]
+    assert shares == sorted((r["shares"][index] for r in browser["images"]), reverse=True)
+    assert "Left eye" in page.text_content("#browser-grid .tile .tile-detail")
+    page.click("#browser-order")
+    assert [float(v) for v in tile_values(page)] == sorted(shares)
+
+    choose(page, "group", "protected")
+    groups = tile_values(page)
+    assert groups == sorted(groups) and set(groups) == {"0", "1"}
+    choose(page, "correct")
+    wrong = [r for r in browser["images"] if r["label"] != str(r["prediction"])]
+    assert tile_values(page)[:len(wrong)] == ["1"] * len(wrong) and "0" in tile_values(page)
+
+    page.locator("#browser-grid .tile").first.click()
+    page.wait_for_function("document.getElementById('image-view').open")
+    assert page.text_content("#viewer-title") == page.get_attribute("#browser-grid .tile", "data-image")
+    assert page.locator("#viewer-shares .share-row").count() == 6
+    close_viewer(page)
+    choose(page, "probability")
+
+
+def test_downloads_are_made_in_the_page(report, results):
+    page = report.page
+    page.locator("#data").scroll_into_view_if_needed()
+    with page.expect_download(timeout=10000) as info:
+        page.click("#download-regions")
+    download = info.value
+    assert download.suggested_filename == "regions.csv"
+    text = Path(download.path()).read_text(encoding="utf-8-sig")
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert list(rows[0]) == ["id", "label", "group", "share", "share_ci_low", "share_ci_high", "area", "density",
+                             "ci_low", "ci_high", "n"]
+    groups = results["groups"]
+    assert len(rows) == len(results["regions"]) + sum(len(g["regions"]) for g in groups.values())
+    assert [r["group"] for r in rows[:len(results["regions"])]] == ["all"] * len(results["regions"])
+    for row, region in zip(rows, results["regions"]):
+        assert row["id"] == region["id"] and row["label"] == region["label"]
+        assert float(row["density"]) == region["density"] and float(row["ci_high"]) == region["ci"][1]
+        assert float(row["share_ci_low"]) == region["share_ci"][0] and int(row["n"]) == region["n"]
+    key = next(iter(groups))
+    first = next(r for r in rows if r["group"] == key)
+    assert float(first["density"]) == groups[key]["regions"][0]["density"]
+
+    with page.expect_download(timeout=10000) as info:
+        page.click("#download-results")
+    assert json.loads(Path(info.value.path()).read_text(encoding="utf-8")) == results
+
+
+def test_screenshot_of_the_top_of_the_report(report):
+    page = report.page
+    page.evaluate("window.scrollTo(0, 0)")
+    page.mouse.move(5, 5)
+    page.wait_for_timeout(200)
+    OUTPUT.mkdir(exist_ok=True)
+    path = OUTPUT / "report-top.png"
+    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1800}, full_page=True)
+    assert path.stat().st_size > 50_000
+    # still nothing fetched, logged or thrown after every interaction above
+    assert report.remote_requests() == [] and report.problems() == []
+
+
+# Payloads in every kind of user text: if any of them ran, a dialog would open, window.__pwned would be
+# set, or the browser would request "x" (a relative URL next to the report).
+IMG = "<img src=x onerror=alert(1)>"
+SCRIPT = "</script><script>window.__pwned=1</script>"
+SVG = '"><svg onload=window.__pwned=2>'
+
+
+def evil_results() -> dict:
+    results = build_results(column=SCRIPT)
+    renamed = {"0": SVG, "1": IMG}
+    # (the column itself holds "=": keys are f"{column}={value}", so they are matched by their start)
+    for value, new in renamed.items():
+        old_key, new_key = f"{SCRIPT}={value}", f"{SCRIPT}={new}"
+        results["groups"][new_key] = dict(results["groups"].pop(old_key), value=new)
+        for comparison in results["comparisons"]:
+            for side in ("a", "b"):
+                if comparison[side] == old_key:
+                    comparison[side] = new_key
+    for record in results["browser"]["images"]:
+        record["groups"][SCRIPT] = renamed[record["groups"][SCRIPT]]
+    for view in results["views"].values():
+        view["groups"][SCRIPT] = renamed[view["groups"][SCRIPT]]
+    # image names: a patch (and the view it opens), a browser image, an example, a failure
+    patch = results["patches"]["nose"][0]
+    results["views"][IMG + SCRIPT] = results["views"].pop(patch["view"])
+    patch["image"] = patch["view"] = IMG + SCRIPT
+    for other in results["patches"].values():
+        for record in other:
+            if record["view"] not in results["views"]:
+                record["view"] = IMG + SCRIPT
+    results["browser"]["images"][0]["image"] = SVG + IMG
+    results["examples"][0]["image"] = SCRIPT + SVG
+    results["failures"][0]["image"] = IMG
+    results["notes"].append(SCRIPT + IMG)
+    results["findings"] = findings(results)
+    return results
+
+
+def test_payloads_in_names_and_groups_never_run(browser, tmp_path):
+    results = evil_results()
+    path = tmp_path / "evil.html"
+    write_html(results, path)
+    watched = Watched(browser, path)
+    page = watched.page
+    try:
+        # the payloads show as text wherever they are used
+        assert SCRIPT in page.text_content("#findings")
+        # open the views and sorts that put names and group values into the page
+        page.click("#patches-nose summary")
+        page.locator("#patches-nose button.patch-open").first.click()
+        page.wait_for_function("document.getElementById('image-view').open")
+        assert page.text_content("#viewer-title") == IMG + SCRIPT
+        assert renamed_value_shown(page)
+        close_viewer(page)
+        choose(page, "group", SCRIPT)
+        page.locator("#browser-grid .tile").first.click()
+        page.wait_for_function("document.getElementById('image-view').open")
+        close_viewer(page)
+        point = region_point(page, "figure-comparison-0", "hair", axis="x3")
+        page.mouse.move(point["x"], point["y"], steps=4)
+        assert SVG in hover_text(page, "Hair")
+        assert page.evaluate("typeof window.__pwned") == "undefined"
+        assert watched.dialogs == []
+        assert watched.problems() == []
+        assert watched.remote_requests() == []
+        assert page.evaluate("document.querySelectorAll('svg[onload], img[onerror]').length") == 0
+    finally:
+        watched.context.close()
+
+
+def renamed_value_shown(page) -> bool:
+    facts = page.text_content("#viewer-facts")
+    return SCRIPT in facts and (SVG in facts or IMG in facts)
+
+
+def test_the_checks_above_would_see_a_payload_that_ran(browser, tmp_path):
+    """The same payloads written raw into a page (no escaping, no policy): the watcher sees them run."""
+    path = tmp_path / "raw.html"
+    path.write_text(f"<!DOCTYPE html><html><body><p>{IMG}</p><p>{SVG}</p></body></html>", encoding="utf-8")
+    watched = Watched(browser, path)
+    try:
+        watched.page.wait_for_function("window.__pwned === 2", timeout=5000)
+        watched.page.wait_for_timeout(200)
+        assert watched.dialogs == ["1"]
+        assert any(url.endswith("/x") for url in watched.remote_requests())
+    finally:
+        watched.context.close()
