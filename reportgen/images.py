@@ -7,15 +7,18 @@ stops the run.
 
 from __future__ import annotations
 
+import io
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dataset import Dataset
-from .errors import InputError
+from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, file_hash
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
 
@@ -32,6 +35,149 @@ class PreparedImage:
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
     failure: str | None = None
+    notes: list[str] = field(default_factory=list)  # conversions applied, several faces... (image kept)
+
+
+# The smallest side worth searching for a face; smaller images are listed as failures.
+MIN_SIDE = 8
+EXIF_ORIENTATION = 0x0112
+
+
+def decode_image(path: Path) -> tuple[Image.Image, list[str]]:
+    """Read an image file as an 8-bit RGB PIL image, upright, plus notes on every conversion made.
+
+    Raises ImageError (the reason recorded for that image) for an empty, unreadable, truncated or
+    corrupt file, a file that is not an image, an image with more pixels than Pillow's
+    decompression-bomb limit (Image.MAX_IMAGE_PIXELS), and one too small to hold a face.
+    Conversions, each noted: EXIF orientation applied; grayscale/1-bit to three equal channels;
+    16-bit and 32-bit integer scaled to 8 bits by the format's range (65535 -> 255), floating point by
+    its range; transparent pixels composited on white; palette, CMYK (with its ICC profile when it
+    has one) and other colour spaces converted to RGB; only the first frame of a multi-frame file.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ImageError(f"cannot read the file ({error.strerror or type(error).__name__})") from None
+    if not data:
+        raise ImageError("not a readable image: the file is empty (0 bytes)")
+    notes: list[str] = []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as opened:
+                frames = getattr(opened, "n_frames", 1)
+                opened.load()
+                image = _upright(opened, notes)
+                image = _to_rgb(image, notes)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+        pixels = re.search(r"\((\d+) pixels\)", str(error))
+        size = f" ({int(pixels.group(1)):,} pixels)" if pixels else ""
+        raise ImageError(f"image too large{size}: over the {Image.MAX_IMAGE_PIXELS:,}-pixel safety limit "
+                         "against decompression bombs; downscale it") from None
+    except UnidentifiedImageError:
+        start = data[:256]
+        if sum(32 <= b < 127 or b in b"\t\r\n" for b in start) >= 0.95 * len(start):
+            raise ImageError("not a readable image: the file holds text, not image data") from None
+        raise ImageError("not a readable image: unknown or broken image format") from None
+    except Exception as error:  # Pillow raises many types for broken files
+        raise ImageError(f"not a readable image: truncated or corrupt ({type(error).__name__}: {error})") from None
+    if frames > 1:
+        notes.append(f"{frames} frames (animated or multi-page); the first was analysed")
+    if min(image.size) < MIN_SIDE:
+        raise ImageError(f"image too small ({image.width}x{image.height} pixels) to hold a face")
+    return image, notes
+
+
+def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
+    """Apply the EXIF orientation (phones store rotation there instead of rotating the pixels)."""
+    try:
+        orientation = image.getexif().get(EXIF_ORIENTATION)
+    except Exception:  # malformed EXIF: the pixels are still fine
+        notes.append("EXIF data unreadable; the image was used as stored")
+        return image
+    if orientation not in (2, 3, 4, 5, 6, 7, 8):
+        return image
+    try:
+        turned = ImageOps.exif_transpose(image)
+    except Exception:
+        notes.append(f"EXIF orientation {orientation} could not be applied; the image was used as stored")
+        return image
+    what = {3: "rotated 180 degrees", 6: "rotated 90 degrees clockwise", 8: "rotated 90 degrees anticlockwise"}
+    notes.append(f"{what.get(orientation, 'flipped/rotated')} to stand upright, as its EXIF orientation "
+                 f"({orientation}) says")
+    return turned
+
+
+def _to_8bit(values: np.ndarray, low: float, high: float) -> np.ndarray:
+    scaled = (np.nan_to_num(values.astype(np.float64), nan=low) - low) / max(high - low, 1e-12) * 255
+    return np.clip(scaled + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
+    """``image`` as 8-bit RGB; every conversion that changes what the model sees is noted."""
+    mode = image.mode
+    if mode == "RGB":
+        return image.copy()
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        values = np.asarray(image)
+        low, high = (float(np.nanmin(values)), float(np.nanmax(values))) if values.size else (0.0, 0.0)
+        if mode.startswith("I;16") or (mode == "I" and low >= 0 and 255 < high <= 65535):
+            notes.append("16-bit grayscale image: scaled to 8 bits (0-65535 to 0-255) and copied to three channels")
+            gray = _to_8bit(values, 0, 65535)
+        elif mode == "F" and low >= 0 and high <= 1:
+            notes.append("floating-point grayscale image (0-1): scaled to 8 bits and copied to three channels")
+            gray = _to_8bit(values, 0, 1)
+        elif low >= 0 and high <= 255:
+            notes.append(f"{'32-bit integer' if mode == 'I' else 'floating-point'} grayscale image with 8-bit "
+                         "values: copied to three channels")
+            gray = _to_8bit(values, 0, 255)
+        else:
+            notes.append(f"{'32-bit integer' if mode == 'I' else 'floating-point'} grayscale image: stretched "
+                         f"from its range [{low:g}, {high:g}] to 8 bits and copied to three channels")
+            gray = _to_8bit(values, low, high)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("1", "L"):
+        notes.append(("black-and-white (1-bit)" if mode == "1" else "grayscale") +
+                     " image: copied to three equal channels (the model sees no colour)")
+        return image.convert("RGB")
+    if mode == "P":
+        notes.append("palette (indexed-colour) image: converted to RGB")
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+        if mode == "RGB":
+            return image
+    if mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        if mode in ("LA", "La"):
+            notes.append("grayscale image: copied to three equal channels (the model sees no colour)")
+        rgba = image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            notes.append("transparent pixels composited on white")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+        return rgba.convert("RGB")
+    if mode == "CMYK":
+        profile = image.info.get("icc_profile")
+        if profile:
+            try:
+                from PIL import ImageCms
+
+                converted = ImageCms.profileToProfile(image, io.BytesIO(profile), ImageCms.createProfile("sRGB"),
+                                                      outputMode="RGB")
+                notes.append("CMYK image: converted to RGB with its colour profile")
+                return converted
+            except Exception:
+                pass
+        notes.append("CMYK image: converted to RGB without a colour profile (colours may be slightly off)")
+        return image.convert("RGB")
+    try:
+        converted = image.convert("RGB")
+    except Exception:
+        raise ImageError(f"colour mode {mode} is not supported; save the image as RGB (or grayscale)") from None
+    notes.append(f"{mode} image: converted to RGB")
+    return converted
 
 
 class ImagePreparer(torch.utils.data.Dataset):
@@ -56,29 +202,41 @@ class ImagePreparer(torch.utils.data.Dataset):
         return self.geometries[size]
 
     def prepare(self, index: int) -> PreparedImage:
+        """Row ``index`` decoded, its face found and transformed; any problem becomes its ``failure``."""
+        try:
+            return self._prepare(index)
+        except Exception as error:  # one image must never stop the run: record what went wrong
+            return PreparedImage(index, self.dataset.paths[index],
+                                 failure=f"could not be prepared ({type(error).__name__}: {error})")
+
+    def _prepare(self, index: int) -> PreparedImage:
         name = self.dataset.paths[index]
         result = PreparedImage(index, name)
         path = self.dataset.root / name
-        if not path.is_file():
+        try:
+            found = path.is_file()
+        except (OSError, ValueError):
+            found = False
+        if not found:
             result.failure = "file not found"
             return result
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(path) as opened:
-                    image = ImageOps.exif_transpose(opened)  # phones store rotation in EXIF
-                    image = image.convert("RGB")
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            result.failure = "image too large (over the decompression-bomb limit)"
+            image, result.notes = decode_image(path)
+            digest = file_hash(path)
+        except ImageError as error:
+            result.failure = str(error)
             return result
-        except Exception as error:  # PIL raises many types for broken files
-            result.failure = f"not a readable image ({type(error).__name__}: {error})"
+        except OSError as error:
+            result.failure = f"cannot read the file ({error.strerror or type(error).__name__})"
             return result
-        digest = file_hash(path)
         hit, face = self.cache.get(digest)
         if not hit:
             result.detected = True
-            face = detect_face(image)
+            try:
+                face = detect_face(image)
+            except Exception as error:  # dlib on an odd shape, say; not cached, so a fixed version retries
+                result.failure = f"face detection failed ({type(error).__name__}: {error})"
+                return result
             self.cache.put(digest, face)
         if face is None:
             result.failure = "no face found"
@@ -86,13 +244,14 @@ class ImagePreparer(torch.utils.data.Dataset):
         try:
             geometry = self.geometry(image.size)
             result.tensor = self.preprocessing.transform(image).float()
-        except InputError as error:  # the transform copes with most sizes but not this one
-            result.failure = f"the transform failed on this image ({error})"
+        except Exception as error:  # the transform copes with most sizes but not this one
+            reason = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
+            result.failure = f"the transform failed on this image ({reason})"
             return result
         result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
+        result.notes += face.notes
         return result
-
 
     def __getstate__(self):
         # Sent to spawned workers: geometry measurements are redone there (they hold tensors).

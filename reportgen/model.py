@@ -7,30 +7,50 @@ only. Weights are loaded with ``torch.load(..., weights_only=True)``, which cann
 from __future__ import annotations
 
 import difflib
+import re
 import runpy
+import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, require_file
 
 
 def _run_python_file(path: Path, option: str) -> dict:
-    """Execute a user's Python file and return its variables; errors name the file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{option} {path}: file not found")
+    """Execute a user's Python file and return its variables; errors name the file and line.
+
+    The file's folder is on the import path while it runs (as with ``python model.py``), so it can
+    import a module that sits beside it.
+    """
+    path = require_file(path, option)
+    with open(path, "rb") as handle:
+        start = handle.read(8)
+    if start.startswith((b"PK\x03\x04", b"\x80")) or b"\x00" in start:
+        raise InputError(f"{option} {path}: a binary file (saved weights?), not Python code; "
+                         f"{option} takes the .py file that builds the model"
+                         + (", and --weights the saved state_dict" if option == "--model-file" else ""))
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
     try:
         return runpy.run_path(str(path), run_name="reportgen_user_file")
     except SystemExit:
         raise InputError(f"{option} {path}: the file called exit() while being loaded") from None
     except Exception as error:  # the user's code can raise anything
         frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == str(path)]
-        where = f", line {frames[-1].lineno}" if frames else ""
-        raise InputError(f"{option} {path}{where}: loading the file failed: "
-                         f"{type(error).__name__}: {error}") from None
+        line = frames[-1].lineno if frames else None
+        if isinstance(error, SyntaxError) and error.lineno and error.filename in (str(path), None):
+            line = error.lineno
+            error = f"SyntaxError: {error.msg}"
+        else:
+            error = f"{type(error).__name__}: {error}"
+        where = f", line {line}" if line else ""
+        raise InputError(f"{option} {path}{where}: loading the file failed: {error}") from None
+    finally:
+        if folder in sys.path:
+            sys.path.remove(folder)
 
 
 def load_model(model_file: Path, model_var: str | None = None, model_class: str | None = None) -> torch.nn.Module:
@@ -48,11 +68,17 @@ def load_model(model_file: Path, model_var: str | None = None, model_class: str 
         except TypeError as error:
             raise InputError(f"--model-class {model_class}: cannot build it without arguments ({error}); "
                              "assign a built model to a variable in the file and use --model-var") from None
+        except Exception as error:  # the user's constructor can raise anything
+            raise InputError(f"--model-class {model_class}: building {model_class}() failed: "
+                             f"{type(error).__name__}: {error}") from None
     name = model_var or "model"
     value = names.get(name)
     if not isinstance(value, torch.nn.Module):
         found = [n for n, v in names.items() if isinstance(v, torch.nn.Module)]
         what = "is not a torch.nn.Module" if name in names else "is not defined"
+        if isinstance(value, type) and issubclass(value, torch.nn.Module):
+            raise InputError(f"--model-file {model_file}: {name!r} is a class, not a built model; "
+                             f"use --model-class {name}, or assign {name} = {name}() in the file")
         raise InputError(f"--model-file {model_file}: variable {name!r} {what}; "
                          + _candidates(name, found, "modules"))
     return value
@@ -65,27 +91,55 @@ def _candidates(name: str, found: list[str], kind: str) -> str:
     return f"{kind} in the file: {', '.join(found)}" if found else f"the file defines no {kind}"
 
 
+def _describe_load_failure(weights: Path, error: Exception) -> str:
+    """Why ``torch.load(weights, weights_only=True)`` failed, in the user's words."""
+    with open(weights, "rb") as handle:
+        start = handle.read(64)
+    message = str(error)
+    if not start:
+        return "the file is empty"
+    if weights.suffix == ".safetensors" or (len(start) > 9 and start[8:10] == b'{"'):
+        return ("a safetensors file; reportgen reads torch.save state_dicts: convert it with "
+                "torch.save(safetensors.torch.load_file(path), 'weights.pt')")
+    if start.startswith(b"\x93NUMPY"):
+        return "a NumPy array file, not a state_dict; save the weights with torch.save(model.state_dict(), path)"
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    if "Weights only load failed" in message and unsupported:
+        return (f"not a state_dict: it holds pickled Python objects ({unsupported.group(1)}), e.g. a whole model "
+                "saved with torch.save(model); reportgen loads weights with weights_only=True, which refuses "
+                "them because unpickling can run code; save model.state_dict() instead")
+    if sum(32 <= b < 127 or b in b"\t\r\n" for b in start) >= 0.9 * len(start):
+        return "a text file, not saved weights; give the file written by torch.save(model.state_dict(), path)"
+    return (f"not a loadable state_dict ({type(error).__name__}); save the weights with "
+            "torch.save(model.state_dict(), path)")
+
+
 def load_weights(model: torch.nn.Module, weights: Path) -> None:
-    """Load a state_dict file into ``model`` (strictly); mismatches are listed in the error."""
-    weights = Path(weights)
-    if not weights.is_file():
-        raise InputError(f"--weights {weights}: file not found")
+    """Load a state_dict file into ``model`` (strictly); mismatches are listed in the error.
+
+    Loaded with ``weights_only=True``: a file holding pickled objects (a whole model) is refused.
+    """
+    weights = require_file(weights, "--weights")
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise InputError(f"--weights {weights}: not a loadable state_dict ({type(error).__name__}); save the "
-                         "weights with torch.save(model.state_dict(), path)") from None
+        raise InputError(f"--weights {weights}: {_describe_load_failure(weights, error)}") from None
     # Training scripts often wrap the state_dict in a checkpoint dict.
     for key in ("state_dict", "model_state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"--weights {weights}: not a state_dict (a dict of tensors); save the weights with "
-                         "torch.save(model.state_dict(), path)")
+    if not isinstance(state, dict) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        what = f"a {type(state).__name__}" if not isinstance(state, dict) else \
+            "an empty dict" if not state else "a dict that is not all tensors"
+        raise InputError(f"--weights {weights}: not a state_dict (a dict of tensors) but {what}; save the "
+                         "weights with torch.save(model.state_dict(), path)")
     # Weights saved from DataParallel carry a "module." prefix on every key.
-    if state and all(k.startswith("module.") for k in state):
+    if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     own = model.state_dict()
+    # Weights from before BatchNorm counted its batches lack num_batches_tracked; torch fills it in too.
+    state = {**{k: v for k, v in own.items() if k.endswith("num_batches_tracked") and k not in state}, **state}
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [f"{k} {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
@@ -95,8 +149,12 @@ def load_weights(model: torch.nn.Module, weights: Path) -> None:
         if items:
             problems.append(f"{label}: {', '.join(items[:4])}" + (f" (+{len(items) - 4} more)" if len(items) > 4 else ""))
     if problems:
-        raise InputError(f"--weights {weights} does not match the model: " + "; ".join(problems))
-    model.load_state_dict(state)
+        raise InputError(f"--weights {weights} does not match the model: " + "; ".join(problems)
+                         + "; are these the weights for this model file?")
+    try:
+        model.load_state_dict(state)
+    except Exception as error:  # a custom module's own loading hook, say
+        raise InputError(f"--weights {weights}: loading into the model failed: {type(error).__name__}: {error}") from None
 
 
 @dataclass

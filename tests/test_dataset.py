@@ -102,3 +102,20 @@ def test_non_numeric_labels_are_rejected(tmp_path):
     data = read_dataset(_images(tmp_path / "i", ["0.jpg"]), path, ["task"])
     with pytest.raises(InputError, match="labels must be class numbers"):
         label_values(data, "task")
+
+
+def test_columns_given_with_their_option_name_the_option(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("img,task,Male\n0.jpg,0,1\n")
+    images = _images(tmp_path / "i", ["0.jpg"])
+    with pytest.raises(InputError, match=r"^--protected male: .* has no column 'male'; did you mean 'Male'\?$"):
+        read_dataset(images, path, {"task": "--target", "male": "--protected"})
+
+
+def test_rows_remember_their_line_for_messages(tmp_path):
+    path = tmp_path / "a.csv"
+    path.write_text("img,task\n\n0.jpg,0\n\n1.jpg,x\n")
+    data = read_dataset(_images(tmp_path / "i", ["0.jpg", "1.jpg"]), path, ["task"])
+    assert data.lines == [3, 5]
+    with pytest.raises(InputError, match="line 5: column 'task' has 'x'"):
+        label_values(data, "task")

@@ -1,0 +1,117 @@
+"""What a run used, so an audit can be repeated and checked: the manifest in results["manifest"].
+
+It records the tool and library versions, the platform, the sha256 of every input file (annotations,
+model file, weights, transform; optionally every image) and all options. Two runs whose manifests
+are equal had the same inputs; see docs/inputs.md for what else "same results" needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+SCHEMA = "reportgen-manifest/1"
+# Name in the manifest -> distribution names to ask importlib.metadata, first found wins.
+LIBRARIES = {
+    "torch": ("torch",), "torchvision": ("torchvision",), "captum": ("captum",),
+    "dlib": ("dlib-bin", "dlib"), "numpy": ("numpy",), "pillow": ("pillow", "Pillow"),
+    "plotly": ("plotly",), "jinja2": ("jinja2", "Jinja2"),
+}
+INPUT_FILES = ("annotations", "model_file", "weights", "transform")
+
+
+def library_versions() -> dict[str, str | None]:
+    """Versions of reportgen, Python and the libraries that shape the results (None: not installed).
+
+    Read from the installed packages' metadata, so nothing heavy is imported.
+    """
+    from . import __version__
+
+    versions: dict[str, str | None] = {"reportgen": __version__, "python": platform.python_version()}
+    for name, distributions in LIBRARIES.items():
+        versions[name] = None
+        for distribution in distributions:
+            try:
+                versions[name] = importlib.metadata.version(distribution)
+                break
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        module = sys.modules.get(name if name != "pillow" else "PIL")
+        if versions[name] is None and getattr(module, "__version__", None):
+            versions[name] = str(module.__version__)
+    return versions
+
+
+def file_digest(path: Path | str | None) -> dict | None:
+    """{"path", "bytes", "sha256"} of a file; None for no file; {"path", "error"} if it cannot be read."""
+    if path is None or path == "":
+        return None
+    path = Path(path)
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        size = path.stat().st_size
+    except OSError as error:
+        return {"path": str(path), "error": error.strerror or type(error).__name__}
+    return {"path": str(path), "bytes": size, "sha256": digest.hexdigest()}
+
+
+def images_digest(root: Path, paths: list[str]) -> dict:
+    """One sha256 over every listed image's path and content (missing files count as missing).
+
+    The digest covers ``sha256  path`` lines, sorted by path, as ``sha256sum`` prints them; files
+    that cannot be read are counted under ``missing`` and left out.
+    """
+    lines, missing = [], 0
+    for name in sorted(paths):
+        entry = file_digest(Path(root) / name)
+        if entry is None or "sha256" not in entry:
+            missing += 1
+            continue
+        lines.append(f"{entry['sha256']}  {name}\n")
+    combined = hashlib.sha256("".join(lines).encode("utf-8", "surrogateescape")).hexdigest()
+    return {"path": str(root), "files": len(lines), "missing": missing, "sha256": combined}
+
+
+def _determinism() -> dict:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    return {"torch_deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+            "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+            "torch_threads": torch.get_num_threads()}
+
+
+def build_manifest(config, versions: Mapping | None = None, dataset=None) -> dict:
+    """The manifest of a run: plain, JSON-serialisable data.
+
+    ``config``: the RunConfig (or its ``to_dict()``). ``versions``: versions already known (e.g.
+    results["tool"]); they override what is looked up here, and ``{"name": "reportgen", "version": v}``
+    is read as the reportgen version. ``dataset``: the run's Dataset, to also digest every image
+    (reads every image file once more; leave it out to skip).
+    """
+    options = dict(config) if isinstance(config, Mapping) else config.to_dict()
+    known = library_versions()
+    for key, value in (versions or {}).items():
+        if key == "name":
+            continue
+        known["reportgen" if key == "version" else key] = None if value is None else str(value)
+    inputs = {name: file_digest(options.get(name)) for name in INPUT_FILES}
+    if dataset is not None:
+        inputs["images"] = images_digest(dataset.root, list(dataset.paths))
+    return {
+        "schema": SCHEMA,
+        "versions": known,
+        "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
+                     "python_implementation": platform.python_implementation(), "platform": platform.platform()},
+        "inputs": inputs,
+        "options": options,
+        "determinism": _determinism(),
+    }
