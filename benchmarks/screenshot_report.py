@@ -3,11 +3,14 @@
     python benchmarks/screenshot_report.py report.html out.png [--width 1280] [--chromium /usr/bin/chromium]
 
 Writes ``out.png`` (the full page), ``out-map.png`` (the region map while hovering a region, with the
-patches panel after a click), ``out-phone.png`` (390 px wide), ``out-print.pdf`` and ``out-print.png``
-(the page as printed on A4). Prints a JSON summary and exits
-non-zero when something is wrong: a console error or page error, a request for anything other than a
-``data:``/``blob:`` URI, a figure that did not draw, a hover label missing, a click that did not show
-the region's patches, or a download whose JSON differs from the embedded results.
+patches panel after a click), ``out-view.png`` (the whole-image view a patch opens), ``out-browser.png``
+(the image browser sorted by the region's share), ``out-phone.png`` (390 px wide), ``out-print.pdf``
+and ``out-print.png`` (the page as printed on A4), and, where poppler's ``pdftoppm`` is installed,
+``out-print-1.png``, ``out-print-2.png``, … (the PDF's pages). Prints a JSON summary and exits non-zero
+when something is wrong: a console error or page error, a request for anything other than a
+``data:``/``blob:`` URI, a figure that did not draw, a picture that did not decode, a hover label
+missing, a click that did not show the region's patches, a patch that did not open its view, a browser
+sort that did not sort, or a download (JSON, CSV) that differs from the embedded results.
 
 Needs the playwright Python package and a Chromium (Debian: ``apt-get install chromium``); playwright's
 own browser download is not used.
@@ -16,7 +19,11 @@ own browser download is not used.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -107,6 +114,42 @@ def main(argv: list[str] | None = None) -> int:
                                                  "height: b.height}; }")
             page.screenshot(path=f"{stem}-map.png", full_page=True, clip=box)
 
+        # A patch under the map opens its whole image, with the attention and the face regions.
+        patch = page.query_selector("#region-detail button.patch-open")
+        if patch is None:
+            problems.append("no patch to open under the map")
+        else:
+            patch.click()
+            page.wait_for_timeout(300)
+            view = page.evaluate("""() => ({open: document.getElementById('image-view').open,
+                title: document.getElementById('viewer-title').textContent,
+                pictures: ['viewer-attention', 'viewer-regions'].map(id => document.getElementById(id).naturalWidth)})""")
+            summary["view"] = view
+            if not view["open"] or not all(view["pictures"]):
+                problems.append(f"a patch did not open its whole-image view: {view}")
+            page.screenshot(path=f"{stem}-view.png")
+            page.keyboard.press("Escape")
+            page.wait_for_timeout(200)
+
+        # Every picture decoded (they come from the embedded results).
+        broken = page.eval_on_selector_all("img[data-picture]", "is => is.filter(i => !(i.naturalWidth > 0)).length")
+        summary["pictures"] = page.eval_on_selector_all("img[data-picture]", "is => is.length")
+        if broken:
+            problems.append(f"{broken} pictures did not decode")
+
+        # The image browser sorts by a region's share.
+        if page.query_selector("#browser-grid") is not None:
+            index = page.evaluate(f"""[...document.querySelectorAll('#browser-sort option')]
+                .findIndex(o => o.value === 'region' && o.dataset.key === {json.dumps(options.region)})""")
+            if index >= 0:
+                page.select_option("#browser-sort", index=index)
+                values = [float(v) for v in page.eval_on_selector_all("#browser-grid .tile", "ts => ts.map(t => t.dataset.value)")]
+                summary["browser"] = {"tiles": len(values), "count": page.text_content("#browser-count")}
+                if values != sorted(values, reverse=True):
+                    problems.append(f"the image browser did not sort by {options.region}")
+                page.locator("#browser").screenshot(path=f"{stem}-browser.png")
+                page.select_option("#browser-sort", index=0)
+
         # A click on the ranking's first bar shows the top region's patches.
         bar = page.query_selector('[data-figure="figure-ranked"] .trace.bars .point path')
         if bar is not None:
@@ -129,6 +172,14 @@ def main(argv: list[str] | None = None) -> int:
         summary["download"] = {"name": info.value.suggested_filename, "equal": downloaded == embedded}
         if downloaded != embedded:
             problems.append("downloaded JSON differs from the embedded results")
+        with page.expect_download(timeout=10000) as info:
+            page.click("#download-regions")
+        rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig"))))
+        expected = len(embedded.get("regions") or []) + sum(len(g.get("regions") or [])
+                                                            for g in (embedded.get("groups") or {}).values())
+        summary["csv"] = {"name": info.value.suggested_filename, "rows": len(rows)}
+        if len(rows) != expected or (rows and rows[0]["id"] != embedded["regions"][0]["id"]):
+            problems.append(f"downloaded CSV has {len(rows)} rows, expected {expected}")
 
         page.set_viewport_size({"width": 390, "height": 844})  # a phone
         page.wait_for_timeout(500)
@@ -138,13 +189,22 @@ def main(argv: list[str] | None = None) -> int:
         if overflow > 0:
             problems.append(f"on a 390 px wide screen the page scrolls sideways by {overflow} px")
 
+        # Print from the desktop width, as a person would; record whether the page saw beforeprint.
+        page.set_viewport_size({"width": options.width, "height": 900})
+        page.wait_for_timeout(500)
+        page.evaluate("window.addEventListener('beforeprint', () => { window.__beforeprint = true; })")
         page.emulate_media(media="print")
         page.pdf(path=f"{stem}-print.pdf", format="A4", print_background=True)
+        summary["pdf_saw_beforeprint"] = page.evaluate("!!window.__beforeprint")
         page.evaluate("window.dispatchEvent(new Event('beforeprint'))")
         page.set_viewport_size({"width": 794, "height": 1123})  # A4 at 96 dpi
         page.wait_for_timeout(500)
         page.screenshot(path=f"{stem}-print.png", full_page=True)
         browser.close()
+
+    if shutil.which("pdftoppm"):  # the printed pages themselves, to look at
+        subprocess.run(["pdftoppm", "-png", "-r", "60", f"{stem}-print.pdf", f"{stem}-print"], check=False)
+        summary["pdf_pages"] = len(list(options.out.parent.glob(f"{stem.name}-print-*.png")))
 
     page_url = options.report.resolve().as_uri()
     remote = [url for url in requests if not url.startswith(("data:", "blob:")) and url != page_url]

@@ -22,8 +22,13 @@ from .regions import REGION_IDS, label_image
 
 PATCH_SIZE = 96
 EXAMPLE_SIZE = 192
-VIEW_SIZE = 192  # width of the full-image views a patch opens
-VIEW_QUALITY = 75
+# Whole-image views a patch opens: one per image in a heap, so up to len(REGION_IDS) * per_region of them
+# (204 with 12 patches per region): together the largest part of a report after plotly.js. Measured by
+# benchmarks/report_size.py: about 6-7 kB for the attention view and 8-9 kB for the region view (a
+# diagram, where JPEG artefacts matter less) at these settings.
+VIEW_SIZE = 192
+VIEW_QUALITY = 70
+REGIONS_QUALITY = 55
 BROWSER_SIZE = 96  # width of the image browser's thumbnails
 BROWSER_QUALITY = 78
 VIEW_FIELDS = ("label", "prediction", "probability", "groups")
@@ -45,7 +50,7 @@ def _crop_box(mask: np.ndarray, margin: float = 0.3, minimum: int = 12) -> tuple
 
 
 def full_views(seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | None,
-               landmarks: np.ndarray | None, size: int = VIEW_SIZE, quality: int = VIEW_QUALITY) -> dict[str, str]:
+               landmarks: np.ndarray | None, size: int = VIEW_SIZE) -> dict[str, str]:
     """The whole image twice, ``size`` px wide, as JPEG data URIs: with the attention laid over it
     (``uri``) and with its face regions and landmarks (``regions_uri``).
 
@@ -62,7 +67,7 @@ def full_views(seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | 
         regions = region_overlay(picture, resized, None)
     else:
         regions = picture
-    return {"uri": data_uri(attention, quality=quality), "regions_uri": data_uri(regions, quality=quality)}
+    return {"uri": data_uri(attention, quality=VIEW_QUALITY), "regions_uri": data_uri(regions, quality=REGIONS_QUALITY)}
 
 
 class TopPatches:

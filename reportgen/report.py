@@ -612,7 +612,7 @@ def _difference_scale(limit: float, **bar) -> go.Scatter:
     labels = [f"{v:+g}".replace("-", "−") if v else "0" for v in values]
     stops = _difference_colours(np.array([-1.0, 0.0, 1.0]))
     scale = [[position, f"rgb({r},{g},{b})"] for position, (r, g, b) in zip((0.0, 0.5, 1.0), stops)]
-    colour_bar = dict(title=dict(text="b − a (purple: higher in a · orange: higher in b)", side="bottom"),
+    colour_bar = dict(title=dict(text="difference in density, b − a", side="bottom"),
                       tickvals=values, ticktext=labels, thickness=10, orientation="h", xanchor="center",
                       y=-0.03, yanchor="top", outlinewidth=0, **bar)
     return go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis="x3", yaxis="y3",
