@@ -36,11 +36,14 @@ TARGETS = {"eyes": 0.5, "brows": 0.5, "nose": 0.5, "lips": 0.5, "skin": 0.6, "ha
 
 
 def segmentation(folder: Path, stem: str, size: tuple[int, int]) -> dict[str, np.ndarray]:
+    """Masks by class name, resized to the photo; a mask whose shape is not the photo's is broken."""
     masks = {}
     for path in folder.glob(f"{stem}_*.png"):
         name = path.stem[len(stem) + 1:]
-        mask = Image.open(path).convert("L").resize(size, Image.NEAREST)
-        masks[name] = np.asarray(mask) > 127
+        mask = Image.open(path).convert("L")
+        if abs(mask.width / mask.height - size[0] / size[1]) > 0.05:
+            raise ValueError(f"{path.name} is {mask.width}x{mask.height}, the photo {size[0]}x{size[1]}")
+        masks[name] = np.asarray(mask.resize(size, Image.NEAREST)) > 127
     return masks
 
 
@@ -59,7 +62,11 @@ def main() -> None:
                 print(f"{image_path.name}: no face found")
                 continue
             labels = label_image(face.landmarks, image.width, image.height)
-            theirs = segmentation(folder, stem, image.size)
+            try:
+                theirs = segmentation(folder, stem, image.size)
+            except ValueError as error:
+                print(f"{folder.name}/{stem}: skipped, broken mask ({error})")
+                continue
             row = []
             for name, ours_ids in OURS.items():
                 parts = [theirs[c] for c in THEIRS[name] if c in theirs]

@@ -65,6 +65,19 @@ GROUP_LABELS = {
 }
 
 
+# Geometry of the estimated parts, in units of the face's own size. "third" is the brow-to-nose-base
+# height (faces are roughly three such thirds: hairline-brow, brow-nose base, nose base-chin).
+# Values measured against face-parsing masks of real photos (benchmarks/region_iou.py).
+BROW_THICKNESS = 0.16      # x eye distance
+BROW_ABOVE = 0.2           # fraction of the brow band above dlib's brow points
+EYE_SCALE = (1.1, 1.4)     # eye polygon dilation along / across the eye
+FOREHEAD_HEIGHT = 0.95     # hairline above the brows, x third
+HAIR_HEIGHT = 1.8          # top of the head above the brows, x third
+HAIR_HALF_WIDTH = 0.7      # x face width
+HAIR_SIDE = 0.12           # hair beside the temples, x face width
+NECK_BELOW_CHIN = 0.45     # x third
+
+
 def _scaled(points: np.ndarray, factor_x: float, factor_y: float, axes: np.ndarray) -> np.ndarray:
     """Scale points about their centroid along the face's own axes (so tilted faces scale correctly)."""
     centre = points.mean(0)
@@ -98,22 +111,21 @@ def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     brow_mid = p[17:27].mean(0)
     # Rule of thirds: hairline-to-brow is about brow-to-nose-base.
     third = float(np.dot(p[33] - brow_mid, down))
-    brow_thickness = 0.22 * eye_distance
+    brow_thickness = BROW_THICKNESS * eye_distance
 
     def shift(points, distance, direction):
         return points + distance * direction
 
-    brow_top_right = shift(p[17:22], 0.5 * brow_thickness, up)
-    brow_top_left = shift(p[22:27], 0.5 * brow_thickness, up)
-
+    # dlib's brow points run along the brow's upper edge, so the band hangs mostly below them.
     def brow_band(points):
-        return np.concatenate([shift(points, 0.55 * brow_thickness, up),
-                               shift(points, 0.45 * brow_thickness, down)[::-1]])
+        return np.concatenate([shift(points, BROW_ABOVE * brow_thickness, up),
+                               shift(points, (1 - BROW_ABOVE) * brow_thickness, down)[::-1]])
 
+    brow_top_right = shift(p[17:22], BROW_ABOVE * brow_thickness, up)
+    brow_top_left = shift(p[22:27], BROW_ABOVE * brow_thickness, up)
     # Forehead: from the brows (and temples, at jaw points 0/16) up to an arc at the estimated hairline.
-    hairline_centre = brow_mid + 1.0 * third * up
-    arc = _ellipse(hairline_centre + 0.25 * third * down, 0.5 * face_width * 0.98, 0.9 * third, axes,
-                   np.pi * 2, np.pi, 24)  # right-to-left over the top, image coordinates
+    midline = brow_mid + np.dot((p[27] - brow_mid), x_axis) * x_axis
+    arc = _ellipse(midline, 0.5 * face_width, FOREHEAD_HEIGHT * third, axes, 2 * np.pi, np.pi, 24)
     # p[27] (top of the nose bridge) closes the gap between the inner brow ends (the glabella).
     forehead = np.concatenate([p[[0]], brow_top_right, p[[27]], brow_top_left, p[[16]], arc])
     nose_half = 0.18 * eye_distance
@@ -127,26 +139,27 @@ def region_polygons(landmarks: np.ndarray) -> dict[str, list[np.ndarray]]:
     lower_lip = np.concatenate([p[54:60], p[[48, 60, 67, 66, 65, 64]]])
     mouth = p[60:68]
 
-    # Head: an ellipse around the face, wider than the jaw; hair is its part above the ears.
-    jaw_top_mid = (p[0] + p[16]) / 2
-    head_centre = jaw_top_mid + 0.15 * third * up
-    head_rx, head_ry = 0.75 * face_width, 1.05 * face_width
-    hair = np.concatenate([[p[0] - 0.25 * face_width * x_axis],
-                           _ellipse(head_centre, head_rx, head_ry, axes, np.pi, 2 * np.pi, 40),
-                           [p[16] + 0.25 * face_width * x_axis]])
+    # Hair: the top of an ellipse around the head, above the eyes, a little wider than the face.
+    hair = np.concatenate([[p[0] - HAIR_SIDE * face_width * x_axis],
+                           _ellipse(midline + 0.1 * third * up, HAIR_HALF_WIDTH * face_width,
+                                    HAIR_HEIGHT * third, axes, np.pi, 2 * np.pi, 40),
+                           [p[16] + HAIR_SIDE * face_width * x_axis]])
     # Ears: beside the jaw from eye height (jaw point 0/16) to nose-base height (point 3/13).
     ear_width = 0.16 * face_width
     right_ear = np.stack([p[0], p[3], p[3] - ear_width * x_axis, p[0] - ear_width * x_axis + 0.1 * third * up])
     left_ear = np.stack([p[16], p[13], p[13] + ear_width * x_axis, p[16] + ear_width * x_axis + 0.1 * third * up])
-    # Neck: below the jaw, as wide as the lower jaw, about one face-third long below the chin.
-    neck_depth = 1.3 * third
-    neck = np.concatenate([p[4:13], [p[12] + neck_depth * 1.2 * down, p[4] + neck_depth * 1.2 * down]])
+    # Neck: below the jaw, as wide as the lower jaw, down to where clothing usually starts.
+    chin_level = np.dot(p[8], down)
+    depth_4 = (chin_level - np.dot(p[4], down)) + NECK_BELOW_CHIN * third
+    depth_12 = (chin_level - np.dot(p[12], down)) + NECK_BELOW_CHIN * third
+    neck = np.concatenate([p[4:13], [p[12] + depth_12 * down, p[4] + depth_4 * down]])
 
     return {
         "hair": [hair], "neck": [neck], "right_ear": [right_ear], "left_ear": [left_ear],
         "forehead": [forehead], "right_cheek": [right_cheek], "left_cheek": [left_cheek], "chin": [chin],
         "nose": [nose], "right_brow": [brow_band(p[17:22])], "left_brow": [brow_band(p[22:27])],
-        "right_eye": [_scaled(p[36:42], 1.15, 1.6, axes)], "left_eye": [_scaled(p[42:48], 1.15, 1.6, axes)],
+        "right_eye": [_scaled(p[36:42], EYE_SCALE[0], EYE_SCALE[1], axes)],
+        "left_eye": [_scaled(p[42:48], EYE_SCALE[0], EYE_SCALE[1], axes)],
         "upper_lip": [upper_lip], "lower_lip": [lower_lip], "mouth": [mouth],
     }
 
