@@ -57,22 +57,34 @@ class CanonicalFace:
         self.landmark_sum = np.zeros((68, 2))
         self.faces = 0
 
-    def add(self, attribution: np.ndarray, landmarks: np.ndarray) -> None:
-        """attribution: float (H, W) >= 0 and landmarks (68, 2), both in model-input pixels."""
+    @staticmethod
+    def align(attribution: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One face on the canvas: (warped attention, warped coverage, aligned landmarks).
+
+        attribution: float (H, W) >= 0 and landmarks (68, 2), both in model-input pixels. Warp once and
+        ``add_aligned`` the result to every accumulator the image belongs to (overall, its groups).
+        """
         matrix = similarity_to_canvas(landmarks)
         square = np.vstack([matrix, [0, 0, 1]])
-        inverse = np.linalg.inv(square)[:2]  # PIL wants canvas -> source coefficients
-        coefficients = tuple(inverse.reshape(-1))
+        coefficients = tuple(np.linalg.inv(square)[:2].reshape(-1))  # PIL wants canvas -> source
         # Each map is normalised to sum to the number of its pixels: 1.0 everywhere = an even spread.
         normalised = attribution * (attribution.size / attribution.sum())
         warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
             CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
         inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
             CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
-        self.attention += np.asarray(warped)
-        self.coverage += np.asarray(inside)
-        self.landmark_sum += _apply(matrix, landmarks)
+        return np.asarray(warped), np.asarray(inside), _apply(matrix, landmarks)
+
+    def add_aligned(self, aligned: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        warped, inside, landmarks = aligned
+        self.attention += warped
+        self.coverage += inside
+        self.landmark_sum += landmarks
         self.faces += 1
+
+    def add(self, attribution: np.ndarray, landmarks: np.ndarray) -> None:
+        """attribution: float (H, W) >= 0 and landmarks (68, 2), both in model-input pixels."""
+        self.add_aligned(self.align(attribution, landmarks))
 
     def merge(self, other: "CanonicalFace") -> None:
         self.attention += other.attention

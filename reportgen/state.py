@@ -106,11 +106,12 @@ class RunState:
         the model saw (for patches and examples)."""
         self.done[index] = True
         self.overall.add(scores)
+        aligned = CanonicalFace.align(attribution, landmarks)  # once, for the overall and group means
         for column, value in groups.items():
             key = f"{column}={value}"
             self.groups.setdefault(key, RunningScores()).add(scores)
-            self.group_faces.setdefault(key, CanonicalFace()).add(attribution, landmarks)
-        self.canonical.add(attribution, landmarks)
+            self.group_faces.setdefault(key, CanonicalFace()).add_aligned(aligned)
+        self.canonical.add_aligned(aligned)
         self.predicted_counts[str(info["prediction"])] += 1
         self.probability_sum += info["probability"]
         if label is not None:
