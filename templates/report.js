@@ -163,8 +163,10 @@
     var item = viewer.items[viewer.index];
     if (!item) return;
     var views = results.views || {};
-    var view = item.view !== null && own.call(views, item.view) ? views[item.view] : null;
     var record = item.record || {};
+    // A browser image that is also among the top patches has a whole-image view too.
+    var key = item.view !== null ? item.view : record.image;
+    var view = typeof key === "string" && own.call(views, key) ? views[key] : null;
     var info = view || record;
     var name = item.view !== null ? item.view : record.image;
     document.getElementById("viewer-title").textContent = shown(name);

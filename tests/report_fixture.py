@@ -238,9 +238,10 @@ def _browser_thumbnail(name: str, mirrored: bool, size: int = 96) -> str:
     return data_uri(picture.resize((size, size), Image.BILINEAR), quality=78)
 
 
-def _browser(regions: list[dict], column: str, total: int, sample: int = 60) -> dict:
+def _browser(regions: list[dict], column: str, total: int, views: dict, sample: int = 60) -> dict:
     """The image browser's sample (as ``ImageBrowser.summary()``): 10 most and 10 least confident images
-    and 40 at random, with per-region shares scattered around the overall shares."""
+    and 40 at random, with per-region shares scattered around the overall shares. The most confident
+    image is also among the top patches (it has a whole-image view)."""
     rng = np.random.default_rng(7)
     names = list(SOURCE_LANDMARKS)
     overall = np.array([next(r["share"] for r in regions if r["id"] == rid) for rid in REGION_IDS])
@@ -261,6 +262,8 @@ def _browser(regions: list[dict], column: str, total: int, sample: int = 60) -> 
             "uri": _browser_thumbnail(names[rank % 2], bool(rank % 3 == 1)),
             "why": "highest confidence" if rank < 10 else "lowest confidence" if rank >= total - 10 else "random",
         })
+    name, view = next(iter(views.items()))
+    images[0].update(image=name, label=view["label"], prediction=view["prediction"], groups=dict(view["groups"]))
     return {"total_seen": total, "sampled": total > sample, "size": sample, "highest": 10, "lowest": 10,
             "random": sample - 20, "seed": 0, "regions": list(REGION_IDS), "images": images}
 
@@ -355,8 +358,8 @@ def _build(column: str, patches_per_region: int, with_groups: bool) -> dict:
             "mean_attribution": _grid(overall),
         },
         "patches": patches,
-        "views": _views(patches, column),
-        "browser": _browser(regions, column, n),
+        "views": (views := _views(patches, column)),
+        "browser": _browser(regions, column, n, views),
         "examples": [
             _example("grace_hopper.jpg", "highest confidence", "1", 1, 0.991),
             _example("astronaut.jpg", "highest confidence", "1", 1, 0.984),

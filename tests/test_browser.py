@@ -229,12 +229,21 @@ def test_image_browser_sorts_a_representative_sample(report, results):
     wrong = [r for r in browser["images"] if r["label"] != str(r["prediction"])]
     assert tile_values(page)[:len(wrong)] == ["1"] * len(wrong) and "0" in tile_values(page)
 
-    page.locator("#browser-grid .tile").first.click()
-    page.wait_for_function("document.getElementById('image-view').open")
-    assert page.text_content("#viewer-title") == page.get_attribute("#browser-grid .tile", "data-image")
-    assert page.locator("#viewer-shares .share-row").count() == 6
-    close_viewer(page)
     choose(page, "probability")
+    tiles = page.locator("#browser-grid .tile")
+    name = tiles.nth(1).get_attribute("data-image")
+    assert name not in results["views"]
+    tiles.nth(1).click()  # only a thumbnail: shown with where its attention falls
+    page.wait_for_function("document.getElementById('image-view').open")
+    assert page.text_content("#viewer-title") == name
+    assert page.locator("#viewer-shares .share-row").count() == 6
+    assert not page.is_visible("#viewer-regions") and "thumbnail" in page.text_content("#viewer-note")
+    page.keyboard.press("ArrowLeft")  # the most confident image is also among the top patches: its full view
+    name = tiles.nth(0).get_attribute("data-image")
+    assert page.text_content("#viewer-title") == name and name in results["views"]
+    assert page.get_attribute("#viewer-regions", "src") == results["views"][name]["regions_uri"]
+    assert page.is_visible("#viewer-regions") and page.locator("#viewer-shares .share-row").count() == 6
+    close_viewer(page)
 
 
 def test_downloads_are_made_in_the_page(report, results):
