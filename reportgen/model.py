@@ -195,8 +195,9 @@ def describe_layers(model: torch.nn.Module, input_size: tuple[int, int]) -> list
         with torch.no_grad():
             model(torch.zeros(1, 3, *input_size))
     except Exception as error:
-        raise InputError(f"the model fails on a {input_size[0]}x{input_size[1]} RGB input: "
-                         f"{type(error).__name__}: {error}; check the transform's image size") from None
+        raise InputError(f"--model-file: the model fails on a {input_size[0]}x{input_size[1]} RGB input: "
+                         f"{type(error).__name__}: {error}; check the transform's image size "
+                         "(--transform or --image-size) against the size the model was built for") from None
     finally:
         for handle in handles:
             handle.remove()

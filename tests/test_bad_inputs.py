@@ -95,9 +95,12 @@ def test_an_unreadable_image_folder_says_permission(good, tmp_path):
         folder.chmod(0o755)
 
 
-def test_root_is_detected_for_the_permission_tests():
-    # Documents why the two tests above may be skipped: root reads files whatever their mode.
-    assert AS_ROOT == (hasattr(os, "geteuid") and os.geteuid() == 0)
+@pytest.mark.parametrize("option", ["images", "annotations", "model_file", "weights", "transform"])
+def test_unreadable_inputs_simulated_for_root(good, monkeypatch, option):
+    """The same checks as above where root reads everything: os.access says 'no' for that one path."""
+    target, real = Path(good[option]), os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if Path(path) == target else real(path, mode, **kw))
+    stops(good, f"--{option.replace('_', '-')} {target}", "permission denied")
 
 
 # --- annotation files -----------------------------------------------------------------------------
@@ -119,6 +122,7 @@ def test_root_is_detected_for_the_permission_tests():
     ("img,task\nhttps://example.org/x.jpg,1\n", ["is a URL", "local files only"]),
     ("img,task\n~/x.jpg,1\n", ["starts with '~'"]),
     ("img,task\n\"\",1\n{image},0\n", ["line 2", "the image path is empty"]),
+    ("img,task\na\tb.jpg,1\n", ["line 2", "contains a control character"]),
     ("img,task\nmissing/a.jpg,1\nmissing/b.jpg,0\n", ["--images", "none of the 2 images", "right folder"]),
     ("3\ntask protected\n{image} 1 -1\n", ["line 1 says 3 rows but the file has 1", "truncated"]),
     ("1\ntask protected\n{image} 1\n", ["line 3", "expected a file name and 2 values, found 2 fields"]),
@@ -262,6 +266,18 @@ def _bad_weights(tmp_path, good) -> dict[str, Path]:
 ])
 def test_weights_that_are_not_this_models_state_dict(good, tmp_path, name, fragments):
     stops({**good, "weights": _bad_weights(tmp_path, good)[name]}, "--weights", *fragments)
+
+
+def test_safetensors_weights_are_named(good, tmp_path):
+    header = b'{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    weights = write(tmp_path / "w.safetensors", struct.pack("<Q", len(header)) + header + bytes(8))
+    stops({**good, "weights": weights}, "--weights", "a safetensors file", "torch.save(")
+
+
+def test_a_random_transform_is_refused(good, tmp_path):
+    transform = write(tmp_path / "t.py", "import torchvision.transforms as T\n"
+                      "transform = T.Compose([T.RandomResizedCrop(64), T.ToTensor()])\n")
+    stops({**good, "transform": transform}, "--transform", "different outputs for the same image")
 
 
 def test_old_weights_without_batchnorm_counters_still_load(good, tmp_path):
@@ -432,6 +448,21 @@ def test_sixteen_bit_images_are_scaled_not_clipped(tmp_path):
     expected = np.round(ramp / 257).astype(int)
     assert np.abs(pixels - expected).max() <= 1  # Pillow's convert("RGB") would clip nearly all to 255
     assert pixels.min() == 0 and pixels.max() > 250
+
+
+def test_other_formats_frames_and_colour_spaces(tmp_path):
+    face = portrait().resize((60, 75))
+    face.save(tmp_path / "anim.gif", save_all=True, append_images=[face.rotate(5)])
+    image, notes = decode_image(tmp_path / "anim.gif")
+    assert image.size == (60, 75) and "2 frames (animated or multi-page); the first was analysed" in notes
+    face.convert("YCbCr").save(tmp_path / "ycc.tiff")
+    assert decode_image(tmp_path / "ycc.tiff")[1] == ["YCbCr image: converted to RGB"]
+    write(tmp_path / "noise.jpg", bytes(range(256)) * 4)
+    with pytest.raises(ImageError, match="^not a readable image: unknown or broken image format$"):
+        decode_image(tmp_path / "noise.jpg")
+    Image.new("RGB", (4, 300)).save(tmp_path / "thin.png")
+    with pytest.raises(ImageError, match=r"image too small \(4x300 pixels\)"):
+        decode_image(tmp_path / "thin.png")
 
 
 @pytest.mark.parametrize("name", ["truncated.jpg", "text.jpg", "empty.jpg", "huge.png"])
