@@ -247,7 +247,7 @@ class ImageBrowser:
     def merge(self, other: "ImageBrowser") -> None:
         """Add another part's images (a shard of the same run): the result is what one run would keep."""
         self.total_seen += other.total_seen
-        seen_records: dict[int, tuple] = {}
+        seen_records: dict[int, dict] = {}
         for heap in (other.highest, other.lowest, other.random):
             for _, _, record in heap:
                 seen_records[id(record)] = record
