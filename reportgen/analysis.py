@@ -24,6 +24,7 @@ from .dataset import label_values, read_dataset
 from .errors import InputError
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir, file_hash
+from .manifest import build_manifest
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import label_image
@@ -86,7 +87,9 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
     files = [config.annotations, config.model_file, config.weights] + ([config.transform] if config.transform else [])
     fingerprint = hashlib.sha256(json.dumps(
         {"options": same_when, "files": [file_hash(Path(f)) for f in files]}, sort_keys=True).encode()).hexdigest()
-    return {"run": run, "tool": _versions(), "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint}
+    versions = _versions()
+    return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
+            "manifest": build_manifest(config, versions)}
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -145,6 +148,7 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
 def run_analysis(config: RunConfig, progress: Progress | None = None):
     """The analysis itself: returns (RunState, context), saving checkpoints on the way."""
     started = time.time()
+    torch.manual_seed(0)  # the same inputs give the same results (methods with randomness draw from here)
     for name in ("images", "annotations", "target", "model_file", "weights"):
         if getattr(config, name) in (None, ""):
             raise InputError(f"--{name.replace('_', '-')} is required")
@@ -157,7 +161,8 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     shard = parse_shard(config.shard)
     device = _check_device(config.device)
 
-    dataset = read_dataset(config.images, config.annotations, [config.target, *config.protected])
+    dataset = read_dataset(config.images, config.annotations,
+                           {**{column: "--protected" for column in config.protected}, config.target: "--target"})
     true_labels = label_values(dataset, config.target)
     model = load_model(config.model_file, config.model_var, config.model_class)
     load_weights(model, config.weights)
@@ -200,6 +205,8 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state.several_faces += item.face.faces_found > 1
             if item.failure:
                 state.add_failure(item.index, item.image, item.failure)
+            elif item.notes:
+                state.add_notes(item.index, item.image, item.notes)
         ready = [item for item in prepared if item.failure is None]
         if ready:
             _explain_batch(ready, state, model, method, config, dataset, true_labels, preparer, device)

@@ -214,16 +214,15 @@ def regions(
     from .drawing import region_sheet
 
     def draw():
-        from PIL import Image
-
+        from .images import ImageError, decode_image
         from .landmarks import detect_face
 
+        if not image.is_file():
+            raise InputError(f"{image}: file not found")
         try:
-            picture = Image.open(image).convert("RGB")
-        except FileNotFoundError:
-            raise InputError(f"{image}: file not found") from None
-        except Exception as error:
-            raise InputError(f"{image}: not a readable image ({type(error).__name__})") from None
+            picture, _notes = decode_image(image)  # the same decoding as a run: EXIF, 16-bit, CMYK...
+        except ImageError as error:
+            raise InputError(f"{image}: {error}") from None
         face = detect_face(picture)
         if face is None:
             raise InputError(f"{image}: no face found")

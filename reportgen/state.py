@@ -88,6 +88,7 @@ class RunState:
         self.patches = TopPatches(patches_per_region)
         self.examples = Examples()
         self.failures: list[dict] = []  # {"index", "image", "reason"}
+        self.image_notes: list[dict] = []  # {"index", "image", "note"}: conversions etc. (image still analysed)
         self.detection: Counter = Counter()
         self.several_faces = self.detector_calls = self.correct = self.labelled = 0
         self.predicted_counts: Counter = Counter()
@@ -98,6 +99,9 @@ class RunState:
     def add_failure(self, index: int, image: str, reason: str) -> None:
         self.done[index] = True
         self.failures.append({"index": index, "image": image, "reason": reason})
+
+    def add_notes(self, index: int, image: str, notes: list[str]) -> None:
+        self.image_notes += [{"index": index, "image": image, "note": note} for note in notes]
 
     def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
                   labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen) -> None:
@@ -137,6 +141,7 @@ class RunState:
         self.patches.merge(other.patches)
         _merge_examples(self.examples, other.examples)
         self.failures += other.failures
+        self.image_notes += other.image_notes
         self.detection += other.detection
         self.predicted_counts += other.predicted_counts
         for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
@@ -154,7 +159,7 @@ class RunState:
                         "heaps": {rid: [[e[0], e[2]] for e in heap] for rid, heap in self.patches.heaps.items()}},
             "examples": {"each": self.examples.each, "most": [[e[0], e[2]] for e in self.examples.most],
                          "least": [[e[0], e[2]] for e in self.examples.least]},
-            "failures": self.failures, "detection": dict(self.detection),
+            "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
             "predicted_counts": dict(self.predicted_counts),
             **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
                                                       "probability_sum", "seconds")},
@@ -177,6 +182,7 @@ class RunState:
             for key, record in data["examples"][name]:
                 _push(getattr(state.examples, name), state.examples.each, key, record, state.examples._tiebreak)
         state.failures = list(data["failures"])
+        state.image_notes = list(data.get("image_notes", []))
         state.detection = Counter(data["detection"])
         state.predicted_counts = Counter(data["predicted_counts"])
         for name in ("several_faces", "detector_calls", "correct", "labelled"):
@@ -206,6 +212,9 @@ class RunState:
                        "failed": self.total - scored, "scored": scored},
             "failures": [{"image": f["image"], "reason": f["reason"]}
                          for f in sorted(self.failures, key=lambda f: f["index"])],
+            "image_notes": [{"image": n["image"], "note": n["note"]}
+                            for n in sorted(self.image_notes, key=lambda n: n["index"])],
+            "manifest": context.get("manifest"),
             "detection": dict(sorted(self.detection.items())),
             "notes": notes,
             "regions": self.overall.table(),
