@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 # Bump when detection changes, so cached landmarks from an older method are not reused.
-CACHE_VERSION = "4"
+CACHE_VERSION = "5"
 # Large photos are searched on a downscaled copy (landmarks are mapped back): dlib's cost grows with pixels.
 MAX_DETECTION_SIDE = 800
 # The CNN detector first looks at a copy this small (its smallest face is about 40 px).
@@ -116,7 +116,18 @@ def shows_a_face(gray: np.ndarray, points: np.ndarray) -> bool:
     cheeks = np.isin(labels, [REGION_IDS.index("left_cheek"), REGION_IDS.index("right_cheek")])
     if not (inner.any() and eyes.any() and cheeks.any()):
         return False
-    return bool(gray[inner].std() > 8 and gray[eyes].mean() < gray[cheeks].mean())
+    if not (gray[inner].std() > 8 and gray[eyes].mean() < gray[cheeks].mean()):
+        return False
+    # Faces are roughly mirror-symmetric about the nose line; noise and textures are not.
+    blurred = np.asarray(Image.fromarray(gray.astype(np.uint8)).filter(ImageFilter.GaussianBlur(2)), dtype=float)
+    axis = int(round(points[27:31, 0].mean()))
+    half = min(axis, blurred.shape[1] - axis, int(np.linalg.norm(points[16] - points[0]) / 2))
+    top, bottom = int(max(points[17:27, 1].min(), 0)), int(min(points[8, 1], blurred.shape[0]))
+    if half < 8 or bottom - top < 8:
+        return False
+    left = blurred[top:bottom, axis - half:axis]
+    right = blurred[top:bottom, axis:axis + half][:, ::-1]
+    return bool(np.corrcoef(left.ravel(), right.ravel())[0, 1] > 0.3)
 
 
 def _boxes(pixels: np.ndarray, path: str, factor: float) -> list:
