@@ -105,14 +105,17 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return part, parts
 
 
-def checkpoint_path(config: RunConfig) -> Path:
-    """Where a run keeps its partial state: --partial, or beside the report (report.partial.json)."""
+def checkpoint_path(config: RunConfig) -> Path | None:
+    """Where a run keeps its partial state: --partial, or for a shard beside the report
+    (report.shard-2-of-4.partial.json). None: no checkpoints (the Python API's default; the CLI
+    passes --partial report.partial.json so that an interrupted command resumes)."""
     if config.partial:
         return Path(config.partial)
+    if not config.shard:
+        return None
     out = Path(config.out)
     shard = parse_shard(config.shard)
-    suffix = f".shard-{shard[0]}-of-{shard[1]}.partial.json" if shard else ".partial.json"
-    return out.with_name(out.stem + suffix)
+    return out.with_name(f"{out.stem}.shard-{shard[0]}-of-{shard[1]}.partial.json")
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -181,7 +184,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     checkpoint = checkpoint_path(config)
     state = None
-    if config.resume and checkpoint.exists():
+    if checkpoint and config.resume and checkpoint.exists():
         try:
             saved, saved_context = load_partial(checkpoint)
             if saved_context.get("fingerprint") == context["fingerprint"] and saved.total == len(dataset):
@@ -212,14 +215,14 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
             _explain_batch(ready, state, model, method, config, dataset, true_labels, preparer, device)
         done += len(prepared)
         state.seconds = seconds_before + time.time() - started
-        if time.time() - last_save > config.checkpoint_seconds and done < total:
+        if checkpoint and time.time() - last_save > config.checkpoint_seconds and done < total:
             save_partial(state, context, checkpoint)
             last_save = time.time()
         if progress:
             progress(done, total)
     if shard is not None:
         save_partial(state, context, checkpoint)
-    elif checkpoint.exists() and config.resume:
+    elif checkpoint and checkpoint.exists():
         checkpoint.unlink()  # finished: the results supersede the checkpoint
     return state, context
 

@@ -120,6 +120,9 @@ def run(
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
         no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
+    if settings.partial is None and not settings.shard:
+        # The command line checkpoints beside the report, so running it again after Ctrl-C resumes.
+        settings.partial = settings.out.with_name(settings.out.stem + ".partial.json")
     state, context = _run_with_progress(settings, debug)
     if settings.shard:
         from .analysis import checkpoint_path

@@ -23,7 +23,7 @@ import numpy as np
 
 from .canonical import CanonicalFace
 from .errors import InputError
-from .patches import Examples, TopPatches
+from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
 from .scores import METRICS, RunningScores, compare
 
@@ -87,6 +87,8 @@ class RunState:
         self.group_faces: dict[str, CanonicalFace] = {}
         self.patches = TopPatches(patches_per_region)
         self.examples = Examples()
+        self.browser = ImageBrowser()
+        self.group_keys: dict[str, list[str]] = {}  # "column=value" -> [column, value] (names may hold '=')
         self.failures: list[dict] = []  # {"index", "image", "reason"}
         self.image_notes: list[dict] = []  # {"index", "image", "note"}: conversions etc. (image still analysed)
         self.detection: Counter = Counter()
@@ -113,6 +115,7 @@ class RunState:
         aligned = CanonicalFace.align(attribution, landmarks)  # once, for the overall and group means
         for column, value in groups.items():
             key = f"{column}={value}"
+            self.group_keys[key] = [column, value]
             self.groups.setdefault(key, RunningScores()).add(scores)
             self.group_faces.setdefault(key, CanonicalFace()).add_aligned(aligned)
         self.canonical.add_aligned(aligned)
@@ -121,8 +124,11 @@ class RunState:
         if label is not None:
             self.labelled += 1
             self.correct += int(label == info["prediction"])
-        self.patches.offer(seen, attribution, labels, scores["share"][:len(REGION_IDS)], info)
+        info = dict(info, groups=groups)
+        shares = scores["share"][:len(REGION_IDS)]
+        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks)
         self.examples.offer(seen, attribution, labels, landmarks, info)
+        self.browser.offer(seen, attribution, labels, landmarks, info, shares)
 
     # --- combining ---------------------------------------------------------------------------------
     def merge(self, other: "RunState") -> None:
@@ -140,6 +146,8 @@ class RunState:
             self.group_faces.setdefault(key, CanonicalFace()).merge(face)
         self.patches.merge(other.patches)
         _merge_examples(self.examples, other.examples)
+        self.browser.merge(other.browser)
+        self.group_keys.update(other.group_keys)
         self.failures += other.failures
         self.image_notes += other.image_notes
         self.detection += other.detection
@@ -159,6 +167,7 @@ class RunState:
                         "heaps": {rid: [[e[0], e[2]] for e in heap] for rid, heap in self.patches.heaps.items()}},
             "examples": {"each": self.examples.each, "most": [[e[0], e[2]] for e in self.examples.most],
                          "least": [[e[0], e[2]] for e in self.examples.least]},
+            "browser": self.browser.to_dict(), "group_keys": self.group_keys,
             "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
             "predicted_counts": dict(self.predicted_counts),
             **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
@@ -181,6 +190,9 @@ class RunState:
         for name in ("most", "least"):
             for key, record in data["examples"][name]:
                 _push(getattr(state.examples, name), state.examples.each, key, record, state.examples._tiebreak)
+        if "browser" in data:
+            state.browser = ImageBrowser.from_dict(data["browser"])
+        state.group_keys = {k: list(v) for k, v in data.get("group_keys", {}).items()}
         state.failures = list(data["failures"])
         state.image_notes = list(data.get("image_notes", []))
         state.detection = Counter(data["detection"])
@@ -219,7 +231,7 @@ class RunState:
             "notes": notes,
             "regions": self.overall.table(),
             "region_groups": self.overall.table(tuple(GROUPS), sort=False),
-            "groups": {key: {"column": key.split("=", 1)[0], "value": key.split("=", 1)[1], "n": stats.images,
+            "groups": {key: {"column": self.group_keys[key][0], "value": self.group_keys[key][1], "n": stats.images,
                              "regions": stats.table(), "region_groups": stats.table(tuple(GROUPS), sort=False),
                              "mean_attribution": self.group_faces[key].mean_map()}
                        for key, stats in sorted(self.groups.items())},
@@ -231,6 +243,8 @@ class RunState:
             "canonical_face": self.canonical.summary(),
             "patches": self.patches.summary(),
             "examples": self.examples.summary(),
+            "views": self.patches.views(),
+            "browser": self.browser.summary(),
         }
         results["findings"] = findings(results)
         return results
@@ -239,7 +253,7 @@ class RunState:
         """For each group column: every other value against the first (sorted) value."""
         comparisons = []
         for column in columns:
-            keys = sorted(k for k in self.groups if k.split("=", 1)[0] == column)
+            keys = sorted(k for k in self.groups if self.group_keys[k][0] == column)
             for other in keys[1:]:
                 a, b = self.groups[keys[0]], self.groups[other]
                 comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a.images, "n_b": b.images,

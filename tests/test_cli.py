@@ -1,5 +1,6 @@
 """The command line: exit codes, one-line errors, and each command doing its job."""
 
+import json
 from typer.testing import CliRunner
 
 from conftest import SOURCES
@@ -33,7 +34,8 @@ def test_run_writes_report_and_json_and_prints_a_summary(tutorial_like, tmp_path
                                  "--json", str(results), "--cache-dir", str(tmp_path / "cache")])
     assert result.exit_code == 0, result.output
     assert report.stat().st_size > 1_000_000 and results.stat().st_size > 1000
-    assert "6 images, 6 aligned, 0 failed" in result.output.replace("\n", " ")
+    written = json.loads(results.read_text())
+    assert "6 images, 6 aligned, 0 failed" in result.output.replace("\n", " "), written["failures"]
 
 
 def test_layers_lists_modules_with_shapes_and_the_default(tutorial_like):

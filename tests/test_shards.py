@@ -67,7 +67,8 @@ def test_merging_a_shard_twice_or_parts_of_other_runs_is_refused(tutorial_like, 
 
 
 def test_interrupted_run_resumes_without_recomputing_finished_images(tutorial_like, tmp_path):
-    options = _options(tutorial_like, tmp_path, checkpoint_seconds=0, no_cache=True)
+    options = _options(tutorial_like, tmp_path, checkpoint_seconds=0, no_cache=True,
+                       partial=tmp_path / "report.partial.json")
     calls = []
 
     def interrupt_after_two_batches(done, total):
