@@ -27,7 +27,6 @@ from .landmarks import LandmarkCache, default_cache_dir, file_hash
 from .manifest import build_manifest
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
-from .regions import label_image
 from .scores import region_scores
 from .state import RunState, load_partial, save_partial
 
@@ -236,8 +235,7 @@ def _explain_batch(ready, state: RunState, model, method, config: RunConfig, dat
     predictions = probabilities.argmax(1)
     for j, item in enumerate(ready):
         attribution = maps[j].numpy().astype(np.float64)
-        height, width = attribution.shape
-        labels = label_image(item.landmarks, width, height)
+        labels = item.labels
         scores = region_scores(attribution, labels)
         if scores is None:
             target = int(predictions[j]) if config.target_class is None else config.target_class

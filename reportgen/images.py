@@ -20,6 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from .dataset import Dataset
 from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, file_hash
+from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
 
 
@@ -31,6 +32,7 @@ class PreparedImage:
     image: str
     tensor: torch.Tensor | None = None
     landmarks: np.ndarray | None = None  # (68, 2) in model-input pixels
+    labels: np.ndarray | None = None  # uint8 (H, W) region index per model-input pixel
     image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
@@ -250,6 +252,8 @@ class ImagePreparer(torch.utils.data.Dataset):
             return result
         result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
+        # The region label image is drawn here, in the worker, so the model's process only scores.
+        result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
         result.notes += face.notes
         return result
 
