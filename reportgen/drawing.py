@@ -21,13 +21,22 @@ REGION_COLOURS = {
 }
 
 
-def heat_colours(values: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] to RGB uint8 on a blue (low) - white - red (high) scale, shape (..., 3)."""
-    v = np.clip(values, 0.0, 1.0)[..., None]
+def _heat_table(levels: int = 256) -> np.ndarray:
+    v = np.linspace(0.0, 1.0, levels)[:, None]
     blue, white, red = np.array([33, 102, 172.0]), np.array([247, 247, 247.0]), np.array([178, 24, 43.0])
     low = blue + (white - blue) * (v / 0.5)
     high = white + (red - white) * ((v - 0.5) / 0.5)
-    return np.where(v < 0.5, low, high).astype(np.uint8)
+    return np.where(v < 0.5, low, high).round().astype(np.uint8)
+
+
+# The colour scale as a 256-entry table: a lookup per pixel instead of arithmetic on every one.
+HEAT_TABLE = _heat_table()
+
+
+def heat_colours(values: np.ndarray) -> np.ndarray:
+    """Map values in [0, 1] to RGB uint8 on a blue (low) - white - red (high) scale, shape (..., 3)."""
+    index = (np.clip(values, 0.0, 1.0) * (len(HEAT_TABLE) - 1) + 0.5).astype(np.intp)
+    return HEAT_TABLE[index]
 
 
 def attribution_overlay(image: Image.Image, attribution: np.ndarray, alpha: float = 0.45) -> Image.Image:
