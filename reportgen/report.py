@@ -411,14 +411,18 @@ def _face_axes(face: dict) -> tuple[dict, dict]:
     return xaxis, yaxis
 
 
-def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y"):
-    """Filled polygons in paint order (later covers earlier); hover and click pick the topmost."""
+def _shapes_in_paint_order(face: dict) -> list[tuple[str, list]]:
+    """(region id, its polygons) in paint order; the background is the whole canvas."""
     width, height = face["size"]
     polygons = face.get("polygons") or {}
+    return [(region_id, [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background"
+             else polygons.get(region_id) or []) for region_id in _paint_order(face)]
+
+
+def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y"):
+    """Filled polygons in paint order (later covers earlier); hover and click pick the topmost."""
     traces = []
-    for region_id in _paint_order(face):
-        shapes = [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background" else \
-            polygons.get(region_id) or []
+    for region_id, shapes in _shapes_in_paint_order(face):
         row = rows_by_id.get(region_id)
         hover = _region_hover(row, region_id, clickable)
         for polygon in shapes:
@@ -577,12 +581,8 @@ def _difference_colour(difference, limit: float) -> str:
 
 def _difference_traces(face: dict, rows_by_id: dict, a: str, b: str, limit: float) -> list:
     """The difference map: each region filled by b - a; beyond-noise regions outlined in ink."""
-    width, height = face["size"]
-    polygons = face.get("polygons") or {}
     traces = []
-    for region_id in _paint_order(face):
-        shapes = [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background" else \
-            polygons.get(region_id) or []
+    for region_id, shapes in _shapes_in_paint_order(face):
         row = rows_by_id.get(region_id)
         label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
         if row is None or not _number(row.get("difference")):
