@@ -23,7 +23,7 @@ from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
 from .images import ImagePreparer, prepared_batches
-from .landmarks import LandmarkCache, default_cache_dir, file_hash
+from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
@@ -83,12 +83,14 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
     same_when = {k: v for k, v in config.to_dict().items()
                  if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
                               "cache_dir", "no_cache")}
-    files = [config.annotations, config.model_file, config.weights] + ([config.transform] if config.transform else [])
-    fingerprint = hashlib.sha256(json.dumps(
-        {"options": same_when, "files": [file_hash(Path(f)) for f in files]}, sort_keys=True).encode()).hexdigest()
     versions = _versions()
+    manifest = build_manifest(config, versions)
+    # The manifest already holds the sha256 of the annotation, model, weights and transform files.
+    digests = {name: (entry or {}).get("sha256") for name, entry in manifest["inputs"].items()}
+    fingerprint = hashlib.sha256(json.dumps(
+        {"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
     return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
-            "manifest": build_manifest(config, versions)}
+            "manifest": manifest}
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
