@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dataset import Dataset
 from .errors import ImageError, InputError
-from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, file_hash
+from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, file_hash, pose_note
 from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
 
@@ -255,6 +255,10 @@ class ImagePreparer(torch.utils.data.Dataset):
         # The region label image is drawn here, in the worker, so the model's process only scores.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
         result.notes += face.notes
+        # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
+        turned = pose_note(face.landmarks)
+        if turned:
+            result.notes.append(turned)
         return result
 
     def __getstate__(self):

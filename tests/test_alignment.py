@@ -6,7 +6,9 @@ from PIL import Image
 
 from conftest import portrait
 from reportgen import landmarks as landmark_module
-from reportgen.landmarks import detect_face
+from reportgen.images import ImagePreparer
+from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
+from reportgen.preprocess import build_transform
 from reportgen.regions import REGION_IDS, label_image
 
 # IoU each region must keep. Thin regions (brows, lips: a few pixels high) lose more to the landmark
@@ -72,3 +74,102 @@ def test_blank_and_flat_images_have_no_face(monkeypatch):
     assert detect_face(Image.new("RGB", (300, 300), (128, 128, 128))) is None
     noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)
     assert detect_face(Image.fromarray(noise)) is None
+
+
+def _turned(image, points, degrees):
+    """``image`` with the head turned ``degrees`` about the vertical axis (positive: towards the image's
+    right). The face is modelled as half an ellipsoid over the jaw line (about as deep as half its width)
+    with a nose ridge rising to the tip, rotated and seen from afar; hidden pixels are dropped."""
+    pixels = np.asarray(image, dtype=np.float64)
+    height, width = pixels.shape[:2]
+    eye_distance = np.linalg.norm(points[42:48].mean(0) - points[36:42].mean(0))
+    centre = np.array([points[27:31, 0].mean(), points[[27, 8], 1].mean()])
+    radius = 1.1 * np.array([np.linalg.norm(points[16] - points[0]) / 2, 0.75 * (points[8, 1] - points[27, 1])])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    inside = np.clip(1 - ((xs - centre[0]) / radius[0]) ** 2 - ((ys - centre[1]) / radius[1]) ** 2, 0, None)
+    top, tip = points[27], points[30]
+    along = np.clip((ys - top[1]) / (tip[1] - top[1]), 0, 1)
+    ridge = along * np.exp(-((xs - top[0] - along * (tip[0] - top[0])) / (0.22 * eye_distance)) ** 2)
+    ridge *= np.exp(-(np.clip(ys - tip[1], 0, None) / (0.15 * eye_distance)) ** 2)
+    depth = 0.55 * radius[0] * np.sqrt(inside) + 0.35 * eye_distance * ridge
+    angle = np.deg2rad(degrees)
+    landed = centre[0] + (xs - centre[0]) * np.cos(angle) + depth * np.sin(angle)
+    out = np.empty_like(pixels)
+    order = slice(None) if degrees >= 0 else slice(None, None, -1)
+    for row in range(height):
+        # Scanning towards the turn, a pixel landing behind one already passed is hidden.
+        targets, sources = landed[row, order], xs[row, order]
+        reach = np.maximum.accumulate(targets) if degrees >= 0 else np.minimum.accumulate(targets)
+        seen = targets == reach
+        targets, sources = targets[seen][order], sources[seen][order]
+        source = np.interp(xs[row], targets, sources)
+        left = np.clip(np.floor(source).astype(int), 0, width - 2)
+        weight = (source - left)[:, None]
+        out[row] = pixels[row, left] * (1 - weight) + pixels[row, left + 1] * weight
+    return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def collins_head():
+    image = portrait("astronaut.jpg").crop((100, 0, 400, 300))
+    return image, detect_face(image)
+
+
+def test_a_frontal_face_gets_no_turn_note(collins_head):
+    _, face = collins_head
+    assert abs(estimate_yaw(face.landmarks)) < 10
+    assert pose_note(face.landmarks) is None
+
+
+@pytest.mark.parametrize("degrees, far_side", [(40, "left"), (-40, "right")])
+def test_a_turned_head_is_noted_with_its_far_side(collins_head, degrees, far_side):
+    image, face = collins_head
+    turned = detect_face(_turned(image, face.landmarks, degrees))
+    assert turned is not None
+    yaw = estimate_yaw(turned.landmarks)
+    assert np.sign(yaw) == np.sign(degrees) and 30 <= abs(yaw) <= 50, yaw
+    note = pose_note(turned.landmarks)
+    assert note is not None and note.startswith("head turned about ")
+    assert f"the subject's {far_side} eye, brow, cheek and ear" in note
+
+
+def test_a_slightly_turned_head_is_not_noted(collins_head):
+    image, face = collins_head
+    turned = detect_face(_turned(image, face.landmarks, 15))
+    assert turned is not None and 5 < estimate_yaw(turned.landmarks) < 30
+    assert pose_note(turned.landmarks) is None
+
+
+# dlib's 68 points mirrored left-right: point i of a face is point MIRROR[i] of its mirror image.
+MIRROR = ([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31, 45, 44, 43, 42, 47, 46,
+           39, 38, 37, 36, 41, 40, *range(54, 47, -1), 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65])
+
+
+def test_estimated_yaw_ignores_rotation_and_scale_and_flips_with_a_mirror(collins_head):
+    image, face = collins_head
+    points = detect_face(_turned(image, face.landmarks, 25)).landmarks
+    yaw = estimate_yaw(points)
+    assert yaw > 15
+    theta = np.deg2rad(25)
+    moved = 1.7 * points @ np.array([[np.cos(theta), np.sin(theta)], [-np.sin(theta), np.cos(theta)]]) + 40
+    assert estimate_yaw(moved) == pytest.approx(yaw, abs=1e-6)
+    assert sorted(MIRROR) == list(range(68))
+    assert estimate_yaw((points * [-1, 1])[MIRROR]) == pytest.approx(-yaw, abs=1e-6)
+
+
+def test_the_turn_note_reaches_the_prepared_image_from_detection_and_from_the_cache(collins_head, tmp_path):
+    from reportgen.dataset import read_dataset
+
+    image, face = collins_head
+    _turned(image, face.landmarks, 40).save(tmp_path / "turned.png")
+    image.save(tmp_path / "frontal.png")
+    annotations = tmp_path / "a.csv"
+    annotations.write_text("img,task\nturned.png,1\nfrontal.png,0\n")
+    dataset = read_dataset(tmp_path, annotations, ["task"])
+    cache = LandmarkCache(tmp_path / "cache")
+    for run in ("detected", "cached"):
+        preparer = ImagePreparer(dataset, build_transform(64), cache)
+        turned, frontal = preparer.prepare(0), preparer.prepare(1)
+        assert turned.detected == (run == "detected") and turned.failure is None
+        assert [n for n in turned.notes if n.startswith("head turned about")], (run, turned.notes)
+        assert frontal.notes == []
