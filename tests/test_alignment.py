@@ -12,9 +12,10 @@ from reportgen.preprocess import build_transform
 from reportgen.regions import REGION_IDS, label_image
 
 # IoU each region must keep. Thin regions (brows, lips: a few pixels high) lose more to the landmark
-# predictor's pixel jitter, so they get a lower bar.
-EXPECTED_IOU = {"left_eye": 0.75, "right_eye": 0.75, "nose": 0.8, "forehead": 0.8, "left_cheek": 0.8,
-                "right_cheek": 0.8, "chin": 0.8, "left_brow": 0.6, "right_brow": 0.6, "upper_lip": 0.5,
+# predictor's pixel jitter, so they get a lower bar. Measured lowest over the four cases: eyes 0.83,
+# brows 0.79, upper lip 0.63, lower lip 0.67.
+EXPECTED_IOU = {"left_eye": 0.8, "right_eye": 0.8, "nose": 0.8, "forehead": 0.8, "left_cheek": 0.8,
+                "right_cheek": 0.8, "chin": 0.8, "left_brow": 0.7, "right_brow": 0.7, "upper_lip": 0.5,
                 "lower_lip": 0.6}
 
 
