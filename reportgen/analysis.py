@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from . import __version__
-from .attribution import METHODS
+from .attribution import BASELINES, METHODS, make_method
+from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
@@ -27,7 +28,8 @@ from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
-from .scores import region_scores
+from .regions import REGION_IDS
+from .scores import bootstrap_weights, region_scores
 from .state import RunState, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
@@ -68,7 +70,10 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
     run = {
         "target": config.target, "target_class": config.target_class, "layer": layer.name,
         "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
-        "layer_shape": list(layer.output_shape), "method": config.method,
+        "layer_shape": list(layer.output_shape), "method": config.method, "baseline": config.baseline,
+        "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
+        "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
+                     else "Student t over images"),
         "images": str(config.images), "annotations": str(config.annotations),
         "annotation_format": dataset.format, "model_file": str(config.model_file),
         "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
@@ -158,6 +163,13 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
             raise InputError(f"--{name.replace('_', '-')} is required")
     if config.method not in METHODS:
         raise InputError(f"--method {config.method!r}: available methods are {', '.join(METHODS)}")
+    if config.baseline not in BASELINES:
+        raise InputError(f"--baseline {config.baseline!r}: use one of {', '.join(BASELINES)}")
+    for name in ("samples", "bootstrap", "check_images"):
+        if getattr(config, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must be 0 (off) or more")
+    if config.bootstrap == 1:
+        raise InputError("--bootstrap 1: one resample gives no interval; use 0 (t intervals) or e.g. 1000")
     if config.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
     if config.workers < 0:
@@ -180,7 +192,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
         raise InputError(f"--target-class {config.target_class}: the model has {outputs} outputs "
                          f"(classes 0 to {outputs - 1})")
     model.to(device)
-    method = METHODS[config.method](model, dict(model.named_modules())[layer.name])
+    explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images))
     context = run_context(config, dataset, layer, preprocessing, input_size, device)
 
     checkpoint = checkpoint_path(config)
@@ -192,7 +204,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state = saved
         except InputError:
             state = None  # an unreadable checkpoint is only lost time, never a reason to stop
-    state = state or RunState(len(dataset), config.patches)
+    state = state or RunState(len(dataset), config.patches, config.bootstrap)
     wanted = range(len(dataset)) if shard is None else range(shard[0] - 1, len(dataset), shard[1])
     todo = [i for i in wanted if not state.done[i]]
 
@@ -213,7 +225,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state.add_notes(item.index, item.image, item.notes)
         ready = [item for item in prepared if item.failure is None]
         if ready:
-            _explain_batch(ready, state, model, method, config, dataset, true_labels, preparer, device)
+            explainer.explain(ready, state, dataset, true_labels, preparer)
         done += len(prepared)
         state.seconds = seconds_before + time.time() - started
         if checkpoint and time.time() - last_save > config.checkpoint_seconds and done < total:
@@ -228,28 +240,69 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     return state, context
 
 
-def _explain_batch(ready, state: RunState, model, method, config: RunConfig, dataset, true_labels, preparer,
-                   device) -> None:
-    """Attribution maps for one batch of prepared images, scored and added to the state."""
-    batch = torch.stack([item.tensor for item in ready]).to(device)
-    maps, logits = _explain(model, method, batch, config.target_class)
-    probabilities = torch.softmax(logits, 1)
-    predictions = probabilities.argmax(1)
-    for j, item in enumerate(ready):
-        attribution = maps[j].numpy().astype(np.float64)
-        labels = item.labels
-        scores = region_scores(attribution, labels)
-        if scores is None:
-            target = int(predictions[j]) if config.target_class is None else config.target_class
-            state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
-                              f"(no evidence for class {target} at this layer)")
-            continue
-        prediction, label = int(predictions[j]), true_labels[item.index]
-        info = {"image": item.image, "label": None if label is None else str(label),
-                "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
-        groups = {column: dataset.columns[column][item.index] for column in config.protected}
-        seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
-        state.add_image(item.index, scores, attribution, item.landmarks, labels, groups, info, label, seen)
+class Explainer:
+    """The model's side of a run: attribution maps for a batch of prepared images, their region scores,
+    and the faithfulness and sanity checks for the images in the check sample."""
+
+    def __init__(self, model, layer_name: str, config: RunConfig, device, check_rows: set[int]):
+        self.model, self.config, self.device, self.check_rows = model, config, device, check_rows
+        self.layer_name = layer_name
+        self.method = self._method(model)
+        self._randomised = None  # the sanity check's model, made when first needed
+
+    def _method(self, model):
+        return make_method(self.config.method, model, dict(model.named_modules())[self.layer_name],
+                           baseline=self.config.baseline, samples=self.config.samples)
+
+    def explain(self, ready, state: RunState, dataset, true_labels, preparer) -> None:
+        """Score one batch of prepared images and add them to the state."""
+        config = self.config
+        batch = torch.stack([item.tensor for item in ready]).to(self.device)
+        regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
+        explanation, logits = _explain(self.model, self.method, batch, regions, config.target_class)
+        probabilities = torch.softmax(logits, 1)
+        predictions = probabilities.argmax(1)
+        targets = predictions if config.target_class is None else torch.full_like(predictions, config.target_class)
+        checked = []  # (position in batch, scores) of images in the check sample
+        for j, item in enumerate(ready):
+            attribution = explanation.maps[j].numpy().astype(np.float64)
+            effects = None if explanation.effects is None else explanation.effects[j].numpy()
+            scores = region_scores(attribution, item.labels, effects)
+            if scores is None:
+                state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
+                                  f"(no evidence for class {int(targets[j])} with {config.method})")
+                continue
+            prediction, label = int(predictions[j]), true_labels[item.index]
+            info = {"image": item.image, "label": None if label is None else str(label),
+                    "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
+            groups = {column: dataset.columns[column][item.index] for column in config.protected}
+            seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
+            weights = bootstrap_weights(item.index, config.bootstrap) if config.bootstrap else None
+            state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label, seen,
+                            weights)
+            if item.index in self.check_rows and np.isfinite(scores["density"]).any():
+                checked.append((j, scores))  # (an image with nothing to share out has no top region to delete)
+        if checked:
+            self._check([j for j, _ in checked], [item.index for item in ready], [s for _, s in checked],
+                        batch, targets, regions, state)
+
+    def _check(self, positions, rows, scores, batch, targets, regions, state: RunState) -> None:
+        """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images."""
+        count = len(REGION_IDS)
+        picked = torch.tensor(positions)
+        inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
+        densities = np.stack([s["density"][:count] for s in scores])
+        areas = np.stack([s["area"][:count] for s in scores])
+        sampled_rows = [rows[j] for j in positions]
+        state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, sampled_rows,
+                                             self.config.baseline)
+        if self._randomised is None:
+            self._randomised = self._method(randomised_copy(self.model))
+        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)
+        for k, row in enumerate(sampled_rows):
+            effects = None if randomised.effects is None else randomised.effects[k].numpy()
+            other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
+            state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
 
 
 def layers_output_count(model: torch.nn.Module, input_size: tuple[int, int]) -> int:
@@ -262,22 +315,30 @@ def layers_output_count(model: torch.nn.Module, input_size: tuple[int, int]) -> 
     return int(output.shape[1])
 
 
-def _explain(model, method, batch: torch.Tensor, target_class: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Attribution maps (B, H, W) on the CPU and the model's logits (B, K), in as few passes as possible."""
-    if target_class is None:
+def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_class: int | None,
+             targets: torch.Tensor | None = None):
+    """(Explanation with maps (B, H, W) on the CPU, the model's logits (B, K) on the CPU), in as few
+    passes as possible. Targets: ``targets`` if given, else ``target_class``, else each image's prediction."""
+    if (targets is None and target_class is None) or not method.single_forward:
         with torch.no_grad():
             logits = model(batch)
-        targets = logits.argmax(1)
-        maps = method.attribute(batch, targets)
-        return maps.cpu(), logits.cpu()
-    captured = {}
-    # The attribution's own forward pass already computes the logits: keep them instead of a second pass.
-    def keep_logits(_module, _inputs, output):
-        captured["logits"] = output.detach()  # returns None: a hook's return value would replace the output
+        if targets is None:
+            targets = logits.argmax(1) if target_class is None else torch.full(
+                (len(batch),), target_class, dtype=torch.long, device=batch.device)
+        explanation = method.attribute(batch, targets, regions)
+    else:
+        if targets is None:
+            targets = torch.full((len(batch),), target_class, dtype=torch.long, device=batch.device)
+        captured = {}
+        # A CAM's own single forward pass already computes the logits: keep them instead of a second pass.
+        def keep_logits(_module, _inputs, output):
+            captured.setdefault("logits", output.detach())  # returns None: a return value would replace the output
 
-    handle = model.register_forward_hook(keep_logits)
-    try:
-        maps = method.attribute(batch, torch.full((len(batch),), target_class, dtype=torch.long, device=batch.device))
-    finally:
-        handle.remove()
-    return maps.cpu(), captured["logits"].cpu()
+        handle = model.register_forward_hook(keep_logits)
+        try:
+            explanation = method.attribute(batch, targets, regions)
+        finally:
+            handle.remove()
+        logits = captured["logits"]
+    explanation.maps = explanation.maps.cpu()
+    return explanation, logits.cpu()

@@ -15,6 +15,7 @@ from .errors import InputError
 app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # not "rich": its markup would swallow "[default: 16]" as a tag
 )
 # soft_wrap: summary lines stay whole when piped or logged (rich would break them at 80 columns).
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -95,7 +96,11 @@ def run(
     std: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation std, three values [default: ImageNet].", rich_help_panel=MODEL),
     layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: last layer with a spatial output].", rich_help_panel=EXPLAIN),
     target_class: Optional[int] = typer.Option(None, help="Class index to explain [default: each image's predicted class].", rich_help_panel=EXPLAIN),
-    method: Optional[str] = typer.Option(None, help="Attribution method [default: gradcam].", rich_help_panel=EXPLAIN),
+    method: Optional[str] = typer.Option(None, help="gradcam, hirescam, integrated-gradients, occlusion or region-ablation (see docs/methods.md) [default: gradcam].", rich_help_panel=EXPLAIN),
+    baseline: Optional[str] = typer.Option(None, help="What replaces a removed region or window (occlusion, region-ablation, integrated-gradients, deletion check): mean (the mean colour) or blur [default: mean].", rich_help_panel=EXPLAIN),
+    samples: Optional[int] = typer.Option(None, help="region-ablation: Shapley values from N random region orders instead of one region at a time [default: 0].", rich_help_panel=EXPLAIN),
+    bootstrap: Optional[int] = typer.Option(None, help="Resamples of images for 95% intervals and group tests; 0 = t intervals [default: 2000].", rich_help_panel=EXPLAIN),
+    check_images: Optional[int] = typer.Option(None, help="Images sampled for the faithfulness and sanity checks; 0 = skip them [default: 64].", rich_help_panel=EXPLAIN),
     out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: report.html].", rich_help_panel=OUTPUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
     patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
@@ -118,6 +123,7 @@ def run(
         config, images=images, annotations=annotations, target=target, protected=protected,
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
+        baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
         no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
     if settings.partial is None and not settings.shard:

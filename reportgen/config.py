@@ -36,6 +36,10 @@ class RunConfig:
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     protected: list[str] = field(default_factory=list)
     method: str = "gradcam"
+    baseline: str = "mean"  # what "removed" means for occlusion, ablation, IG and the deletion check
+    samples: int = 0  # region-ablation: 0 = one region at a time; N = Shapley values from N permutations
+    bootstrap: int = 2000  # resamples of images for the 95% intervals; 0 = Student t intervals
+    check_images: int = 64  # images sampled for the faithfulness and sanity checks; 0 = no checks
     batch_size: int = 16
     # Processes that decode images and find faces while the model runs; one core stays with the model.
     workers: int = field(default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)))
@@ -126,7 +130,11 @@ transform = "transform.py"          # file assigning `transform`; or remove it a
 # --- what to explain ---------------------------------------------------------------------------
 # layer = "layer4"                  # default: the last layer with a spatial output ('reportgen layers')
 # target-class = 1                  # default: each image's predicted class
-method = "gradcam"
+method = "gradcam"                  # or hirescam, integrated-gradients, occlusion, region-ablation
+# baseline = "mean"                 # what replaces a removed region: mean (colour) or blur
+# samples = 0                       # region-ablation: Shapley values from this many region orders
+# bootstrap = 2000                  # resamples for the 95% intervals (0: t intervals)
+# check-images = 64                 # images for the faithfulness and sanity checks (0: skip)
 
 # --- how to run --------------------------------------------------------------------------------
 batch-size = 16

@@ -19,6 +19,7 @@ OUTSIDE_FACE_WARNING = 0.40
 # More than this fraction of images failing to align may bias the results towards easy images.
 FAILURE_WARNING = 0.10
 MAX_FINDINGS = 5
+# Sanity check verdicts come from reportgen.checks (rank correlation with a randomised model).
 # Chance of a single difference looking "beyond noise" when there is none (95% intervals).
 FALSE_ALARM_RATE = 0.05
 
@@ -26,14 +27,16 @@ FALSE_ALARM_RATE = 0.05
 def findings(results: dict) -> list[dict]:
     """Three to five findings, most important first: ``{"kind", "severity": "info"|"warning", "text"}``.
 
-    Kinds: ``top_region``, ``no_regions``, ``failures``, ``small_sample``, ``outside_face``,
-    ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``. Warnings are kept
+    Kinds: ``top_region``, ``no_regions``, ``sanity``, ``faithfulness``, ``failures``, ``small_sample``,
+    ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``. Warnings are kept
     ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
     order above (a finding's place says how important it is, its severity how worrying).
     """
     candidates: list[tuple[float, dict]] = []
     regions = list(results.get("regions") or [])
     candidates += _top_region(regions)
+    candidates += _sanity(results.get("sanity"))
+    candidates += _faithfulness(results.get("faithfulness"))
     candidates += _failures(results)
     candidates += _outside_face(results.get("region_groups") or [])
     groups = results.get("groups") or {}
@@ -80,9 +83,54 @@ def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
         if second_ci and second_ci[1] >= ci[0]:
             text += (f" {_capital(_the(second))} is close behind ({times_text(second['density'])}x, 95% CI "
                      f"{_range(second_ci, times_text)}), so their order is not certain.")
+    effect_ci = _interval(top.get("effect_ci"))
+    if _finite(top.get("effect")) and effect_ci:
+        text += (f" Replacing it alone lowers the class probability by {_points(top['effect'])} percentage points "
+                 f"(95% CI {_range(effect_ci, _points)}).")
     if top.get("estimated"):
         text += " This region is estimated from the face's proportions, so its outline is approximate."
     return [(0, _finding("top_region", "info", text))]
+
+
+def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
+    if not sanity or not _finite(sanity.get("rank_correlation")):
+        return []
+    rho = sanity["rank_correlation"]
+    ci = _interval(sanity.get("rank_correlation_ci"))
+    numbers = f"rank correlation {rho:.2f}" + (f", 95% CI {_range(ci, _two)}" if ci else "")
+    numbers += f", {sanity['images']} images"
+    if sanity.get("verdict") == "failed":
+        text = (f"Sanity check failed: with every weight of the model randomised, the regions rank almost the same "
+                f"({numbers}). This method shows mostly the image, not what the model learned, so do not read "
+                f"its region ranking as the model's reasons; try another method or layer.")
+        return [(-1, _finding("sanity", "warning", text))]
+    if sanity.get("verdict") == "doubtful":
+        text = (f"Sanity check doubtful: with the model's weights randomised, the region ranking changes only "
+                f"partly ({numbers}). Part of what this map shows is the image itself rather than what the model "
+                f"learned; compare with another method before relying on small differences.")
+        return [(5, _finding("sanity", "warning", text))]
+    text = (f"Sanity check passed: with the model's weights randomised the region ranking changes ({numbers}), "
+            f"so the map reflects what the model learned, not just the image.")
+    return [(7.5, _finding("sanity", "info", text))]
+
+
+def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
+    if not check or not _finite(check.get("top_drop")) or not _finite(check.get("random_drop")):
+        return []
+    top, random = check["top_drop"], check["random_drop"]
+    top_ci, random_ci = _interval(check.get("top_drop_ci")), _interval(check.get("random_drop_ci"))
+    top_text = f"{_points(top)} points" + (f" (95% CI {_range(top_ci, _points)})" if top_ci else "")
+    random_text = f"{_points(random)}" + (f" (95% CI {_range(random_ci, _points)})" if random_ci else "")
+    how = "a blurred copy" if check.get("baseline") == "blur" else "the mean colour"
+    if not check.get("faithful"):
+        text = (f"The explanation may not be faithful: replacing each image's top-ranked region with {how} lowers "
+                f"the class probability by {top_text}, not clearly more than replacing a random region of similar "
+                f"area ({random_text}; {check['images']} images). The map may not show what this model uses.")
+        return [(0.5, _finding("faithfulness", "warning", text))]
+    text = (f"Deletion check: replacing each image's top-ranked region with {how} lowers the class probability by "
+            f"{top_text}, against {random_text} for a random region of similar area ({check['images']} images), "
+            f"so the ranking points at what the model uses.")
+    return [(7, _finding("faithfulness", "info", text))]
 
 
 def _failures(results: dict) -> list[tuple[float, dict]]:
@@ -250,6 +298,15 @@ def signed_text(value: float) -> str:
     """A difference of densities, with a minus sign when negative: 1.2, -0.8, 0.04."""
     text = times_text(value)
     return "0" if text.strip("-0.") == "" else text
+
+
+def _points(fraction: float) -> str:
+    """A probability change in percentage points: 45, 3.2, -0.4."""
+    return signed_text(100 * fraction)
+
+
+def _two(value: float) -> str:
+    return f"{value:.2f}"
 
 
 def _percent_number(fraction: float) -> str:

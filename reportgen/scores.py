@@ -4,8 +4,15 @@ For one image with non-negative attribution A over model-input pixels and region
   share   = sum(A in R) / sum(A)       fraction of the model's attention that falls in R
   area    = |R| / |image|              fraction of the picture R covers
   density = share / area               1.0 = attention spread evenly; 3.0 = three times the average
-Over images, each score is a mean with a 95% confidence interval (Student t). The running sums are
-sufficient statistics: two partial aggregates can be added, so shards merge exactly.
+With region-ablation, each region also has an ``effect``: the drop of the class probability when the
+region is replaced by the baseline (a region group's effect is the sum of its members').
+
+Over images, each score is a mean with a 95% interval. By default the interval is a bootstrap over
+images (2.5th and 97.5th percentiles of the resampled means), computed while streaming: the Poisson
+bootstrap gives image i the weight w_ib ~ Poisson(1) in resample b, drawn from a generator seeded by
+(seed, row index), so the B resampled means are running sums too. With ``bootstrap=0`` the interval is
+Student t. All running sums are sufficient statistics: two partial aggregates add up exactly, so
+shards and resumed runs give the same numbers as one run.
 """
 
 from __future__ import annotations
@@ -19,27 +26,49 @@ from .regions import GROUP_LABELS, GROUPS, REGION_BY_ID, REGION_IDS
 # Scores are kept for every region and then every region group, in this order.
 SCORED_IDS: tuple[str, ...] = REGION_IDS + tuple(GROUPS)
 _GROUP_MEMBERS = np.array([[rid in members for rid in REGION_IDS] for members in GROUPS.values()], dtype=float)
-METRICS = ("share", "area", "density")
+METRICS = ("share", "area", "density", "effect")
+BOOTSTRAPPED = ("share", "density", "effect")  # the metrics whose intervals the report shows
+DEFAULT_BOOTSTRAP = 2000
+BOOTSTRAP_SEED = 0
 
 
-def region_scores(attribution: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray] | None:
-    """Per-region share, area and density for one image, in ``SCORED_IDS`` order.
+def region_scores(attribution: np.ndarray, labels: np.ndarray,
+                  effects: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """Per-region share, area, density and effect for one image, in ``SCORED_IDS`` order.
 
-    attribution: float (H, W), non-negative, model-input pixels; labels: uint8 (H, W) region indices.
-    Returns None when the attribution is zero everywhere (nothing to share out). Density is NaN for a
-    region the image does not show (area 0).
+    attribution: float (H, W), non-negative, model-input pixels; labels: uint8 (H, W) region indices;
+    effects: the method's signed per-region effects in ``REGION_IDS`` order (region-ablation) or None.
+    Returns None when the attribution is zero everywhere (nothing to share out) and there are no
+    effects; with effects, share and density are NaN then (an image where no region changes the class
+    probability still counts towards the mean effect). Density and effect are NaN for a region the
+    image does not show (area 0).
     """
     total = float(attribution.sum())
-    if not total > 0:
+    if not total > 0 and effects is None:
         return None
     count = len(REGION_IDS)
-    share = np.bincount(labels.ravel(), weights=attribution.ravel(), minlength=count)[:count] / total
     area = np.bincount(labels.ravel(), minlength=count)[:count] / labels.size
+    if total > 0:
+        share = np.bincount(labels.ravel(), weights=attribution.ravel(), minlength=count)[:count] / total
+    else:
+        share = np.full(count, np.nan)
     share = np.concatenate([share, _GROUP_MEMBERS @ share])
     area = np.concatenate([area, _GROUP_MEMBERS @ area])
     with np.errstate(divide="ignore", invalid="ignore"):
         density = np.where(area > 0, share / np.where(area > 0, area, 1), np.nan)
-    return {"share": share, "area": area, "density": density}
+    effect = np.full(len(SCORED_IDS), np.nan)
+    if effects is not None:
+        effects = np.asarray(effects, dtype=np.float64)
+        shown = np.isfinite(effects)
+        grouped = _GROUP_MEMBERS @ np.where(shown, effects, 0.0)
+        effect = np.concatenate([effects, np.where(_GROUP_MEMBERS @ shown > 0, grouped, np.nan)])
+    return {"share": share, "area": area, "density": density, "effect": effect}
+
+
+def bootstrap_weights(row: int, replicates: int, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """Image ``row``'s weight in each of the bootstrap resamples: Poisson(1) draws that depend only on
+    (seed, row), so shards, resumed runs and batch order all give the same resamples."""
+    return np.random.default_rng([seed, row]).poisson(1.0, replicates).astype(np.float64)
 
 
 # Two-sided 95% Student t quantiles for small samples; beyond 30 the normal approximation below is
@@ -59,16 +88,22 @@ def t_quantile_975(degrees: float) -> float:
 
 
 class RunningScores:
-    """Running count, sum and sum of squares of every score, for one set of images."""
+    """Running count, sum and sum of squares of every score for one set of images, and the weighted
+    counts and sums of the ``replicates`` bootstrap resamples (``boot_n``, ``boot_sum``: (B, ids))."""
 
-    def __init__(self):
+    def __init__(self, replicates: int = 0):
         size = len(SCORED_IDS)
         self.n = {m: np.zeros(size) for m in METRICS}
         self.sum = {m: np.zeros(size) for m in METRICS}
         self.sumsq = {m: np.zeros(size) for m in METRICS}
         self.images = 0
+        self.replicates = replicates
+        self.boot_n = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
+        self.boot_sum = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
 
-    def add(self, scores: dict[str, np.ndarray]) -> None:
+    def add(self, scores: dict[str, np.ndarray], weights: np.ndarray | None = None) -> None:
+        """One image's scores; ``weights``: its bootstrap weights (``bootstrap_weights``), needed
+        when the scores keep bootstrap resamples."""
         self.images += 1
         for metric in METRICS:
             values = scores[metric]
@@ -76,13 +111,36 @@ class RunningScores:
             self.n[metric] += seen
             self.sum[metric] += np.where(seen, values, 0.0)
             self.sumsq[metric] += np.where(seen, values * values, 0.0)
+            if self.replicates and metric in BOOTSTRAPPED:
+                self.boot_n[metric] += np.outer(weights, seen)
+                self.boot_sum[metric] += np.outer(weights, np.where(seen, values, 0.0))
 
     def merge(self, other: "RunningScores") -> None:
+        if other.replicates != self.replicates:
+            raise ValueError("cannot add scores kept with different numbers of bootstrap resamples")
         self.images += other.images
         for metric in METRICS:
             self.n[metric] += other.n[metric]
             self.sum[metric] += other.sum[metric]
             self.sumsq[metric] += other.sumsq[metric]
+        for metric in BOOTSTRAPPED:
+            self.boot_n[metric] += other.boot_n[metric]
+            self.boot_sum[metric] += other.boot_sum[metric]
+
+    def resampled_means(self, metric: str) -> np.ndarray:
+        """(B, ids) mean of each bootstrap resample; NaN where a resample holds no image of a region."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(self.boot_n[metric] > 0, self.boot_sum[metric] / self.boot_n[metric], np.nan)
+
+    def interval(self, metric: str, index: int) -> list[float | None]:
+        """95% interval of the mean of ``metric`` for scored id ``index``: bootstrap percentiles when
+        resamples are kept, else Student t."""
+        mean, variance, n = (values[index] for values in self.mean_and_error(metric))
+        if not self.replicates:
+            return confidence_interval(mean, variance, n)
+        if not (n >= 2 and np.isfinite(mean)):
+            return [None, None]
+        return percentile_interval(self.resampled_means(metric)[:, index])
 
     def mean_and_error(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, variance of one observation, n) per scored id; NaN where undefined."""
@@ -104,11 +162,13 @@ class RunningScores:
             else:
                 row.update(label=GROUP_LABELS[rid], members=list(GROUPS[rid]))
             for metric, interval_name in (("share", "share_ci"), ("area", None), ("density", "ci")):
-                mean, variance, n = (values[index] for values in stats[metric])
-                row[metric] = _number(mean)
+                row[metric] = _number(stats[metric][0][index])
                 if interval_name:
-                    row[interval_name] = confidence_interval(mean, variance, n)
+                    row[interval_name] = self.interval(metric, index)
             row["n"] = int(stats["density"][2][index])
+            if stats["effect"][2][index] > 0:  # only methods that measure regions directly have effects
+                row["effect"] = _number(stats["effect"][0][index])
+                row["effect_ci"] = self.interval("effect", index)
             rows.append(row)
         if sort:
             rows.sort(key=lambda r: -1 if r["density"] is None else r["density"], reverse=True)
@@ -123,23 +183,51 @@ def confidence_interval(mean: float, variance: float, n: float) -> list[float | 
     return [_number(mean - half), _number(mean + half)]
 
 
-def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_IDS) -> list[dict]:
-    """Density difference b - a per region, with a Welch 95% interval and a p-value.
+def percentile_interval(values: np.ndarray) -> list[float | None]:
+    """2.5th and 97.5th percentiles of bootstrap resamples (NaN resamples left out)."""
+    values = values[np.isfinite(values)]
+    if len(values) < 2:
+        return [None, None]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return [_number(low), _number(high)]
 
-    Testing 17 regions at once makes about one "significant" difference likely by chance, so
-    ``beyond_noise`` uses Holm's correction over the regions compared (``p_adjusted`` < 0.05), not the
-    single interval. p-values use the normal approximation to Welch's t (the report flags groups
-    under 20 images as too small to conclude anyway).
+
+def bootstrap_p_value(differences: np.ndarray) -> float | None:
+    """Two-sided p-value of "no difference" from bootstrap resamples of a difference: twice the smaller
+    tail beyond zero, with the +1 correction that keeps it from being 0 with finitely many resamples."""
+    differences = differences[np.isfinite(differences)]
+    if len(differences) < 2:
+        return None
+    below = (1 + np.sum(differences <= 0)) / (len(differences) + 1)
+    above = (1 + np.sum(differences >= 0)) / (len(differences) + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_IDS) -> list[dict]:
+    """Density difference b - a per region, with a 95% interval and a p-value.
+
+    With bootstrap resamples (the default), the interval and p-value come from the resampled
+    differences (the two groups hold different images, so their resamples are independent);
+    otherwise from Welch's t (normal approximation for the p-value). Testing 17 regions at once makes
+    about one "significant" difference likely by chance, so ``beyond_noise`` uses Holm's correction
+    over the regions compared (``p_adjusted`` < 0.05), not the single interval. The report flags
+    groups under 20 images as too small to conclude anyway.
     """
     mean_a, var_a, n_a = a.mean_and_error("density")
     mean_b, var_b, n_b = b.mean_and_error("density")
+    resampled = a.replicates and b.replicates
+    if resampled:
+        differences = b.resampled_means("density") - a.resampled_means("density")
     rows = []
     for rid in ids:
         i = SCORED_IDS.index(rid)
         difference = mean_b[i] - mean_a[i]
         interval: list[float | None] = [None, None]
         p_value = None
-        if n_a[i] >= 2 and n_b[i] >= 2:
+        if resampled and n_a[i] >= 2 and n_b[i] >= 2:
+            interval = percentile_interval(differences[:, i])
+            p_value = bootstrap_p_value(differences[:, i])
+        elif n_a[i] >= 2 and n_b[i] >= 2:
             sa, sb = var_a[i] / n_a[i], var_b[i] / n_b[i]
             se = math.sqrt(sa + sb)
             if se > 0:
@@ -152,6 +240,7 @@ def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_ID
             "id": rid, "label": REGION_BY_ID[rid].label if rid in REGION_BY_ID else GROUP_LABELS[rid],
             "density_a": _number(mean_a[i]), "density_b": _number(mean_b[i]),
             "difference": _number(difference), "ci": interval, "p_value": p_value,
+            "test": "bootstrap" if resampled else "welch",
         })
     for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
         row["p_value"] = None if row["p_value"] is None else _number(row["p_value"])

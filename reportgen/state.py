@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from .canonical import CanonicalFace
+from .checks import faithfulness_summary, sanity_summary
 from .errors import InputError
 from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
-from .scores import METRICS, RunningScores, compare
+from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 
 FORMAT = "reportgen-partial/1"
 
@@ -40,15 +41,19 @@ def _unarray(data: dict) -> np.ndarray:
 
 
 def _scores_to_dict(scores: RunningScores) -> dict:
-    return {"images": scores.images, **{f"{kind}_{m}": _array(getattr(scores, kind)[m])
-                                         for kind in ("n", "sum", "sumsq") for m in METRICS}}
+    return {"images": scores.images, "replicates": scores.replicates,
+            **{f"{kind}_{m}": _array(getattr(scores, kind)[m]) for kind in ("n", "sum", "sumsq") for m in METRICS},
+            **{f"{kind}_{m}": _array(getattr(scores, kind)[m]) for kind in ("boot_n", "boot_sum") for m in BOOTSTRAPPED}}
 
 
 def _scores_from_dict(data: dict) -> RunningScores:
-    scores = RunningScores()
+    scores = RunningScores(int(data["replicates"]))
     scores.images = int(data["images"])
     for kind in ("n", "sum", "sumsq"):
         for metric in METRICS:
+            getattr(scores, kind)[metric] = _unarray(data[f"{kind}_{metric}"])
+    for kind in ("boot_n", "boot_sum"):
+        for metric in BOOTSTRAPPED:
             getattr(scores, kind)[metric] = _unarray(data[f"{kind}_{metric}"])
     return scores
 
@@ -78,10 +83,11 @@ def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
 class RunState:
     """Totals over the images processed so far; ``total`` is the number of rows in the dataset."""
 
-    def __init__(self, total: int, patches_per_region: int = 12):
+    def __init__(self, total: int, patches_per_region: int = 12, replicates: int = 0):
         self.total = total
+        self.replicates = replicates  # bootstrap resamples kept by every RunningScores
         self.done = np.zeros(total, dtype=bool)  # rows already processed (analysed or failed)
-        self.overall = RunningScores()
+        self.overall = RunningScores(replicates)
         self.groups: dict[str, RunningScores] = {}
         self.canonical = CanonicalFace()
         self.group_faces: dict[str, CanonicalFace] = {}
@@ -94,6 +100,8 @@ class RunState:
         self.detection: Counter = Counter()
         self.several_faces = self.detector_calls = self.correct = self.labelled = 0
         self.predicted_counts: Counter = Counter()
+        self.faithfulness: list[dict] = []  # one record per sampled image (reportgen.checks)
+        self.sanity: list[dict] = []
         self.probability_sum = 0.0
         self.seconds = 0.0  # time spent computing, added up over resumes and shards
 
@@ -106,17 +114,18 @@ class RunState:
         self.image_notes += [{"index": index, "image": image, "note": note} for note in notes]
 
     def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
-                  labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen) -> None:
+                  labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen,
+                  weights: np.ndarray | None = None) -> None:
         """One analysed image: its region scores, its map and landmarks (model-input pixels), its label
-        image, group values {column: value}, info (image, label, prediction, probability) and the picture
-        the model saw (for patches and examples)."""
+        image, group values {column: value}, info (image, label, prediction, probability), the picture
+        the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``)."""
         self.done[index] = True
-        self.overall.add(scores)
+        self.overall.add(scores, weights)
         aligned = CanonicalFace.align(attribution, landmarks)  # once, for the overall and group means
         for column, value in groups.items():
             key = f"{column}={value}"
             self.group_keys[key] = [column, value]
-            self.groups.setdefault(key, RunningScores()).add(scores)
+            self.groups.setdefault(key, RunningScores(self.replicates)).add(scores, weights)
             self.group_faces.setdefault(key, CanonicalFace()).add_aligned(aligned)
         self.canonical.add_aligned(aligned)
         self.predicted_counts[str(info["prediction"])] += 1
@@ -125,7 +134,8 @@ class RunState:
             self.labelled += 1
             self.correct += int(label == info["prediction"])
         info = dict(info, groups=groups)
-        shares = scores["share"][:len(REGION_IDS)]
+        # An image with nothing to share out (region-ablation found no region that matters) has NaN shares.
+        shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
         self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks)
         self.examples.offer(seen, attribution, labels, landmarks, info)
         self.browser.offer(seen, attribution, labels, landmarks, info, shares)
@@ -140,7 +150,7 @@ class RunState:
         self.done |= other.done
         self.overall.merge(other.overall)
         for key, scores in other.groups.items():
-            self.groups.setdefault(key, RunningScores()).merge(scores)
+            self.groups.setdefault(key, RunningScores(self.replicates)).merge(scores)
         self.canonical.merge(other.canonical)
         for key, face in other.group_faces.items():
             self.group_faces.setdefault(key, CanonicalFace()).merge(face)
@@ -150,6 +160,8 @@ class RunState:
         self.group_keys.update(other.group_keys)
         self.failures += other.failures
         self.image_notes += other.image_notes
+        self.faithfulness += other.faithfulness
+        self.sanity += other.sanity
         self.detection += other.detection
         self.predicted_counts += other.predicted_counts
         for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
@@ -158,7 +170,7 @@ class RunState:
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {
-            "total": self.total, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
+            "total": self.total, "replicates": self.replicates, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
             "overall": _scores_to_dict(self.overall),
             "groups": {k: _scores_to_dict(v) for k, v in self.groups.items()},
             "canonical": _face_to_dict(self.canonical),
@@ -169,6 +181,7 @@ class RunState:
                          "least": [[e[0], e[2]] for e in self.examples.least]},
             "browser": self.browser.to_dict(), "group_keys": self.group_keys,
             "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
+            "faithfulness": self.faithfulness, "sanity": self.sanity,
             "predicted_counts": dict(self.predicted_counts),
             **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
                                                       "probability_sum", "seconds")},
@@ -176,7 +189,7 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunState":
-        state = cls(int(data["total"]), int(data["patches"]["per_region"]))
+        state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]))
         bits = np.frombuffer(base64.b64decode(data["done"]), dtype=np.uint8)
         state.done = np.unpackbits(bits)[:state.total].astype(bool)
         state.overall = _scores_from_dict(data["overall"])
@@ -195,6 +208,7 @@ class RunState:
         state.group_keys = {k: list(v) for k, v in data.get("group_keys", {}).items()}
         state.failures = list(data["failures"])
         state.image_notes = list(data.get("image_notes", []))
+        state.faithfulness, state.sanity = list(data["faithfulness"]), list(data["sanity"])
         state.detection = Counter(data["detection"])
         state.predicted_counts = Counter(data["predicted_counts"])
         for name in ("several_faces", "detector_calls", "correct", "labelled"):
@@ -245,6 +259,8 @@ class RunState:
             "examples": self.examples.summary(),
             "views": self.patches.views(),
             "browser": self.browser.summary(),
+            "faithfulness": faithfulness_summary(self.faithfulness, context["run"].get("baseline", "mean")),
+            "sanity": sanity_summary(sorted(self.sanity, key=lambda r: r["row"])),
         }
         results["findings"] = findings(results)
         return results
