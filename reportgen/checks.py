@@ -150,6 +150,14 @@ def _mean_interval(values: list[float], seed: int) -> tuple[float | None, list[f
     return _number(values.mean()), percentile_interval(means) if len(values) >= 2 else [None, None]
 
 
+def _column_means(rows: list[list[float | None]]) -> np.ndarray:
+    """Mean of each column over the rows that define it (None = undefined); NaN for an empty column."""
+    values = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+    counts = np.isfinite(values).sum(0)
+    with np.errstate(invalid="ignore"):
+        return np.where(counts > 0, np.nansum(values, 0) / counts, np.nan)
+
+
 def faithfulness_summary(records: list[dict], baseline: str) -> dict | None:
     """results.json ``faithfulness``: mean drops for top vs random regions and whether top is clearly
     larger (the 95% interval of the paired difference lies above zero and the difference is at least
@@ -183,10 +191,10 @@ def sanity_summary(records: list[dict]) -> dict | None:
         return None
     correlations = [r["rank_correlation"] for r in records if r["rank_correlation"] is not None]
     mean, interval = _mean_interval(correlations, CHECK_SEED + 3)
-    real = np.nanmean(np.array([[np.nan if v is None else v for v in r["real"]] for r in records]), 0)
+    real = _column_means([r["real"] for r in records])
     usable = [r for r in records if r["randomised"] is not None]
     if usable:
-        randomised = np.nanmean(np.array([[np.nan if v is None else v for v in r["randomised"]] for r in usable]), 0)
+        randomised = _column_means([r["randomised"] for r in usable])
         ranking_correlation = rank_correlation(real, randomised)
         top_randomised = REGION_IDS[int(np.nanargmax(randomised))] if np.isfinite(randomised).any() else None
     else:

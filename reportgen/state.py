@@ -121,13 +121,18 @@ class RunState:
         the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``)."""
         self.done[index] = True
         self.overall.add(scores, weights)
-        aligned = CanonicalFace.align(attribution, landmarks)  # once, for the overall and group means
+        # Warp once, for the overall and group means; a map with nothing in it (region-ablation found no
+        # region that matters) has no attention to place on the average face.
+        aligned = CanonicalFace.align(attribution, landmarks) if attribution.sum() > 0 else None
         for column, value in groups.items():
             key = f"{column}={value}"
             self.group_keys[key] = [column, value]
             self.groups.setdefault(key, RunningScores(self.replicates)).add(scores, weights)
-            self.group_faces.setdefault(key, CanonicalFace()).add_aligned(aligned)
-        self.canonical.add_aligned(aligned)
+            face = self.group_faces.setdefault(key, CanonicalFace())
+            if aligned is not None:
+                face.add_aligned(aligned)
+        if aligned is not None:
+            self.canonical.add_aligned(aligned)
         self.predicted_counts[str(info["prediction"])] += 1
         self.probability_sum += info["probability"]
         if label is not None:
