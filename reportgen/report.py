@@ -41,7 +41,30 @@ CONTENT_SECURITY_POLICY = (
 )
 # Density colours are symmetric on a log2 scale: 2**-2 .. 2**2 = 0.25x .. 4x an even spread, clipped.
 LOG2_LIMIT = 2.0
-METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM"}
+METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM", "hirescam": "HiResCAM",
+                "integrated-gradients": "Integrated gradients", "occlusion": "Occlusion",
+                "region-ablation": "Region ablation"}
+# Methods that explain one layer's output (the others work on the input and ignore --layer).
+LAYER_METHODS = {"gradcam", "layergradcam", "hirescam"}
+# What replaces a removed region or window (run.baseline), in words; see attribution.baseline_images.
+BASELINE_NAMES = {"mean": "the mean colour", "blur": "a blurred copy of the image"}
+# The analysis constants the method text quotes (reportgen/attribution.py: IG_STEPS, OCCLUSION_WINDOW,
+# EFFECT_FLOOR); repeated here so that rendering a report needs neither torch nor captum.
+IG_STEPS = 32
+OCCLUSION_WINDOW = 1 / 7
+EFFECT_FLOOR = 1e-3
+# Sanity-check verdicts (reportgen/checks.py), in words.
+SANITY_VERDICTS = {
+    "passed": ("Passed", "The region ranking changes when the model's weights are randomised, so it reflects what "
+                         "the model learned."),
+    "doubtful": ("Doubtful", "The region ranking changes only partly when the weights are randomised; part of what "
+                             "the map shows is the image itself rather than what the model learned."),
+    "failed": ("Failed", "The region ranking hardly changes when every weight is randomised, so the method shows "
+                         "mostly the image, not what the model learned. Do not read the ranking as the model's "
+                         "reasons."),
+    "unknown": ("Unknown", "No rank correlation could be computed (for instance, the randomised model's maps were "
+                           "all zero)."),
+}
 DETECTION_NAMES = {
     "hog": "face detector (HOG)", "hog-upsampled": "face detector on a 2× enlarged image",
     "cnn": "face detector (CNN), for faces the first missed",
@@ -142,7 +165,8 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
     )
     environment.filters.update(
         times=_times, percent=_percent, ci_times=_ci_times, ci_percent=_ci_percent, signed=_signed,
-        ci_signed=_ci_signed, colour=_colour, duration=_duration, count=_count,
+        ci_signed=_ci_signed, colour=_colour, duration=_duration, count=_count, points=_points,
+        ci_points=_ci_points, correlation=_correlation, ci_correlation=_ci_correlation,
     )
     return environment
 
@@ -151,6 +175,9 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
 
 def _context(results: dict) -> dict:
     run = results.get("run") or {}
+    method = str(run.get("method") or "gradcam").lower()
+    uses_layer = method in LAYER_METHODS or method not in METHOD_NAMES
+    method_name = METHOD_NAMES.get(method, str(run.get("method") or "unknown"))
     regions = [r for r in results.get("regions") or [] if isinstance(r, dict)]
     face = results.get("canonical_face") or {}
     groups = results.get("groups") or {}
@@ -161,6 +188,11 @@ def _context(results: dict) -> dict:
             figures["mean-map"] = _figure_json(_mean_map(face))
     if regions:
         figures["ranked"] = _figure_json(_ranked_chart(regions))
+    checks = _checks_view(results, run)
+    if checks["deletion"]:
+        figures["checks-deletion"] = _figure_json(_deletion_chart(checks["deletion"]))
+    if checks["sanity"] and _number(checks["sanity"].get("rank_correlation")):
+        figures["checks-sanity"] = _figure_json(_sanity_chart(checks["sanity"]))
     comparisons = []
     for index, comparison in enumerate(results.get("comparisons") or []):
         view = _comparison_view(comparison, groups)
@@ -184,8 +216,19 @@ def _context(results: dict) -> dict:
         "tool": results.get("tool") or {},
         "counts": results.get("counts") or {},
         "analysed": _analysed(results.get("counts") or {}),
-        "cell": _layer_cell(run),
-        "method_name": METHOD_NAMES.get(str(run.get("method", "")).lower(), run.get("method") or "unknown"),
+        "cell": _layer_cell(run) if uses_layer else None,
+        "method": method,
+        "method_name": method_name,
+        # mid-sentence: "what region ablation measures", but "what Grad-CAM measures"
+        "method_inline": method_name if "CAM" in method_name else method_name[:1].lower() + method_name[1:],
+        "uses_layer": uses_layer,
+        "baseline_name": BASELINE_NAMES.get(str(run.get("baseline")), run.get("baseline") or BASELINE_NAMES["mean"]),
+        "occlusion_side": _occlusion_side(run),
+        "ig_steps": IG_STEPS,
+        "effect_floor_points": _points(EFFECT_FLOOR),
+        "effects": any(_number(r.get("effect")) for r in regions),
+        "intervals": _intervals_view(run, results.get("comparisons") or []),
+        "checks": checks,
         "detection": [(DETECTION_NAMES.get(name, name), count)
                       for name, count in (results.get("detection") or {}).items()],
         "findings": items,
@@ -209,6 +252,64 @@ def _context(results: dict) -> dict:
         "csp": CONTENT_SECURITY_POLICY,
         "log2_limit": LOG2_LIMIT,
     }
+
+
+def _occlusion_side(run: dict) -> dict | None:
+    """The occlusion window and stride in model-input pixels (as attribution.OcclusionMethod sizes them)."""
+    size = run.get("input_size")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+        return None
+    side = max(2, round(OCCLUSION_WINDOW * min(size)))
+    return {"window": side, "stride": max(1, side // 2)}
+
+
+def _intervals_view(run: dict, comparisons: list) -> dict:
+    """How the 95% intervals and the group tests were computed, for the glossary and the methods text."""
+    resamples = run.get("bootstrap")
+    if isinstance(resamples, int) and not isinstance(resamples, bool):
+        kind = "bootstrap" if resamples > 0 else "t"
+    else:
+        kind = None  # results from before run.bootstrap existed: Student t
+    tests = {str(r.get("test")) for c in comparisons if isinstance(c, dict)
+             for r in c.get("regions") or [] if isinstance(r, dict) and r.get("test")}
+    return {"kind": kind, "resamples": resamples if kind == "bootstrap" else None,
+            "phrase": run.get("interval") or ("Student t over images" if kind != "bootstrap" else None),
+            "tests": sorted(tests)}
+
+
+def _region_name(region_id) -> str:
+    region = REGION_BY_ID.get(region_id) if isinstance(region_id, str) else None
+    return region.label if region else str(region_id)
+
+
+def _checks_view(results: dict, run: dict) -> dict:
+    """The faithfulness (deletion) and sanity checks as the "Can this explanation be trusted?" section
+    shows them, and the warnings the masthead repeats (a failed sanity check, an unfaithful explanation)."""
+    deletion = results.get("faithfulness") if isinstance(results.get("faithfulness"), dict) else None
+    sanity = results.get("sanity") if isinstance(results.get("sanity"), dict) else None
+    warnings = []
+    if deletion is not None:
+        counts = deletion.get("top_regions") if isinstance(deletion.get("top_regions"), dict) else {}
+        top_area, random_area = deletion.get("top_area"), deletion.get("random_area")
+        deletion = dict(deletion, top_list=[(_region_name(rid), n) for rid, n in counts.items()],
+                        baseline_name=BASELINE_NAMES.get(str(deletion.get("baseline")),
+                                                         deletion.get("baseline") or "the baseline"),
+                        # the random regions were much smaller than the top ones: size may explain part of the gap
+                        size_gap=_number(top_area) and _number(random_area) and top_area > 1.5 * random_area)
+        if deletion.get("faithful") is False:
+            warnings.append("deletion")
+    if sanity is not None:
+        verdict = SANITY_VERDICTS.get(str(sanity.get("verdict")), SANITY_VERDICTS["unknown"])
+        sanity = dict(sanity, verdict_label=verdict[0], verdict_text=verdict[1],
+                      top_name=_region_name(sanity.get("top_region")) if sanity.get("top_region") else None,
+                      top_randomised_name=_region_name(sanity.get("top_region_randomised"))
+                      if sanity.get("top_region_randomised") else None)
+        if sanity.get("verdict") == "failed":
+            warnings.append("sanity")
+    check_images = run.get("check_images")
+    return {"deletion": deletion, "sanity": sanity, "warnings": warnings,
+            "off": isinstance(check_images, int) and not isinstance(check_images, bool) and check_images <= 0,
+            "check_images": check_images}
 
 
 def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
@@ -318,6 +419,29 @@ def _ci_signed(interval) -> str:
     return f"{_signed(pair[0])} to {_signed(pair[1])}" if pair else "–"
 
 
+def _points(fraction) -> str:
+    """A change of probability (0-1) in percentage points: 50, 3.2, −0.07."""
+    return _signed(100 * fraction) if _number(fraction) else "–"
+
+
+def _ci_points(interval) -> str:
+    pair = _pair(interval)
+    if not pair:
+        return "–"
+    low, high = (_points(v) for v in pair)
+    # "−3 to −1" when a bound shows a minus sign: a dash there would read as one.
+    return f"{low} to {high}" if "−" in low + high else f"{low}–{high}"
+
+
+def _correlation(value) -> str:
+    return f"{value:.2f}".replace("-", "−") if _number(value) else "–"
+
+
+def _ci_correlation(interval) -> str:
+    pair = _pair(interval)
+    return f"{_correlation(pair[0])} to {_correlation(pair[1])}" if pair else "–"
+
+
 def _duration(seconds) -> str:
     if not _number(seconds):
         return "–"
@@ -393,9 +517,23 @@ def _region_hover(row: dict | None, region_id: str, clickable: bool = True) -> s
         lines.append(share)
         if row.get("n") is not None:
             lines.append(f"n = {_count(row.get('n'))} images")
+    if row is not None and _number(row.get("effect")):
+        lines.append(f"removing it {_drop_words(row['effect'], row.get('effect_ci'))}")
     if clickable:
         lines.append("<i>click: top patches</i>")
     return "<br>".join(lines)
+
+
+def _drop_words(effect: float, interval=None) -> str:
+    """A drop of the class probability (0-1) and its 95% interval as words: "lowers the class probability by
+    50 points (95% CI 42–59)"; a negative drop "raises ... by 0.7 points (95% CI 0.2–1.2)"."""
+    pair = _pair(interval)
+    if effect < 0:
+        words, effect, pair = "raises", -effect, (-pair[1], -pair[0]) if pair else None
+    else:
+        words = "lowers"
+    return f"{words} the class probability by {_points(effect)} points" + \
+        (f" (95% CI {_ci_points(pair)})" if pair else "")
 
 
 def _paint_order(face: dict) -> list[str]:
@@ -505,22 +643,91 @@ def _ranked_chart(regions: list[dict]) -> go.Figure:
         customdata=[[r.get("id")] for r in rows], hovertext=hover, hoverinfo="text",
     ))
     top = max([d + u for d, u in zip(density, upper)] + [1.2])
+    # The column on the right: each region's share of the attention or, for a method that measures regions
+    # directly (region-ablation), its effect: the drop of the class probability in percentage points.
+    effects = any(_number(r.get("effect")) for r in rows)
     for label, row in zip(labels, rows):
         figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, yref="y", showarrow=False,
-                              text=_percent(row.get("share")), font=dict(color="#52606d", size=12), xshift=10)
+                              text=_points(row.get("effect")) if effects else _percent(row.get("share")),
+                              font=dict(color="#52606d", size=12), xshift=10)
     figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=1.0, yref="paper", yanchor="bottom",
-                          showarrow=False, text="<b>share</b>", font=dict(color="#52606d", size=12), xshift=10)
+                          showarrow=False, text="<b>drop, pts</b>" if effects else "<b>share</b>",
+                          font=dict(color="#52606d", size=12), xshift=10)
     figure.add_shape(type="line", x0=1, x1=1, xref="x", y0=0, y1=1, yref="paper",
                      line=dict(color="#1f2933", width=1.2, dash="dash"))
     figure.add_annotation(x=1, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
                           text="even spread (1×)", font=dict(size=12, color="#1f2933"))
     figure.update_layout(
-        height=max(260, 28 * len(rows) + 70), margin=dict(l=8, r=64, t=30, b=40), font=PLOT_FONT,
+        height=max(260, 28 * len(rows) + 70), margin=dict(l=8, r=84 if effects else 64, t=30, b=40), font=PLOT_FONT,
         paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False,
         bargap=0.28, hoverlabel=HOVER_LABEL,
         xaxis=dict(title=dict(text="density: attention per pixel, × an even spread"), range=[0, top * 1.05],
                    gridcolor="#e4e7eb", zeroline=True, zerolinecolor="#9aa5b1", fixedrange=True),
         yaxis=dict(autorange="reversed", fixedrange=True, ticksuffix="  ", automargin=True),
+    )
+    return figure
+
+
+def _deletion_chart(check: dict) -> go.Figure:
+    """The deletion check: mean drop of the class probability (percentage points, 95% CI) when each image's
+    top-ranked region, or a random region of similar area, is replaced by the baseline."""
+    names = ["top-ranked region", "random region,<br>similar area"]
+    means = [check.get("top_drop"), check.get("random_drop")]
+    intervals = [_pair(check.get("top_drop_ci")), _pair(check.get("random_drop_ci"))]
+    values = [100 * m if _number(m) else None for m in means]
+    upper = [100 * (ci[1] - m) if ci and _number(m) else 0 for ci, m in zip(intervals, means)]
+    lower = [100 * (m - ci[0]) if ci and _number(m) else 0 for ci, m in zip(intervals, means)]
+    hover = [f"<b>{name.replace('<br>', ' ')}</b><br>{'replacing it ' + _drop_words(m, ci) if _number(m) else '–'}"
+             for name, m, ci in zip(names, means, intervals)]
+    figure = go.Figure(go.Bar(
+        x=values, y=names, orientation="h", marker=dict(color=["#1d4e89", "#9aa5b1"]),
+        error_x=dict(type="data", array=upper, arrayminus=lower, color="#1f2933", thickness=1.4, width=5),
+        hovertext=hover, hoverinfo="text", text=[_points(m) for m in means], textposition="none",
+    ))
+    ends = [v + u for v, u in zip(values, upper) if v is not None] + [v - lo for v, lo in zip(values, lower)
+                                                                       if v is not None]
+    high, low = max(ends + [1.0]), min(ends + [0.0])
+    for name, m in zip(names, means):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=name, yref="y", showarrow=False,
+                              text=f"<b>{_points(m)}</b>", font=dict(size=13, color="#1f2933"), xshift=10)
+    figure.update_layout(
+        height=170, margin=dict(l=8, r=56, t=10, b=44), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, bargap=0.35, hoverlabel=HOVER_LABEL,
+        xaxis=dict(title=dict(text="drop of the class probability, percentage points (95% CI)"),
+                   range=[min(low * 1.1, 0), high * 1.08], gridcolor="#e4e7eb", zeroline=True,
+                   zerolinecolor="#1f2933", fixedrange=True),
+        yaxis=dict(autorange="reversed", fixedrange=True, ticksuffix="  ", automargin=True),
+    )
+    return figure
+
+
+def _sanity_chart(sanity: dict) -> go.Figure:
+    """The sanity check on the rank-correlation scale (-1 to 1): the mean correlation between the real and
+    the randomised model's region rankings with its 95% CI, over bands for the verdicts."""
+    thresholds = sanity.get("thresholds") if isinstance(sanity.get("thresholds"), dict) else {}
+    doubtful = thresholds.get("doubtful") if _number(thresholds.get("doubtful")) else 0.4
+    failed = thresholds.get("failed") if _number(thresholds.get("failed")) else 0.7
+    rho = sanity["rank_correlation"]
+    ci = _pair(sanity.get("rank_correlation_ci"))
+    figure = go.Figure(go.Scatter(
+        x=[rho], y=[0], mode="markers", marker=dict(size=13, color="#1f2933", symbol="diamond"),
+        error_x=dict(type="data", array=[ci[1] - rho if ci else 0], arrayminus=[rho - ci[0] if ci else 0],
+                     color="#1f2933", thickness=1.6, width=7),
+        hovertext=[f"rank correlation {_correlation(rho)}<br>95% CI {_ci_correlation(ci)}"], hoverinfo="text",
+    ))
+    bands = (("passed", -1.0, doubtful, "#eef2f6", "#52606d"), ("doubtful", doubtful, failed, "#fff8e6", "#8d5b00"),
+             ("failed", failed, 1.0, "#fbe5e7", "#a61b29"))
+    for name, start, end, fill, ink in bands:
+        figure.add_shape(type="rect", x0=start, x1=end, xref="x", y0=0, y1=1, yref="paper", fillcolor=fill,
+                         line=dict(width=0), layer="below")
+        figure.add_annotation(x=(start + end) / 2, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                              text=name, font=dict(size=12, color=ink))
+    figure.update_layout(
+        height=140, margin=dict(l=12, r=12, t=24, b=44), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, hoverlabel=HOVER_LABEL,
+        xaxis=dict(title=dict(text="rank correlation, real vs randomised model (95% CI)"), range=[-1, 1],
+                   tickvals=[-1, -0.5, 0, doubtful, failed, 1], gridcolor="#d9dde3", zeroline=False, fixedrange=True),
+        yaxis=dict(visible=False, range=[-1, 1], fixedrange=True),
     )
     return figure
 

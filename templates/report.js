@@ -405,7 +405,7 @@
   }
 
   var CSV_COLUMNS = ["id", "label", "group", "share", "share_ci_low", "share_ci_high", "area", "density",
-    "ci_low", "ci_high", "n"];
+    "ci_low", "ci_high", "n", "effect", "effect_ci_low", "effect_ci_high"];
 
   function regionsCsv() {
     var lines = [CSV_COLUMNS.join(",")];
@@ -414,8 +414,9 @@
         if (!r || typeof r !== "object") return;
         var share = Array.isArray(r.share_ci) ? r.share_ci : [null, null];
         var ci = Array.isArray(r.ci) ? r.ci : [null, null];
-        lines.push([r.id, r.label, group, r.share, share[0], share[1], r.area, r.density, ci[0], ci[1], r.n]
-          .map(csvCell).join(","));
+        var effect = Array.isArray(r.effect_ci) ? r.effect_ci : [null, null];
+        lines.push([r.id, r.label, group, r.share, share[0], share[1], r.area, r.density, ci[0], ci[1], r.n,
+          r.effect, effect[0], effect[1]].map(csvCell).join(","));
       });
     }
     add(results.regions, "all");

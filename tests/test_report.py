@@ -6,14 +6,16 @@ import json
 import math
 import os
 import re
+from html import unescape
 from html.parser import HTMLParser
 
 import plotly.offline
 import pytest
-from report_fixture import build_results
+from report_fixture import build_results, region_ablation
 
 from reportgen.regions import ESTIMATED, PAINT_ORDER
-from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
+from reportgen.report import (CONTENT_SECURITY_POLICY, METHOD_NAMES, render_html, script_json, write_html,
+                              write_json)
 
 EVIL = "</script><script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -300,7 +302,7 @@ def test_density_colours_are_symmetric_on_a_log_scale(results, page):
 
 
 def test_sections_appear_in_the_agreed_order(html):
-    order = ["summary", "findings", "map", "ranking", "region-groups", "groups", "patches", "browser", "examples",
+    order = ["summary", "findings", "checks", "map", "ranking", "region-groups", "groups", "patches", "browser", "examples",
              "how-to-read", "method", "data"]
     positions = [html.index(f'id="{section}"') for section in order]
     assert positions == sorted(positions)
@@ -407,3 +409,216 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         write_json({"bad": object()}, path)
     assert path.read_text() == "old"
     assert os.listdir(tmp_path) == ["results.json"]
+
+
+# -- the checks, the method and the intervals ------------------------------------------------------------
+
+def text_of(html: str, section: str) -> str:
+    """The visible text of one <section id=...> (tags dropped, whitespace collapsed, entities decoded)."""
+    start = html.index(f'<section id="{section}"')
+    body = html[start:html.index("</section>", start)]
+    body = re.sub(r"<script[^>]*>.*?</script>", " ", body, flags=re.S)
+    body = re.sub(r"</?(code|strong|a|abbr|em|b|i)\b[^>]*>", "", body)  # inline: no space
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", body))).strip()
+
+
+def masthead(html: str) -> str:
+    return html[html.index('<header class="masthead">'):html.index("</header>")]
+
+
+def test_checks_section_shows_the_deletion_and_sanity_numbers(results, html, page):
+    text = text_of(html, "checks")
+    assert text.startswith("Can this explanation be trusted?")
+    assert 'href="#checks"' in masthead(html)
+    # deletion: drops in percentage points with their intervals, n, the baseline, which regions were top
+    assert "Passed." in text and "by 19 percentage points more (95% CI 14–25)" in text
+    assert "Top-ranked region 23 pts 18–28" in text
+    assert "Random region of similar area 4.1 pts 2.3–6.2" in text
+    assert "Difference (top − random) 19 pts 14–25" in text
+    assert "64 sampled images" in text and "replaced by the mean colour" in text
+    assert "Left eye × 29" in text and "Right eye × 21" in text and "Hair × 5" in text
+    # sanity: the correlation with its interval, the verdict in words, the real and randomised top regions
+    assert "Rank correlation, real vs randomised 0.18 (95% CI 0.10 to 0.26)" in text
+    assert "Passed. The region ranking changes when the model's weights are randomised" in text
+    assert "Top region, real model Left eye" in text and "Top region, randomised model Background" in text
+    assert "2 left out" in text
+    # both as figures: the deletion bars in points, the correlation on its verdict bands
+    deletion = json.loads(page.script("figure-checks-deletion"))
+    assert [round(v, 2) for v in deletion["data"][0]["x"]] == [23.15, 4.12]
+    assert [round(v, 2) for v in deletion["data"][0]["error_x"]["array"]] == [5.26, 2.06]
+    sanity = json.loads(page.script("figure-checks-sanity"))
+    assert sanity["data"][0]["x"] == [results["sanity"]["rank_correlation"]]
+    assert [a["text"] for a in sanity["layout"]["annotations"]] == ["passed", "doubtful", "failed"]
+    assert [(b["x0"], b["x1"]) for b in sanity["layout"]["shapes"]] == [(-1.0, 0.4), (0.4, 0.7), (0.7, 1.0)]
+
+
+def failing(sanity_verdict="passed", faithful=True) -> dict:
+    results = build_results(with_groups=False)
+    results["sanity"].update(verdict=sanity_verdict, rank_correlation=0.86, rank_correlation_ci=[0.8, 0.91])
+    if not faithful:
+        results["faithfulness"].update(top_drop=0.043, random_drop=0.039, difference=0.004,
+                                       difference_ci=[-0.012, 0.02], faithful=False)
+    return results
+
+
+@pytest.mark.parametrize("verdict, faithful, warned", [
+    ("passed", True, set()), ("doubtful", True, set()), ("unknown", True, set()),
+    ("failed", True, {"sanity"}), ("passed", False, {"deletion"}), ("failed", False, {"sanity", "deletion"}),
+])
+def test_failed_checks_raise_a_warning_under_the_lede(verdict, faithful, warned):
+    html = render_html(failing(verdict, faithful))
+    top = re.sub(r"\s+", " ", masthead(html))
+    assert ("Caution: this explanation did not pass its checks." in top) == bool(warned)
+    assert ("Sanity check failed." in top) == ("sanity" in warned)
+    assert ("The explanation may not be faithful." in top) == ("deletion" in warned)
+    if "sanity" in warned:
+        assert "rank correlation 0.86, 95% CI 0.80 to 0.91" in top
+    if "deletion" in warned:
+        assert "by 4.3 percentage points, not clearly more than a random region of similar area (3.9 points)" in top
+        assert "Not passed: the explanation may not be faithful." in text_of(html, "checks")
+    if warned:
+        assert top.index("class=\"lede\"") < top.index("Caution") < top.index('class="toc"')
+        assert '<a href="#checks">See the checks</a>' in top
+    assert parse(html).errors == []
+
+
+def test_checks_turned_off_say_so_and_how_to_run_them():
+    results = build_results(with_groups=False)
+    results["faithfulness"] = results["sanity"] = None
+    results["run"]["check_images"] = 0
+    html = render_html(results)
+    text = text_of(html, "checks")
+    assert "The checks were not run (they were turned off with --check-images 0)." in text
+    assert "run again with --check-images 64" in text
+    assert "figure-checks" not in html and "Caution" not in html
+    assert "faithfulness and sanity checks turned off" in text_of(html, "summary")
+    # older results without the fields: not run, but not "turned off"
+    del results["faithfulness"], results["sanity"], results["run"]["check_images"]
+    text = text_of(render_html(results), "checks")
+    assert "The checks were not run." in text and "turned off" not in text
+
+
+def test_one_missing_check_is_named_and_the_other_still_shown():
+    results = build_results(with_groups=False)
+    results["faithfulness"] = None
+    html = render_html(results)
+    text = text_of(html, "checks")
+    assert "No deletion check in these results." in text and "Rank correlation" in text
+    assert "figure-checks-sanity" in html and "figure-checks-deletion" not in html
+
+
+def test_the_deletion_check_notes_when_random_regions_were_much_smaller():
+    results = build_results(with_groups=False)
+    assert "much smaller" not in text_of(render_html(results), "checks")
+    results["faithfulness"].update(top_area=0.31, random_area=0.09)
+    assert "much smaller than the top-ranked ones (9% against 31% of the image)" in text_of(render_html(results), "checks")
+
+
+METHOD_TEXT = {
+    "gradcam": "The gradient-weighted activations of one layer",
+    "hirescam": "element by element, summed over channels and kept where positive",
+    "integrated-gradients": "integrated along a straight path from the baseline (the mean colour) to the image, in 32 steps",
+    "occlusion": "a square window of 1/7 of the input side (here 32×32 px, moved 16 px at a time)",
+    "region-ablation": "when one whole face region is replaced by the baseline (the mean colour)",
+}
+
+
+@pytest.mark.parametrize("method", sorted(METHOD_TEXT))
+def test_method_wording_follows_the_method(method):
+    results = build_results(with_groups=False)
+    results["run"]["method"] = method
+    html = render_html(results)
+    lede = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", masthead(html))))
+    name = METHOD_NAMES[method]
+    assert name in lede
+    assert ("at layer layer4" in lede) == (method in ("gradcam", "hirescam"))
+    if method in ("integrated-gradients", "occlusion"):
+        assert f"{name} input attribution of model" in lede
+    if method == "region-ablation":
+        assert "Region ablation of model: how much the class probability drops when each named face region is " \
+               "replaced by the mean colour" in lede
+    guide = text_of(html, "method")
+    assert METHOD_TEXT[method] in guide
+    assert [m for m, phrase in METHOD_TEXT.items() if phrase in guide] == [method]
+    assert ("It is coarse: one cell of the layer covers" in guide) == (method in ("gradcam", "hirescam"))
+    assert "Baseline. \"Removed\" means replaced by the mean colour" in guide
+    summary = text_of(html, "summary")
+    assert ("Layer and method" in summary) == (method in ("gradcam", "hirescam"))
+    assert ("no layer is used" in summary) == (method not in ("gradcam", "hirescam"))
+
+
+def test_blur_baseline_and_shapley_samples_are_described():
+    results = region_ablation(build_results(with_groups=False), samples=25)
+    results["run"]["baseline"] = "blur"
+    html = render_html(results)
+    guide = text_of(html, "method")
+    assert "replaced by the baseline (a blurred copy of the image)" in guide
+    assert "as Shapley values" in guide and "(25 random orders)" in guide
+    assert "a heavily blurred copy keeps colour and light" in guide
+    assert "Shapley values from 25 random region orders" in text_of(html, "summary")
+
+
+def test_region_ablation_shows_each_regions_probability_drop():
+    results = region_ablation(build_results(with_groups=False))
+    html = render_html(results)
+    page = parse(html)
+    top = results["regions"][0]
+    assert top["effect"] == 0.1235
+    # the ranking: a "drop" column instead of "share", in percentage points
+    ranked = json.loads(page.script("figure-ranked"))
+    notes = [a["text"] for a in ranked["layout"]["annotations"]]
+    assert "<b>drop, pts</b>" in notes and "<b>share</b>" not in notes and "12" in notes
+    assert "removing it lowers the class probability by 12 points (95% CI 10–15)" in ranked["data"][0]["hovertext"][0]
+    # the region map's hover
+    region_map = json.loads(page.script("figure-region-map"))
+    hover = next(t["text"] for t in region_map["data"] if t.get("meta") == top["id"])
+    assert "removing it lowers the class probability by 12 points (95% CI 10–15)" in hover
+    # the table of drops, and the unit explained in the intro texts
+    ranking = text_of(html, "ranking")
+    assert "Left eye 12 pts 10–15" in ranking
+    assert "probability drop: how many percentage points the class probability falls" in ranking
+    assert "in percentage points (50 points = from 0.90 to 0.40)" in text_of(html, "map")
+    assert "Probability drop How much the probability of the explained class falls" in text_of(html, "how-to-read")
+    # with the other methods, none of it
+    plain = render_html(build_results(with_groups=False))
+    assert "removing it lowers" not in plain and "drop, pts" not in plain and 'id="region-effects"' not in plain
+
+
+def test_a_raised_probability_reads_as_a_rise():
+    results = region_ablation(build_results(with_groups=False))
+    results["regions"][-1].update(effect=-0.0071, effect_ci=[-0.012, -0.002])
+    figure = json.loads(parse(render_html(results)).script("figure-region-map"))
+    hover = next(t["text"] for t in figure["data"] if t.get("meta") == results["regions"][-1]["id"])
+    assert "removing it raises the class probability by 0.7 points (95% CI 0.2–1.2)" in hover
+
+
+def test_interval_wording_says_how_intervals_were_computed():
+    results = build_results()
+    html = render_html(results)
+    glossary = text_of(html, "how-to-read")
+    assert "Here it is a bootstrap over images: the images were resampled with replacement 2 000 times" in glossary
+    assert "Each group's images were resampled 2 000 times, independently" in glossary
+    assert "Holm's correction then adjusts the p-values" in glossary
+    assert "95% intervals: bootstrap over images (2000 resamples)" in text_of(html, "summary")
+    assert "(a bootstrap of the difference, each group's images resampled 2 000 times)" in text_of(html, "groups")
+    results["run"].update(bootstrap=0, interval="Student t over images")
+    for comparison in results["comparisons"]:
+        for row in comparison["regions"]:
+            row["test"] = "welch"
+    html = render_html(results)
+    glossary = text_of(html, "how-to-read")
+    assert "Here it is a Student t interval of the mean over images" in glossary and "resampled" not in glossary
+    assert "Each difference was tested with Welch's t-test" in glossary
+    assert "(Welch's t-test)" in text_of(html, "groups")
+
+
+def test_text_in_the_checks_stays_escaped():
+    results = build_results(with_groups=False)
+    results["faithfulness"]["top_regions"] = {EVIL: 3}
+    results["faithfulness"]["baseline"] = EVIL
+    results["sanity"]["randomisation"] = EVIL
+    results["sanity"]["top_region"] = EVIL
+    html = render_html(results)
+    assert EVIL not in html and "<script>alert(1)" not in html
+    assert parse(html).errors == []
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html
