@@ -10,6 +10,7 @@ Screenshots go to ``test-output/`` at the top of the repository.
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import os
@@ -17,7 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from report_fixture import build_results
+from report_fixture import build_results, region_ablation
 
 from reportgen.findings import findings, times_text
 from reportgen.regions import PAINT_ORDER
@@ -30,12 +31,15 @@ FIGURES_DRAWN = "[...document.querySelectorAll('[data-figure]')].every(d => d._f
 
 # Where a region's polygon centre is on a map, in viewport pixels (the figure is scrolled into view first).
 REGION_POINT_JS = """
-([figure, region, axis]) => {
+([figure, region, axis, below]) => {
   const div = document.querySelector(`[data-figure="${figure}"]`);
   const trace = div && div._fullData.find(t => t.meta === region && (t.xaxis || 'x') === axis);
   if (!trace) return null;
   const xs = trace.x.filter(v => v !== null), ys = trace.y.filter(v => v !== null);
-  const cx = xs.reduce((a, b) => a + b, 0) / xs.length, cy = ys.reduce((a, b) => a + b, 0) / ys.length;
+  const cx = xs.reduce((a, b) => a + b, 0) / xs.length;
+  // the vertices' mean, or (for a region whose middle lies under others, such as the hair) a point
+  // `below` canvas pixels under its top
+  const cy = below ? Math.min(...ys) + below : ys.reduce((a, b) => a + b, 0) / ys.length;
   const box = div.getBoundingClientRect();
   const xa = div._fullLayout[axis === 'x' ? 'xaxis' : 'xaxis' + axis.slice(1)];
   const ya = div._fullLayout[axis === 'x' ? 'yaxis' : 'yaxis' + axis.slice(1)];
@@ -51,7 +55,7 @@ def _chromium() -> str | None:
 
 def _missing() -> str | None:
     try:
-        import playwright.sync_api  # noqa: F401
+        importlib.import_module("playwright.sync_api")
     except ImportError:
         return "the playwright Python package is not installed (pip install playwright)"
     if _chromium() is None:
@@ -115,10 +119,10 @@ def report(browser, results, tmp_path_factory):
     watched.context.close()
 
 
-def region_point(page, figure: str, region: str, axis: str = "x") -> dict:
+def region_point(page, figure: str, region: str, axis: str = "x", below: float | None = None) -> dict:
     page.locator(f'[data-figure="{figure}"]').scroll_into_view_if_needed()
     page.wait_for_timeout(100)
-    point = page.evaluate(REGION_POINT_JS, [figure, region, axis])
+    point = page.evaluate(REGION_POINT_JS, [figure, region, axis, below])
     assert point is not None, f"{region} is not on {figure}"
     return point
 
@@ -256,7 +260,8 @@ def test_downloads_are_made_in_the_page(report, results):
     text = Path(download.path()).read_text(encoding="utf-8-sig")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert list(rows[0]) == ["id", "label", "group", "share", "share_ci_low", "share_ci_high", "area", "density",
-                             "ci_low", "ci_high", "n"]
+                             "ci_low", "ci_high", "n", "effect", "effect_ci_low", "effect_ci_high"]
+    assert {r["effect"] for r in rows} == {""}  # Grad-CAM has no effects
     groups = results["groups"]
     assert len(rows) == len(results["regions"]) + sum(len(g["regions"]) for g in groups.values())
     assert [r["group"] for r in rows[:len(results["regions"])]] == ["all"] * len(results["regions"])
@@ -284,6 +289,51 @@ def test_screenshot_of_the_top_of_the_report(report):
     assert path.stat().st_size > 50_000
     # still nothing fetched, logged or thrown after every interaction above
     assert report.remote_requests() == [] and report.problems() == []
+
+
+def test_failed_checks_are_shown_and_drawn_without_errors(browser, tmp_path):
+    """A region-ablation run whose checks failed: the warning under the lede links to the checks, whose
+    charts draw; the region map's hover gives the probability drop; the CSV carries the effects."""
+    results = region_ablation(build_results(with_groups=False))
+    results["sanity"].update(verdict="failed", rank_correlation=0.86, rank_correlation_ci=[0.8, 0.91])
+    results["faithfulness"].update(top_drop=0.043, top_drop_ci=[0.031, 0.056], random_drop=0.039,
+                                   random_drop_ci=[0.027, 0.051], difference=0.004,
+                                   difference_ci=[-0.012, 0.02], faithful=False)
+    results["findings"] = findings(results)
+    path = tmp_path / "failed-checks.html"
+    write_html(results, path)
+    watched = Watched(browser, path)
+    page = watched.page
+    try:
+        warning = page.locator(".masthead .trust-warning")
+        assert warning.is_visible()
+        assert "Sanity check failed." in warning.text_content()
+        assert "may not be faithful" in warning.text_content()
+        warning.locator('a[href="#checks"]').click()
+        page.wait_for_function("Math.abs(document.getElementById('checks').getBoundingClientRect().top) < 5",
+                               timeout=5000)
+        drawn = page.evaluate("['figure-checks-deletion', 'figure-checks-sanity'].map(id => "
+                              "{ const d = document.querySelector(`[data-figure=\"${id}\"]`); "
+                              "return !!(d && d._fullLayout && d.getBoundingClientRect().height > 100); })")
+        assert drawn == [True, True]
+        assert page.locator("#check-sanity .verdict.bad").is_visible()
+        assert page.locator("#check-deletion .verdict.bad").is_visible()
+        OUTPUT.mkdir(exist_ok=True)
+        page.locator("#checks").screenshot(path=str(OUTPUT / "report-checks-failed.png"))
+
+        top = results["regions"][0]
+        point = region_point(page, "figure-region-map", top["id"])
+        page.mouse.move(point["x"], point["y"], steps=4)
+        assert "removing it lowers the class probability by 12 points" in hover_text(page, top["label"])
+
+        page.locator("#data").scroll_into_view_if_needed()
+        with page.expect_download(timeout=10000) as info:
+            page.click("#download-regions")
+        rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig"))))
+        assert float(rows[0]["effect"]) == top["effect"] and float(rows[0]["effect_ci_high"]) == top["effect_ci"][1]
+        assert watched.problems() == [] and watched.remote_requests() == []
+    finally:
+        watched.context.close()
 
 
 # Payloads in every kind of user text: if any of them ran, a dialog would open, window.__pwned would be
@@ -344,7 +394,7 @@ def test_payloads_in_names_and_groups_never_run(browser, tmp_path):
         page.locator("#browser-grid .tile").first.click()
         page.wait_for_function("document.getElementById('image-view').open")
         close_viewer(page)
-        point = region_point(page, "figure-comparison-0", "hair", axis="x3")
+        point = region_point(page, "figure-comparison-0", "hair", axis="x3", below=15)  # its middle is forehead
         page.mouse.move(point["x"], point["y"], steps=4)
         assert SVG in hover_text(page, "Hair")
         assert page.evaluate("typeof window.__pwned") == "undefined"

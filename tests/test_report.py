@@ -456,7 +456,8 @@ def failing(sanity_verdict="passed", faithful=True) -> dict:
     results = build_results(with_groups=False)
     results["sanity"].update(verdict=sanity_verdict, rank_correlation=0.86, rank_correlation_ci=[0.8, 0.91])
     if not faithful:
-        results["faithfulness"].update(top_drop=0.043, random_drop=0.039, difference=0.004,
+        results["faithfulness"].update(top_drop=0.043, top_drop_ci=[0.031, 0.056], random_drop=0.039,
+                                       random_drop_ci=[0.027, 0.051], difference=0.004,
                                        difference_ci=[-0.012, 0.02], faithful=False)
     return results
 
