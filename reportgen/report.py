@@ -184,7 +184,8 @@ def _context(results: dict) -> dict:
     figures: dict[str, Markup] = {}
     if face.get("polygons") is not None and face.get("size"):
         figures["region-map"] = _figure_json(_region_map(face, regions))
-        if face.get("mean_attribution"):
+        # A grid with no number in it (no image had any attention to place) is left out, not drawn blue.
+        if face.get("mean_attribution") and np.isfinite(np.asarray(face["mean_attribution"], dtype=np.float64)).any():
             figures["mean-map"] = _figure_json(_mean_map(face))
     if regions:
         figures["ranked"] = _figure_json(_ranked_chart(regions))

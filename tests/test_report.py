@@ -623,3 +623,12 @@ def test_text_in_the_checks_stays_escaped():
     assert EVIL not in html and "<script>alert(1)" not in html
     assert parse(html).errors == []
     assert "&lt;/script&gt;&lt;script&gt;alert(1)" in html
+
+
+def test_a_mean_map_without_numbers_is_left_out():
+    results = build_results(with_groups=False)
+    grid = results["canonical_face"]["mean_attribution"]
+    results["canonical_face"]["mean_attribution"] = [[None] * len(grid[0]) for _ in grid]
+    html = render_html(results)
+    assert "figure-mean-map" not in html and "No mean attention map in these results." in html
+    assert "figure-region-map" in html
