@@ -5,7 +5,9 @@ import pytest
 from PIL import Image
 
 from conftest import portrait
+from reportgen import canonical
 from reportgen import landmarks as landmark_module
+from reportgen.canonical import CANVAS, MEAN_FACE, CanonicalFace, canvas_to_face, delaunay, similarity_to_canvas
 from reportgen.images import ImagePreparer
 from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
 from reportgen.preprocess import build_transform
@@ -174,3 +176,58 @@ def test_the_turn_note_reaches_the_prepared_image_from_detection_and_from_the_ca
         assert turned.detected == (run == "detected") and turned.failure is None
         assert [n for n in turned.notes if n.startswith("head turned about")], (run, turned.notes)
         assert frontal.notes == []
+
+
+def _similarity_only(attribution, landmarks):
+    """The canonical warp by the similarity alone, with PIL (what the piecewise-affine warp refines)."""
+    matrix = similarity_to_canvas(landmarks)
+    coefficients = tuple(np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2].reshape(-1))
+    normalised = attribution * (attribution.size / attribution.sum())
+    warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
+        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+    inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
+        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+    return np.asarray(warped), np.asarray(inside)
+
+
+def test_a_face_of_the_mean_shape_is_warped_by_the_similarity_alone():
+    attribution = np.random.default_rng(0).random((150, 120))
+    theta = np.deg2rad(17)
+    matrix = np.array([[0.45 * np.cos(theta), -0.45 * np.sin(theta), 12], [0.45 * np.sin(theta), 0.45 * np.cos(theta), -20]])
+    face = MEAN_FACE @ matrix[:, :2].T + matrix[:, 2]
+    warped, inside, aligned = CanonicalFace.align(attribution, face)
+    expected, expected_inside = _similarity_only(attribution, face)
+    assert np.abs(warped - expected).max() < 1e-4 * expected.max()
+    assert (inside == expected_inside).all()
+    np.testing.assert_allclose(aligned, MEAN_FACE)
+
+
+def test_every_landmark_lands_on_the_mean_face(collins):
+    image, face = collins  # a real face: its shape is not the mean face's
+    ys, xs = np.mgrid[0:image.height, 0:image.width] + 0.5  # pixel centres, as the warp samples them
+    canvas_y, canvas_x = np.mgrid[0:CANVAS[1], 0:CANVAS[0]] + 0.5
+    plain_errors, warped_errors = [], []
+    for index in (0, 8, 16, 19, 24, 30, 36, 39, 42, 45, 48, 51, 54, 57):
+        x, y = face.landmarks[index]
+        spot = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.5 ** 2))
+        for align, errors in ((_similarity_only, plain_errors), (CanonicalFace.align, warped_errors)):
+            warped = align(spot, face.landmarks)[0]
+            centre = np.array([(warped * canvas_x).sum(), (warped * canvas_y).sum()]) / warped.sum()
+            errors.append(np.linalg.norm(centre - MEAN_FACE[index]))
+    # A spot straddles triangles stretched differently (thin ones at the mouth corners), so its centre
+    # moves a little (under 2 pixels); with the similarity alone these points are 1-7 pixels off.
+    assert max(warped_errors) < 2.5, warped_errors
+    assert np.mean(warped_errors) < 0.3 * np.mean(plain_errors), (plain_errors, warped_errors)
+    # The map itself takes every landmark exactly onto the mean face.
+    np.testing.assert_allclose(canvas_to_face(MEAN_FACE, face.landmarks), face.landmarks, atol=1e-9)
+
+
+def test_the_control_points_are_triangulated_without_gaps_or_overlaps():
+    extra, triangles = canonical._control()
+    points = np.concatenate([MEAN_FACE, extra])
+    assert (np.sort(triangles, axis=1) == np.sort(delaunay(points), axis=1)).all()
+    corners = points[triangles]
+    edge1, edge2 = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]
+    doubled_areas = np.abs(edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0])
+    assert doubled_areas.min() > 0
+    assert doubled_areas.sum() / 2 == pytest.approx(CANVAS[0] * CANVAS[1])  # they tile the canvas exactly
