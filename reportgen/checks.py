@@ -162,7 +162,8 @@ def faithfulness_summary(records: list[dict], baseline: str) -> dict | None:
     """results.json ``faithfulness``: mean drops for top vs random regions and whether top is clearly
     larger (the 95% interval of the paired difference lies above zero and the difference is at least
     ``MIN_DIFFERENCE``)."""
-    paired = [r for r in records if "random_drop" in r]
+    # In row order: the intervals' resamples must not depend on batch order, shards or resuming.
+    paired = sorted((r for r in records if "random_drop" in r), key=lambda r: r["row"])
     if not paired:
         return None
     top, top_ci = _mean_interval([r["top_drop"] for r in paired], CHECK_SEED)
@@ -179,8 +180,7 @@ def faithfulness_summary(records: list[dict], baseline: str) -> dict | None:
         "top_area": _number(np.mean([r["top_area"] for r in paired])),
         "random_area": _number(np.mean([r["random_area"] for r in paired])),
         "top_regions": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-        "per_image": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
-                      for r in sorted(paired, key=lambda r: r["row"])],
+        "per_image": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in paired],
     }
 
 
@@ -189,6 +189,7 @@ def sanity_summary(records: list[dict]) -> dict | None:
     (mean with interval) and of the mean ranking; a verdict in words."""
     if not records:
         return None
+    records = sorted(records, key=lambda r: r["row"])
     correlations = [r["rank_correlation"] for r in records if r["rank_correlation"] is not None]
     mean, interval = _mean_interval(correlations, CHECK_SEED + 3)
     real = _column_means([r["real"] for r in records])

@@ -265,7 +265,7 @@ class RunState:
             "views": self.patches.views(),
             "browser": self.browser.summary(),
             "faithfulness": faithfulness_summary(self.faithfulness, context["run"].get("baseline", "mean")),
-            "sanity": sanity_summary(sorted(self.sanity, key=lambda r: r["row"])),
+            "sanity": sanity_summary(self.sanity),
         }
         results["findings"] = findings(results)
         return results

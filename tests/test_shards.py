@@ -35,6 +35,16 @@ def _same(a: dict, b: dict) -> None:
     assert {k: [p["image"] for p in v] for k, v in a["patches"].items()} == \
         {k: [p["image"] for p in v] for k, v in b["patches"].items()}
     assert a["predictions"] == b["predictions"]
+    for check in ("faithfulness", "sanity"):  # sampled rows and their resamples do not depend on sharding
+        assert a[check] is not None and a[check]["images"] == b[check]["images"]
+        for key, value in a[check].items():
+            if isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float)):
+                assert value == pytest.approx(b[check][key], abs=1e-5), (check, key)
+            elif key != "per_image":
+                assert value == b[check][key], (check, key)
+    for left, right in zip(a["comparisons"], b["comparisons"]):
+        for row, other in zip(left["regions"], right["regions"]):
+            assert row["id"] == other["id"] and row["ci"] == pytest.approx(other["ci"], abs=1e-6)
     assert [f["text"] for f in a["findings"]] == [f["text"] for f in b["findings"]]
 
 
