@@ -29,6 +29,8 @@ _GROUP_MEMBERS = np.array([[rid in members for rid in REGION_IDS] for members in
 METRICS = ("share", "area", "density", "effect")
 BOOTSTRAPPED = ("share", "density", "effect")  # the metrics whose intervals the report shows
 DEFAULT_BOOTSTRAP = 2000
+# Images collected before they are added to the bootstrap resamples in one matrix product.
+PENDING_IMAGES = 64
 BOOTSTRAP_SEED = 0
 
 
@@ -98,8 +100,9 @@ class RunningScores:
         self.sumsq = {m: np.zeros(size) for m in METRICS}
         self.images = 0
         self.replicates = replicates
-        self.boot_n = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
-        self.boot_sum = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
+        self._boot_n = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
+        self._boot_sum = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
+        self._pending: list[tuple[np.ndarray, dict]] = []  # images not yet added to the resamples
 
     def add(self, scores: dict[str, np.ndarray], weights: np.ndarray | None = None) -> None:
         """One image's scores; ``weights``: its bootstrap weights (``bootstrap_weights``), needed
@@ -111,9 +114,36 @@ class RunningScores:
             self.n[metric] += seen
             self.sum[metric] += np.where(seen, values, 0.0)
             self.sumsq[metric] += np.where(seen, values * values, 0.0)
-            if self.replicates and metric in BOOTSTRAPPED:
-                self.boot_n[metric] += np.outer(weights, seen)
-                self.boot_sum[metric] += np.outer(weights, np.where(seen, values, 0.0))
+        if self.replicates:
+            self._pending.append((weights, {m: scores[m] for m in BOOTSTRAPPED}))
+            if len(self._pending) >= PENDING_IMAGES:
+                self._flush()
+
+    def _flush(self) -> None:
+        """Add the pending images to the resamples in one matrix product per metric: (B, k) x (k, ids)
+        costs a fraction of k outer products."""
+        if not self._pending:
+            return
+        weights = np.stack([w for w, _ in self._pending], axis=1)
+        for metric in BOOTSTRAPPED:
+            values = np.stack([v[metric] for _, v in self._pending])
+            seen = np.isfinite(values)
+            # einsum, not @: BLAS would start its own threads, which fight the model's for the cores.
+            self._boot_n[metric] += np.einsum("bk,ki->bi", weights, seen.astype(np.float64))
+            self._boot_sum[metric] += np.einsum("bk,ki->bi", weights, np.where(seen, values, 0.0))
+        self._pending = []
+
+    @property
+    def boot_n(self) -> dict[str, np.ndarray]:
+        """Weighted image count of each resample, (B, ids) per metric."""
+        self._flush()
+        return self._boot_n
+
+    @property
+    def boot_sum(self) -> dict[str, np.ndarray]:
+        """Weighted sum of each resample, (B, ids) per metric."""
+        self._flush()
+        return self._boot_sum
 
     def merge(self, other: "RunningScores") -> None:
         if other.replicates != self.replicates:
