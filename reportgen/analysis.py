@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .attribution import BASELINES, METHODS, make_method
+from .attribution import BASELINES, METHODS, make_method, method_settings
 from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
@@ -72,6 +72,7 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
         "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
         "layer_shape": list(layer.output_shape), "method": config.method, "baseline": config.baseline,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
+        "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
         "images": str(config.images), "annotations": str(config.annotations),

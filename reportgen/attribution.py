@@ -150,8 +150,8 @@ class OcclusionMethod(Method):
     units = "share of the class-score drop under occlusion"
 
     def attribute(self, inputs, targets, regions=None) -> Explanation:
-        side = max(2, round(OCCLUSION_WINDOW * min(inputs.shape[-2:])))
-        stride = max(1, side // 2)
+        settings = method_settings(tuple(inputs.shape[-2:]))
+        side, stride = settings["occlusion_window"], settings["occlusion_stride"]
         values = Occlusion(self.model).attribute(
             inputs, sliding_window_shapes=(inputs.shape[1], side, side), strides=(inputs.shape[1], stride, stride),
             baselines=baseline_images(inputs, self.baseline), target=targets, perturbations_per_eval=4)
@@ -198,6 +198,13 @@ class RegionAblation(Method):
 
 METHODS = {method.name: method for method in
            (GradCAM, HiResCAM, IntegratedGradientsMethod, OcclusionMethod, RegionAblation)}
+
+
+def method_settings(input_size: tuple[int, int]) -> dict:
+    """The fixed settings the methods ran with, in model-input pixels, for results.json's ``run``."""
+    side = max(2, round(OCCLUSION_WINDOW * min(input_size)))
+    return {"ig_steps": IG_STEPS, "occlusion_window": side, "occlusion_stride": max(1, side // 2),
+            "effect_floor": EFFECT_FLOOR, "blur_sigma": round(max(1.0, BLUR_SIGMA * max(input_size)), 2)}
 
 
 def make_method(name: str, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",

@@ -48,8 +48,8 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM", "hirescam": "
 LAYER_METHODS = {"gradcam", "layergradcam", "hirescam"}
 # What replaces a removed region or window (run.baseline), in words; see attribution.baseline_images.
 BASELINE_NAMES = {"mean": "the mean colour", "blur": "a blurred copy of the image"}
-# The analysis constants the method text quotes (reportgen/attribution.py: IG_STEPS, OCCLUSION_WINDOW,
-# EFFECT_FLOOR); repeated here so that rendering a report needs neither torch nor captum.
+# The analysis constants the method text quotes, for results that lack run.method_settings (made before
+# it existed); repeated from reportgen/attribution.py so that rendering needs neither torch nor captum.
 IG_STEPS = 32
 OCCLUSION_WINDOW = 1 / 7
 EFFECT_FLOOR = 1e-3
@@ -175,6 +175,7 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
 
 def _context(results: dict) -> dict:
     run = results.get("run") or {}
+    settings = run.get("method_settings") or {}  # what the methods ran with (IG steps, occlusion window...)
     method = str(run.get("method") or "gradcam").lower()
     uses_layer = method in LAYER_METHODS or method not in METHOD_NAMES
     method_name = METHOD_NAMES.get(method, str(run.get("method") or "unknown"))
@@ -225,8 +226,8 @@ def _context(results: dict) -> dict:
         "uses_layer": uses_layer,
         "baseline_name": BASELINE_NAMES.get(str(run.get("baseline")), run.get("baseline") or BASELINE_NAMES["mean"]),
         "occlusion_side": _occlusion_side(run),
-        "ig_steps": IG_STEPS,
-        "effect_floor_points": _points(EFFECT_FLOOR),
+        "ig_steps": settings.get("ig_steps", IG_STEPS),
+        "effect_floor_points": _points(settings.get("effect_floor", EFFECT_FLOOR)),
         "effects": any(_number(r.get("effect")) for r in regions),
         "intervals": _intervals_view(run, results.get("comparisons") or []),
         "checks": checks,
@@ -256,7 +257,11 @@ def _context(results: dict) -> dict:
 
 
 def _occlusion_side(run: dict) -> dict | None:
-    """The occlusion window and stride in model-input pixels (as attribution.OcclusionMethod sizes them)."""
+    """The occlusion window and stride in model-input pixels: as the run recorded them, or (older
+    results) as attribution.OcclusionMethod sizes them."""
+    settings = run.get("method_settings") or {}
+    if settings.get("occlusion_window"):
+        return {"window": settings["occlusion_window"], "stride": settings["occlusion_stride"]}
     size = run.get("input_size")
     if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
         return None

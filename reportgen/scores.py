@@ -199,6 +199,7 @@ class RunningScores:
             if stats["effect"][2][index] > 0:  # only methods that measure regions directly have effects
                 row["effect"] = _number(stats["effect"][0][index])
                 row["effect_ci"] = self.interval("effect", index)
+                row["effect_n"] = int(stats["effect"][2][index])  # images showing the region (n: with attention)
             rows.append(row)
         if sort:
             rows.sort(key=lambda r: -1 if r["density"] is None else r["density"], reverse=True)
