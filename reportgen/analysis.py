@@ -277,17 +277,16 @@ class Explainer:
             info = {"image": item.image, "label": None if label is None else str(label),
                     "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
             groups = {column: dataset.columns[column][item.index] for column in config.protected}
-            seen = preparer.geometry(item.image_size).seen_by_model(item.tensor)
             weights = bootstrap_weights(item.index, config.bootstrap) if config.bootstrap else None
-            state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label, seen,
-                            weights)
+            state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
+                            item.seen, weights)
             if item.index in self.check_rows and np.isfinite(scores["density"]).any():
                 checked.append((j, scores))  # (an image with nothing to share out has no top region to delete)
         if checked:
             self._check([j for j, _ in checked], [item.index for item in ready], [s for _, s in checked],
-                        batch, targets, regions, state)
+                        batch, targets, regions, probabilities, state)
 
-    def _check(self, positions, rows, scores, batch, targets, regions, state: RunState) -> None:
+    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState) -> None:
         """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images."""
         count = len(REGION_IDS)
         picked = torch.tensor(positions)
@@ -296,7 +295,7 @@ class Explainer:
         areas = np.stack([s["area"][:count] for s in scores])
         sampled_rows = [rows[j] for j in positions]
         state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, sampled_rows,
-                                             self.config.baseline)
+                                             self.config.baseline, probabilities[picked])
         if self._randomised is None:
             self._randomised = self._method(randomised_copy(self.model))
         randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)

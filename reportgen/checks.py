@@ -76,9 +76,11 @@ def _other_region(areas: np.ndarray, top: int, rng: np.random.Generator) -> int 
 
 
 def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, regions: torch.Tensor,
-                   densities: np.ndarray, areas: np.ndarray, rows: list[int], baseline: str) -> list[dict]:
+                   densities: np.ndarray, areas: np.ndarray, rows: list[int], baseline: str,
+                   probabilities: torch.Tensor | None = None) -> list[dict]:
     """For each image: top region by density, a random region of similar area, and the class
-    probability drop when each is replaced by the baseline. densities/areas: (B, R) per image."""
+    probability drop when each is replaced by the baseline. densities/areas: (B, R) per image;
+    probabilities: the model's (B, K) class probabilities for ``inputs`` when already known."""
     plans = []
     for j, row in enumerate(rows):
         shown = np.where(areas[j] > 0, densities[j], -np.inf)
@@ -93,7 +95,9 @@ def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
             mask = (regions[j] == region)[None]
             deleted.append(torch.where(mask, filler[j], inputs[j]))
     with torch.no_grad():
-        before = torch.softmax(model(inputs), 1).gather(1, targets[:, None])[:, 0].cpu()
+        if probabilities is None:
+            probabilities = torch.softmax(model(inputs), 1)
+        before = probabilities.to(targets.device).gather(1, targets[:, None])[:, 0].cpu()
         after = torch.softmax(model(torch.stack(deleted)), 1).cpu()
     records = []
     for j, (row, (top, other)) in enumerate(zip(rows, plans)):

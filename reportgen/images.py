@@ -7,6 +7,7 @@ stops the run.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import warnings
@@ -19,7 +20,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .dataset import Dataset
 from .errors import ImageError, InputError
-from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, file_hash, pose_note
+from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, pose_note
 from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
 
@@ -33,6 +34,7 @@ class PreparedImage:
     tensor: torch.Tensor | None = None
     landmarks: np.ndarray | None = None  # (68, 2) in model-input pixels
     labels: np.ndarray | None = None  # uint8 (H, W) region index per model-input pixel
+    seen: Image.Image | None = None  # the picture the model sees (normalisation undone), for patches
     image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
@@ -46,7 +48,15 @@ EXIF_ORIENTATION = 0x0112
 
 
 def decode_image(path: Path) -> tuple[Image.Image, list[str]]:
-    """Read an image file as an 8-bit RGB PIL image, upright, plus notes on every conversion made.
+    """``read_image`` without the digest: (image, notes)."""
+    image, notes, _digest = read_image(path)
+    return image, notes
+
+
+def read_image(path: Path) -> tuple[Image.Image, list[str], str]:
+    """Read an image file as an 8-bit RGB PIL image, upright, plus notes on every conversion made and
+    the sha256 of the file's bytes (the landmark cache's key: hashed from the same read, so each file
+    is read once).
 
     Raises ImageError (the reason recorded for that image) for an empty, unreadable, truncated or
     corrupt file, a file that is not an image, an image with more pixels than Pillow's
@@ -90,7 +100,7 @@ def decode_image(path: Path) -> tuple[Image.Image, list[str]]:
         notes.append(f"{frames} frames (animated or multi-page); the first was analysed")
     if min(image.size) < MIN_SIDE:
         raise ImageError(f"image too small ({image.width}x{image.height} pixels) to hold a face")
-    return image, notes
+    return image, notes, hashlib.sha256(data).hexdigest()
 
 
 def _upright(image: Image.Image, notes: list[str]) -> Image.Image:
@@ -223,8 +233,7 @@ class ImagePreparer(torch.utils.data.Dataset):
             result.failure = "file not found"
             return result
         try:
-            image, result.notes = decode_image(path)
-            digest = file_hash(path)
+            image, result.notes, digest = read_image(path)
         except ImageError as error:
             result.failure = str(error)
             return result
@@ -254,6 +263,7 @@ class ImagePreparer(torch.utils.data.Dataset):
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
         # The region label image is drawn here, in the worker, so the model's process only scores.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
+        result.seen = geometry.seen_by_model(result.tensor)
         result.notes += face.notes
         # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
         turned = pose_note(face.landmarks)

@@ -92,10 +92,12 @@ class InputGeometry:
 
     def seen_by_model(self, tensor: torch.Tensor) -> Image.Image:
         """The transformed tensor (3, H, W) as the RGB picture the model sees (normalisation undone)."""
-        span = (self.white - self.black)
-        span = torch.where(span.abs() < 1e-8, torch.ones_like(span), span)
-        seen = ((tensor - self.black) / span).clamp(0, 1)
-        return Image.fromarray((seen.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8), "RGB")
+        # In numpy: small torch operations pay for waking torch's thread pool, which the model is using.
+        black = self.black.numpy()
+        span = self.white.numpy() - black
+        span = np.where(np.abs(span) < 1e-8, 1.0, span)
+        seen = np.clip((tensor.numpy() - black) / span, 0, 1)
+        return Image.fromarray((seen.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8), "RGB")
 
 
 def _apply(transform, image: Image.Image, path: str) -> torch.Tensor:
