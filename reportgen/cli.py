@@ -224,7 +224,7 @@ def regions(
 
     def draw():
         from .images import ImageError, decode_image
-        from .landmarks import detect_face
+        from .landmarks import detect_face, pose_note
 
         if not image.is_file():
             raise InputError(f"{image}: file not found")
@@ -236,11 +236,13 @@ def regions(
         if face is None:
             raise InputError(f"{image}: no face found")
         region_sheet(picture, face).save(out_path)
-        return face
+        return face, pose_note(face.landmarks)
 
-    face = _guarded(draw, debug)
+    face, turned = _guarded(draw, debug)
     out.print(f"wrote {out_path} (face found by: {face.detection}"
               + (f"; {face.faces_found} faces, the largest drawn" if face.faces_found > 1 else "") + ")")
+    if turned:
+        out.print(f"note: {turned}")
 
 
 @app.command()

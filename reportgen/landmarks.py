@@ -16,7 +16,6 @@ The landmark model (iBUG 300-W training data) is licensed for research use only.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 import json
 import os
@@ -218,14 +217,6 @@ def detect_face(image: Image.Image) -> Face | None:
     if plausible_landmarks(points, width, height) and shows_a_face(gray, points):
         return Face(points / scale, "full-frame")
     return None
-
-
-def file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def default_cache_dir() -> Path:

@@ -28,7 +28,9 @@ from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 
-FORMAT = "reportgen-partial/1"
+# /2: bootstrap resamples, check records and the piecewise-affine canonical face; a /1 checkpoint is not
+# resumed (the run starts over) and a /1 part is refused by merge.
+FORMAT = "reportgen-partial/2"
 
 
 def _array(values: np.ndarray) -> dict:
