@@ -75,9 +75,30 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
               f"{'predicted' if run['target_class'] is None else run['target_class']}")
     if top:
         out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
+    checks = _checks_line(results.get("faithfulness"), results.get("sanity"))
+    if checks:
+        out.print(checks)
     outputs = str(config.out) + (f" and {config.json}" if config.json else "")
     out.print(f"[green]wrote[/] {outputs}: {counts['images']} images, {counts['aligned']} aligned, "
               f"{counts['failed']} failed, in {time.time() - started:.1f} s")
+
+
+def _points(fraction: float) -> str:
+    text = f"{100 * fraction:.0f}"
+    return "0" if text == "-0" else text
+
+
+def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
+    """One console line on the trust checks; failures in red (the report explains them)."""
+    parts = []
+    if faithfulness:
+        verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
+        parts.append(f"deletion check {verdict} (class probability drop: top region "
+                     f"{_points(faithfulness['top_drop'])} points, random region {_points(faithfulness['random_drop'])})")
+    if sanity and sanity.get("rank_correlation") is not None:
+        verdict = {"failed": "[red]FAILED[/]", "doubtful": "[yellow]doubtful[/]"}.get(sanity["verdict"], sanity["verdict"])
+        parts.append(f"sanity check {verdict} (rank correlation with a randomised model {sanity['rank_correlation']:.2f})")
+    return "checks: " + "; ".join(parts) if parts else None
 
 
 @app.command()

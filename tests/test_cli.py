@@ -36,6 +36,10 @@ def test_run_writes_report_and_json_and_prints_a_summary(tutorial_like, tmp_path
     assert report.stat().st_size > 1_000_000 and results.stat().st_size > 1000
     written = json.loads(results.read_text())
     assert "6 images, 6 aligned, 0 failed" in result.output.replace("\n", " "), written["failures"]
+    # The trust checks are summed up on the console too, with the verdicts the report gives.
+    verdict = "passed" if written["faithfulness"]["faithful"] else "NOT FAITHFUL"
+    assert f"checks: deletion check {verdict}" in result.output.replace("\n", " ")
+    assert "sanity check" in result.output
 
 
 def test_layers_lists_modules_with_shapes_and_the_default(tutorial_like):
