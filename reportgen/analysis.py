@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import time
 from datetime import datetime, timezone
@@ -125,6 +126,26 @@ def checkpoint_path(config: RunConfig) -> Path | None:
     return out.with_name(f"{out.stem}.shard-{shard[0]}-of-{shard[1]}.partial.json")
 
 
+# Rows whose landmark-cache entries are looked up to guess whether a run will find faces or read them.
+CACHE_PROBE = 16
+
+
+def choose_workers(requested: int | None, preparer: ImagePreparer, todo: list[int]) -> int:
+    """--workers when given; by default one worker process per spare core (at most 4), except on a machine
+    with two cores or fewer when the landmarks of the first images to do are already cached: then the
+    worker only hands over tensors and pictures, which costs more than it saves (measured in
+    docs/scaling.md), and the images are prepared in this process."""
+    if requested is not None:
+        return requested
+    cores = os.cpu_count() or 1
+    spare = min(4, max(0, cores - 1))
+    if cores > 2 or spare == 0 or preparer.cache.folder is None or not todo:
+        return spare
+    probe = todo[:CACHE_PROBE]
+    cached = sum(preparer.is_cached(index) for index in probe)
+    return 0 if cached >= 0.9 * len(probe) else spare
+
+
 class _Rows(torch.utils.data.Dataset):
     """The rows of the dataset this run still has to process (a shard, or what a resumed run has left)."""
 
@@ -173,7 +194,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
         raise InputError("--bootstrap 1: one resample gives no interval; use 0 (t intervals) or e.g. 1000")
     if config.batch_size < 1:
         raise InputError("--batch-size must be at least 1")
-    if config.workers < 0:
+    if config.workers is not None and config.workers < 0:
         raise InputError("--workers must be 0 (no extra processes) or more")
     shard = parse_shard(config.shard)
     device = _check_device(config.device)
@@ -211,10 +232,12 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
     preparer = ImagePreparer(dataset, preprocessing, cache)
+    workers = choose_workers(config.workers, preparer, todo)
+    context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()
     seconds_before = state.seconds
-    for prepared in prepared_batches(_Rows(preparer, todo), config.batch_size, config.workers):
+    for prepared in prepared_batches(_Rows(preparer, todo), config.batch_size, workers):
         state.detector_calls += sum(item.detected for item in prepared)
         for item in prepared:
             if item.face is not None:

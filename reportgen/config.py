@@ -7,7 +7,6 @@ config file are relative to the file's folder, so a run.toml can sit beside its 
 from __future__ import annotations
 
 import dataclasses
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +41,7 @@ class RunConfig:
     check_images: int = 64  # images sampled for the faithfulness and sanity checks; 0 = no checks
     batch_size: int = 16
     # Processes that decode images and find faces while the model runs; one core stays with the model.
-    workers: int = field(default_factory=lambda: min(4, max(0, (os.cpu_count() or 1) - 1)))
+    workers: int | None = None  # None: automatic (analysis.choose_workers)
     device: str = "cpu"
     patches: int = 12  # top patches kept per region
     cache_dir: Path | None = None  # None: the user's cache folder
@@ -138,7 +137,7 @@ method = "gradcam"                  # or hirescam, integrated-gradients, occlusi
 
 # --- how to run --------------------------------------------------------------------------------
 batch-size = 16
-# workers = 1                       # processes finding faces while the model runs [default: cores - 1, at most 4]
+# workers = 1                       # processes finding faces while the model runs [default: automatic]
 device = "cpu"                      # or "cuda", "mps"
 patches = 12                        # top patches shown per region
 out = "report.html"

@@ -170,3 +170,23 @@ def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):
                                 weights=tutorial_like["weights"], transform=tutorial_like["transform"],
                                 workers=1, no_cache=True)
     assert results["counts"]["scored"] == 6
+
+
+def test_default_workers_follow_the_cores_and_the_cache(tutorial_like, tmp_path, monkeypatch):
+    """By default one worker per spare core; on two cores none once the landmarks are cached (the worker's
+    hand-over then costs more than it saves); an explicit --workers is always kept."""
+    from reportgen import analysis
+
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, cache_dir=tmp_path / "cache",
+                   check_images=0, bootstrap=0)
+    monkeypatch.setattr(analysis.os, "cpu_count", lambda: 2)
+    first = reportgen.analyze(**options)
+    assert first["run"]["workers"] == 1 and first["run"]["detector_calls"] == 6  # cold cache: a worker finds faces
+    again = reportgen.analyze(**options)
+    assert again["run"]["workers"] == 0 and again["run"]["detector_calls"] == 0  # warm cache, two cores: in-process
+    assert reportgen.analyze(workers=1, **options)["run"]["workers"] == 1
+    monkeypatch.setattr(analysis.os, "cpu_count", lambda: 8)
+    assert reportgen.analyze(**options)["run"]["workers"] == 4
+    assert [r["density"] for r in again["regions"]] == [r["density"] for r in first["regions"]]
