@@ -18,23 +18,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.canonical import CANVAS, CanonicalFace, similarity_to_canvas
+from reportgen.canonical import CANVAS, CanonicalFace, similarity_align
 from reportgen.landmarks import detect_face
 from reportgen.regions import REGION_IDS, label_image
 
 REGIONS = ("left_eye", "lower_lip", "nose", "chin", "left_cheek")
-
-
-def similarity_only(attribution: np.ndarray, landmarks: np.ndarray):
-    """The canonical alignment without the piecewise-affine step (what reportgen did before)."""
-    matrix = similarity_to_canvas(landmarks)
-    coefficients = tuple(np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2].reshape(-1))
-    normalised = attribution * (attribution.size / attribution.sum())
-    warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
-        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
-    inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
-        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
-    return np.asarray(warped), np.asarray(inside), landmarks @ matrix[:, :2].T + matrix[:, 2]
 
 
 def share_inside(align, maps, region: str) -> tuple[float, float]:
@@ -72,7 +60,7 @@ def main() -> None:
                 if blur:
                     mask = _blur(mask, blur)
                 maps.append((mask.astype(np.float64), landmarks))
-            plain, plain_ms = share_inside(similarity_only, maps, region)
+            plain, plain_ms = share_inside(similarity_align, maps, region)
             warped, warped_ms = share_inside(CanonicalFace.align, maps, region)
             times["similarity"].append(plain_ms)
             times["piecewise"].append(warped_ms)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from PIL import Image
 
 from .regions import PAINT_ORDER, region_polygons
 
@@ -216,6 +217,20 @@ def _warp(values: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     warped = ((flat[y0 + x0] * (1 - dx) + flat[y0 + x1] * dx) * (1 - dy)
               + (flat[y1 + x0] * (1 - dx) + flat[y1 + x1] * dx) * dy)
     return np.where(inside, warped, 0.0), inside.astype(np.float64)
+
+
+def similarity_align(attribution: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Like ``CanonicalFace.align`` but with the similarity transform alone (PIL's affine warp): the
+    reference the piecewise-affine warp refines, kept for its test and benchmarks/canonical_warp.py.
+    Returns (warped attention, warped coverage, the landmarks moved by the similarity)."""
+    matrix = similarity_to_canvas(landmarks)
+    coefficients = tuple(_inverse(matrix).reshape(-1))  # PIL wants canvas -> source
+    normalised = attribution * (attribution.size / attribution.sum())
+    warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
+        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+    inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
+        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+    return np.asarray(warped), np.asarray(inside), _apply(matrix, landmarks)
 
 
 class CanonicalFace:

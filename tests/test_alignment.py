@@ -7,7 +7,7 @@ from PIL import Image
 from conftest import portrait
 from reportgen import canonical
 from reportgen import landmarks as landmark_module
-from reportgen.canonical import CANVAS, MEAN_FACE, CanonicalFace, canvas_to_face, delaunay, similarity_to_canvas
+from reportgen.canonical import CANVAS, MEAN_FACE, CanonicalFace, canvas_to_face, delaunay, similarity_align
 from reportgen.images import ImagePreparer
 from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
 from reportgen.preprocess import build_transform
@@ -178,25 +178,13 @@ def test_the_turn_note_reaches_the_prepared_image_from_detection_and_from_the_ca
         assert frontal.notes == []
 
 
-def _similarity_only(attribution, landmarks):
-    """The canonical warp by the similarity alone, with PIL (what the piecewise-affine warp refines)."""
-    matrix = similarity_to_canvas(landmarks)
-    coefficients = tuple(np.linalg.inv(np.vstack([matrix, [0, 0, 1]]))[:2].reshape(-1))
-    normalised = attribution * (attribution.size / attribution.sum())
-    warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
-        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
-    inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
-        CANVAS, Image.AFFINE, coefficients, resample=Image.BILINEAR)
-    return np.asarray(warped), np.asarray(inside)
-
-
 def test_a_face_of_the_mean_shape_is_warped_by_the_similarity_alone():
     attribution = np.random.default_rng(0).random((150, 120))
     theta = np.deg2rad(17)
     matrix = np.array([[0.45 * np.cos(theta), -0.45 * np.sin(theta), 12], [0.45 * np.sin(theta), 0.45 * np.cos(theta), -20]])
     face = MEAN_FACE @ matrix[:, :2].T + matrix[:, 2]
     warped, inside, aligned = CanonicalFace.align(attribution, face)
-    expected, expected_inside = _similarity_only(attribution, face)
+    expected, expected_inside, _ = similarity_align(attribution, face)
     assert np.abs(warped - expected).max() < 1e-4 * expected.max()
     assert (inside == expected_inside).all()
     np.testing.assert_allclose(aligned, MEAN_FACE)
@@ -210,7 +198,7 @@ def test_every_landmark_lands_on_the_mean_face(collins):
     for index in (0, 8, 16, 19, 24, 30, 36, 39, 42, 45, 48, 51, 54, 57):
         x, y = face.landmarks[index]
         spot = np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * 1.5 ** 2))
-        for align, errors in ((_similarity_only, plain_errors), (CanonicalFace.align, warped_errors)):
+        for align, errors in ((similarity_align, plain_errors), (CanonicalFace.align, warped_errors)):
             warped = align(spot, face.landmarks)[0]
             centre = np.array([(warped * canvas_x).sum(), (warped * canvas_y).sum()]) / warped.sum()
             errors.append(np.linalg.norm(centre - MEAN_FACE[index]))
