@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .attribution import BASELINES, METHODS, make_method, method_settings
+from .attribution import BASELINES, METHODS, make_method
 from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
@@ -27,6 +27,7 @@ from .errors import InputError
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
+from .method_settings import method_settings
 from .model import describe_layers, load_model, load_weights, pick_layer
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import REGION_IDS

@@ -33,21 +33,10 @@ from captum.attr import (FeatureAblation, IntegratedGradients, LayerAttribution,
                          LayerGradientXActivation, Occlusion, ShapleyValueSampling)
 from torchvision.transforms.functional import gaussian_blur
 
+from .method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
 from .regions import REGION_IDS
 
-# Integrated-gradients path steps (Gauss-Legendre): 32 keeps the completeness error of a ResNet's
-# class score small while costing 32 forward + backward passes per image.
-IG_STEPS = 32
-# Occlusion window side and stride as fractions of the input side: 1/7 of 224 px = 32 px windows
-# (about an eye) moved by half a window, 13 x 13 positions.
-OCCLUSION_WINDOW = 1 / 7
-# Blur baseline: Gaussian sigma as a fraction of the input side (9 px at 224): removes the detail of
-# an eye or a sticker but keeps the overall colour and light of the picture, so the model sees a
-# plausible image rather than a black hole.
-BLUR_SIGMA = 0.04
 BASELINES = ("mean", "blur")
-# region-ablation: probability drops below this (0.1 percentage points) do not count in the map.
-EFFECT_FLOOR = 1e-3
 
 
 @dataclass
@@ -65,7 +54,7 @@ def baseline_images(inputs: torch.Tensor, kind: str) -> torch.Tensor:
         return torch.zeros_like(inputs)
     if kind != "blur":
         raise ValueError(f"unknown baseline {kind!r}; use one of {BASELINES}")
-    sigma = max(1.0, BLUR_SIGMA * max(inputs.shape[-2:]))
+    sigma = method_settings(tuple(inputs.shape[-2:]))["blur_sigma"]
     kernel = 2 * math.ceil(3 * sigma) + 1
     kernel = min(kernel, 2 * ((min(inputs.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs kernel < side
     return gaussian_blur(inputs, [kernel, kernel], [sigma, sigma])
@@ -141,7 +130,8 @@ class IntegratedGradientsMethod(Method):
 
 
 class OcclusionMethod(Method):
-    """captum Occlusion: a square window (``OCCLUSION_WINDOW`` of the input side, stride half a window)
+    """captum Occlusion: a square window (``OCCLUSION_WINDOW`` of the input side, stride half a window;
+    see ``method_settings``)
     replaced by the baseline image; each pixel gets the mean drop of the class score over the windows
     that covered it. Only drops count (ReLU): covering that area lowered the score."""
 
@@ -198,13 +188,6 @@ class RegionAblation(Method):
 
 METHODS = {method.name: method for method in
            (GradCAM, HiResCAM, IntegratedGradientsMethod, OcclusionMethod, RegionAblation)}
-
-
-def method_settings(input_size: tuple[int, int]) -> dict:
-    """The fixed settings the methods ran with, in model-input pixels, for results.json's ``run``."""
-    side = max(2, round(OCCLUSION_WINDOW * min(input_size)))
-    return {"ig_steps": IG_STEPS, "occlusion_window": side, "occlusion_stride": max(1, side // 2),
-            "effect_floor": EFFECT_FLOOR, "blur_sigma": round(max(1.0, BLUR_SIGMA * max(input_size)), 2)}
 
 
 def make_method(name: str, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",

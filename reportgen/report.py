@@ -31,6 +31,7 @@ from plotly.subplots import make_subplots
 from . import resources
 from .drawing import REGION_COLOURS, heat_colours
 from .findings import SMALL_GROUP, findings, percent_text, signed_text, times_text
+from .method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
 from .regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID, REGION_IDS
 
 # Network requests of any kind are refused; blob: serves the "Download results/regions" buttons and plotly's
@@ -48,11 +49,6 @@ METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM", "hirescam": "
 LAYER_METHODS = {"gradcam", "layergradcam", "hirescam"}
 # What replaces a removed region or window (run.baseline), in words; see attribution.baseline_images.
 BASELINE_NAMES = {"mean": "the mean colour", "blur": "a blurred copy of the image"}
-# The analysis constants the method text quotes, for results that lack run.method_settings (made before
-# it existed); repeated from reportgen/attribution.py so that rendering needs neither torch nor captum.
-IG_STEPS = 32
-OCCLUSION_WINDOW = 1 / 7
-EFFECT_FLOOR = 1e-3
 # Sanity-check verdicts (reportgen/checks.py), in words.
 SANITY_VERDICTS = {
     "passed": ("Passed", "The region ranking changes when the model's weights are randomised, so it reflects what "
@@ -175,7 +171,7 @@ def _environment(folders: tuple[str, ...]) -> jinja2.Environment:
 
 def _context(results: dict) -> dict:
     run = results.get("run") or {}
-    settings = run.get("method_settings") or {}  # what the methods ran with (IG steps, occlusion window...)
+    settings = _method_settings(run)  # what the methods ran with (IG steps, occlusion window...)
     method = str(run.get("method") or "gradcam").lower()
     uses_layer = method in LAYER_METHODS or method not in METHOD_NAMES
     method_name = METHOD_NAMES.get(method, str(run.get("method") or "unknown"))
@@ -225,7 +221,8 @@ def _context(results: dict) -> dict:
         "method_inline": method_name if "CAM" in method_name else method_name[:1].lower() + method_name[1:],
         "uses_layer": uses_layer,
         "baseline_name": BASELINE_NAMES.get(str(run.get("baseline")), run.get("baseline") or BASELINE_NAMES["mean"]),
-        "occlusion_side": _occlusion_side(run),
+        "occlusion_side": {"window": settings["occlusion_window"], "stride": settings["occlusion_stride"]}
+                          if "occlusion_window" in settings else None,
         "ig_steps": settings.get("ig_steps", IG_STEPS),
         "effect_floor_points": _points(settings.get("effect_floor", EFFECT_FLOOR)),
         "effects": any(_number(r.get("effect")) for r in regions),
@@ -256,17 +253,15 @@ def _context(results: dict) -> dict:
     }
 
 
-def _occlusion_side(run: dict) -> dict | None:
-    """The occlusion window and stride in model-input pixels: as the run recorded them, or (older
-    results) as attribution.OcclusionMethod sizes them."""
-    settings = run.get("method_settings") or {}
-    if settings.get("occlusion_window"):
-        return {"window": settings["occlusion_window"], "stride": settings["occlusion_stride"]}
+def _method_settings(run: dict) -> dict:
+    """The methods' settings as the run recorded them, or (older results) as computed for its input size;
+    empty when neither is known (the text then leaves the pixel sizes out)."""
+    if run.get("method_settings"):
+        return run["method_settings"]
     size = run.get("input_size")
-    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
-        return None
-    side = max(2, round(OCCLUSION_WINDOW * min(size)))
-    return {"window": side, "stride": max(1, side // 2)}
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        return method_settings(tuple(size))
+    return {}
 
 
 def _intervals_view(run: dict, comparisons: list) -> dict:
