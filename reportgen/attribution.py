@@ -175,12 +175,10 @@ class RegionAblation(Method):
             values = FeatureAblation(self._probability).attribute(
                 inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4)
         values = values[:, 0].detach()  # (B, H, W): each pixel holds its region's effect
-        effects = torch.full((len(inputs), len(REGION_IDS)), float("nan"), dtype=values.dtype)
-        flat, labels = values.flatten(1).cpu(), mask[:, 0].flatten(1).cpu()
-        for index in range(len(REGION_IDS)):
-            present = labels == index
-            for row in torch.nonzero(present.any(1)).flatten().tolist():
-                effects[row, index] = flat[row][present[row]][0]
+        # Every pixel of a region holds the same value, so scattering pixels onto their region ids leaves
+        # each region's effect (NaN for regions the image does not show).
+        effects = torch.full((len(inputs), len(REGION_IDS)), float("nan"), dtype=values.dtype).scatter_(
+            1, mask[:, 0].flatten(1).cpu(), values.flatten(1).cpu())
         # Drops under EFFECT_FLOOR are noise (an image with no evidence for the class changes by 1e-6 whatever
         # is removed); left in, they would be shared out as if they meant something.
         return Explanation(torch.where(values >= EFFECT_FLOOR, values, torch.zeros_like(values)), effects)
