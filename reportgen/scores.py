@@ -162,15 +162,15 @@ class RunningScores:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.boot_n[metric] > 0, self.boot_sum[metric] / self.boot_n[metric], np.nan)
 
-    def interval(self, metric: str, index: int) -> list[float | None]:
-        """95% interval of the mean of ``metric`` for scored id ``index``: bootstrap percentiles when
-        resamples are kept, else Student t."""
-        mean, variance, n = (values[index] for values in self.mean_and_error(metric))
+    def intervals(self, metric: str) -> list[list[float | None]]:
+        """95% interval of the mean of ``metric`` for every scored id (``SCORED_IDS`` order): bootstrap
+        percentiles when resamples are kept, else Student t."""
+        mean, variance, n = self.mean_and_error(metric)
         if not self.replicates:
-            return confidence_interval(mean, variance, n)
-        if not (n >= 2 and np.isfinite(mean)):
-            return [None, None]
-        return percentile_interval(self.resampled_means(metric)[:, index])
+            return [confidence_interval(*values) for values in zip(mean, variance, n)]
+        resampled = self.resampled_means(metric)  # once for all ids: (B, ids)
+        return [percentile_interval(resampled[:, i]) if n[i] >= 2 and np.isfinite(mean[i]) else [None, None]
+                for i in range(len(SCORED_IDS))]
 
     def mean_and_error(self, metric: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(mean, variance of one observation, n) per scored id; NaN where undefined."""
@@ -183,6 +183,7 @@ class RunningScores:
     def table(self, ids: tuple[str, ...] = REGION_IDS, sort: bool = True) -> list[dict]:
         """Rows for ``ids`` with share, share_ci, area, density, ci (density) and n; by density, highest first."""
         stats = {metric: self.mean_and_error(metric) for metric in METRICS}
+        intervals = {metric: self.intervals(metric) for metric in BOOTSTRAPPED}
         rows = []
         for rid in ids:
             index = SCORED_IDS.index(rid)
@@ -194,11 +195,11 @@ class RunningScores:
             for metric, interval_name in (("share", "share_ci"), ("area", None), ("density", "ci")):
                 row[metric] = _number(stats[metric][0][index])
                 if interval_name:
-                    row[interval_name] = self.interval(metric, index)
+                    row[interval_name] = intervals[metric][index]
             row["n"] = int(stats["density"][2][index])
             if stats["effect"][2][index] > 0:  # only methods that measure regions directly have effects
                 row["effect"] = _number(stats["effect"][0][index])
-                row["effect_ci"] = self.interval("effect", index)
+                row["effect_ci"] = intervals["effect"][index]
                 row["effect_n"] = int(stats["effect"][2][index])  # images showing the region (n: with attention)
             rows.append(row)
         if sort:

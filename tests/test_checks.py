@@ -35,7 +35,7 @@ def test_bootstrap_interval_covers_the_mean_and_narrows_with_more_images():
     widths = []
     for scores in (small, large):
         mean = scores.sum["density"][index] / scores.n["density"][index]
-        low, high = scores.interval("density", index)
+        low, high = scores.intervals("density")[index]
         assert low < mean < high
         widths.append(high - low)
     assert widths[1] < widths[0] / 2  # 20x the images: about 4.5x narrower
@@ -53,7 +53,7 @@ def test_bootstrap_resamples_add_up_exactly_across_parts():
     for metric in ("density", "share"):
         np.testing.assert_allclose(part_a.boot_sum[metric], whole.boot_sum[metric], rtol=1e-12)
         np.testing.assert_array_equal(part_a.boot_n[metric], whole.boot_n[metric])
-        assert part_a.interval(metric, index) == pytest.approx(whole.interval(metric, index), rel=1e-9)
+        assert part_a.intervals(metric)[index] == pytest.approx(whole.intervals(metric)[index], rel=1e-9)
     with pytest.raises(ValueError):
         part_a.merge(RunningScores(10))
 
