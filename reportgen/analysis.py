@@ -288,7 +288,7 @@ class Explainer:
         probabilities = torch.softmax(logits, 1)
         predictions = probabilities.argmax(1)
         targets = predictions if config.target_class is None else torch.full_like(predictions, config.target_class)
-        checked = []  # (position in batch, scores) of images in the check sample
+        checked = []  # (position in batch, row, scores) of images in the check sample
         for j, item in enumerate(ready):
             attribution = explanation.maps[j].numpy().astype(np.float64)
             effects = None if explanation.effects is None else explanation.effects[j].numpy()
@@ -305,25 +305,25 @@ class Explainer:
             state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
                             item.seen, weights)
             if item.index in self.check_rows and np.isfinite(scores["density"]).any():
-                checked.append((j, scores))  # (an image with nothing to share out has no top region to delete)
+                checked.append((j, item.index, scores))  # (an image with nothing to share out has no top region)
         if checked:
-            self._check([j for j, _ in checked], [item.index for item in ready], [s for _, s in checked],
-                        batch, targets, regions, probabilities, state)
+            positions, rows, scores = zip(*checked)
+            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state)
 
     def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState) -> None:
-        """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images."""
+        """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images: their
+        positions in the batch, their dataset rows and their region scores."""
         count = len(REGION_IDS)
         picked = torch.tensor(positions)
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
         densities = np.stack([s["density"][:count] for s in scores])
         areas = np.stack([s["area"][:count] for s in scores])
-        sampled_rows = [rows[j] for j in positions]
-        state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, sampled_rows,
+        state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, rows,
                                              self.config.baseline, probabilities[picked])
         if self._randomised is None:
             self._randomised = self._method(randomised_copy(self.model))
         randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)
-        for k, row in enumerate(sampled_rows):
+        for k, row in enumerate(rows):
             effects = None if randomised.effects is None else randomised.effects[k].numpy()
             other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
             state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
