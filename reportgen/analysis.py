@@ -28,7 +28,7 @@ from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .method_settings import method_settings
-from .model import describe_layers, load_model, load_weights, pick_layer
+from .model import describe_layers, load_model, load_weights, pick_layer, use_channels_last
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import REGION_IDS
 from .scores import bootstrap_weights, region_scores
@@ -215,8 +215,11 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
         raise InputError(f"--target-class {config.target_class}: the model has {outputs} outputs "
                          f"(classes 0 to {outputs - 1})")
     model.to(device)
-    explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images))
+    channels_last = use_channels_last(model, input_size, device)
+    explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images),
+                          channels_last)
     context = run_context(config, dataset, layer, preprocessing, input_size, device)
+    context["run"]["channels_last"] = channels_last
 
     checkpoint = checkpoint_path(config)
     state = None
@@ -269,8 +272,10 @@ class Explainer:
     """The model's side of a run: attribution maps for a batch of prepared images, their region scores,
     and the faithfulness and sanity checks for the images in the check sample."""
 
-    def __init__(self, model, layer_name: str, config: RunConfig, device, check_rows: set[int]):
+    def __init__(self, model, layer_name: str, config: RunConfig, device, check_rows: set[int],
+                 channels_last: bool = False):
         self.model, self.config, self.device, self.check_rows = model, config, device, check_rows
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.layer_name = layer_name
         self.method = self._method(model)
         self._randomised = None  # the sanity check's model, made when first needed
@@ -282,7 +287,8 @@ class Explainer:
     def explain(self, ready, state: RunState, dataset, true_labels, preparer) -> None:
         """Score one batch of prepared images and add them to the state."""
         config = self.config
-        batch = torch.stack([item.tensor for item in ready]).to(self.device)
+        batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(
+            memory_format=self.memory_format)
         regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
         explanation, logits = _explain(self.model, self.method, batch, regions, config.target_class)
         probabilities = torch.softmax(logits, 1)

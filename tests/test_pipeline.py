@@ -190,3 +190,48 @@ def test_default_workers_follow_the_cores_and_the_cache(tutorial_like, tmp_path,
     monkeypatch.setattr(analysis.os, "cpu_count", lambda: 8)
     assert analysis.choose_workers(None, None, [0]) == 4  # more cores: workers whatever the cache holds
     assert [r["density"] for r in again["regions"]] == [r["density"] for r in first["regions"]]
+
+
+def test_channels_last_is_used_only_when_it_leaves_the_output_unchanged():
+    """The CPU runs conv models in the faster channels-last format, but a model whose forward ``.view``s a
+    conv output would fail in it: such a model keeps its format and still runs."""
+    import torch
+    from torchvision.models import resnet18
+
+    from reportgen.model import use_channels_last
+
+    cpu = torch.device("cpu")
+    resnet = resnet18().eval()
+    assert use_channels_last(resnet, (64, 64), cpu)
+    assert resnet.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+
+    class Flattens(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = torch.nn.Conv2d(3, 4, 3), torch.nn.Linear(4 * 30 * 30, 2)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return self.fc(y.view(y.size(0), -1))  # fails on a channels-last tensor
+
+    viewing = Flattens().eval()
+    assert not use_channels_last(viewing, (32, 32), cpu)
+    assert viewing.conv.weight.is_contiguous()
+    assert viewing(torch.zeros(2, 3, 32, 32)).shape == (2, 2)
+    assert not use_channels_last(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)), (8, 8), cpu)
+
+
+def test_channels_last_gives_the_same_results(tutorial_like, tmp_path, monkeypatch):
+    from reportgen import analysis
+
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, cache_dir=tmp_path,
+                   workers=0)
+    fast = reportgen.analyze(**options)
+    monkeypatch.setattr(analysis, "use_channels_last", lambda *args: False)
+    plain = reportgen.analyze(**options)
+    assert fast["run"]["channels_last"] and not plain["run"]["channels_last"]
+    for a, b in zip(fast["regions"], plain["regions"]):
+        assert a["id"] == b["id"] and a["density"] == pytest.approx(b["density"], rel=1e-3, abs=1e-4)
+    assert fast["sanity"]["rank_correlation"] == pytest.approx(plain["sanity"]["rank_correlation"], abs=1e-3)
