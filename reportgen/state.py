@@ -143,6 +143,8 @@ class RunState:
         info = dict(info, groups=groups)
         # An image with nothing to share out (region-ablation found no region that matters) has NaN shares.
         shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
+        # Pictures are drawn later from what the heaps keep (patches.Later): half-size numbers are plenty.
+        attribution = attribution.astype(np.float32)
         self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks)
         self.examples.offer(seen, attribution, labels, landmarks, info)
         self.browser.offer(seen, attribution, labels, landmarks, info, shares)
@@ -176,6 +178,8 @@ class RunState:
 
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
+        for pictures in (self.patches, self.examples, self.browser):
+            pictures.draw()  # pending pictures are drawn now: the saved state is plain data
         return {
             "total": self.total, "replicates": self.replicates, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
             "overall": _scores_to_dict(self.overall),
