@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.canonical import CANVAS, CanonicalFace, similarity_align
+from reportgen.canonical import SAMPLE_STEP, SAMPLES, CanonicalFace, similarity_align
 from reportgen.landmarks import detect_face
 from reportgen.regions import REGION_IDS, label_image
 
@@ -34,7 +34,7 @@ def share_inside(align, maps, region: str) -> tuple[float, float]:
         seconds.append(time.perf_counter() - started)
         attention, coverage, landmark_sum = attention + warped, coverage + inside, landmark_sum + aligned
     mean = np.where(coverage > 0.5 * len(maps), attention / np.maximum(coverage, 1e-9), 0.0)
-    drawn = label_image(landmark_sum / len(maps), *CANVAS) == REGION_IDS.index(region)
+    drawn = label_image(landmark_sum / len(maps) / SAMPLE_STEP, SAMPLES, SAMPLES) == REGION_IDS.index(region)
     return float(mean[drawn].sum() / mean.sum()), 1000 * float(np.median(seconds))
 
 

@@ -30,7 +30,7 @@ from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 
 # /2: bootstrap resamples, check records and the piecewise-affine canonical face; a /1 checkpoint is not
 # resumed (the run starts over) and a /1 part is refused by merge.
-FORMAT = "reportgen-partial/2"
+FORMAT = "reportgen-partial/3"
 
 
 def _array(values: np.ndarray) -> dict:

@@ -7,7 +7,7 @@ from PIL import Image
 from conftest import portrait
 from reportgen import canonical
 from reportgen import landmarks as landmark_module
-from reportgen.canonical import CANVAS, MEAN_FACE, CanonicalFace, canvas_to_face, delaunay, similarity_align
+from reportgen.canonical import CANVAS, MEAN_FACE, SAMPLE_STEP, SAMPLES, CanonicalFace, canvas_to_face, delaunay, similarity_align
 from reportgen.images import ImagePreparer
 from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
 from reportgen.preprocess import build_transform
@@ -193,7 +193,7 @@ def test_a_face_of_the_mean_shape_is_warped_by_the_similarity_alone():
 def test_every_landmark_lands_on_the_mean_face(collins):
     image, face = collins  # a real face: its shape is not the mean face's
     ys, xs = np.mgrid[0:image.height, 0:image.width] + 0.5  # pixel centres, as the warp samples them
-    canvas_y, canvas_x = np.mgrid[0:CANVAS[1], 0:CANVAS[0]] + 0.5
+    canvas_y, canvas_x = (np.mgrid[0:SAMPLES, 0:SAMPLES] + 0.5) * SAMPLE_STEP  # where the warp samples the canvas
     plain_errors, warped_errors = [], []
     for index in (0, 8, 16, 19, 24, 30, 36, 39, 42, 45, 48, 51, 54, 57):
         x, y = face.landmarks[index]
