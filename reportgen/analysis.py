@@ -127,24 +127,15 @@ def checkpoint_path(config: RunConfig) -> Path | None:
     return out.with_name(f"{out.stem}.shard-{shard[0]}-of-{shard[1]}.partial.json")
 
 
-# Rows whose landmark-cache entries are looked up to guess whether a run will find faces or read them.
-CACHE_PROBE = 16
-
-
-def choose_workers(requested: int | None, preparer: ImagePreparer, todo: list[int]) -> int:
-    """--workers when given; by default one worker process per spare core (at most 4), except on a machine
-    with two cores or fewer when the landmarks of the first images to do are already cached: then the
-    worker only hands over tensors and pictures, which costs more than it saves (measured in
-    docs/scaling.md), and the images are prepared in this process."""
+def choose_workers(requested: int | None) -> int:
+    """--workers when given; by default one worker process per spare core (at most 4), and none on a machine
+    with two cores or fewer: there the model's two threads already fill both cores, so a worker only adds
+    the hand-over of tensors and pictures (measured in docs/scaling.md: in-process is faster on first runs
+    and on re-runs alike)."""
     if requested is not None:
         return requested
     cores = os.cpu_count() or 1
-    spare = min(4, max(0, cores - 1))
-    if cores > 2 or spare == 0 or preparer.cache.folder is None or not todo:
-        return spare
-    probe = todo[:CACHE_PROBE]
-    cached = sum(preparer.is_cached(index) for index in probe)
-    return 0 if cached >= 0.9 * len(probe) else spare
+    return 0 if cores <= 2 else min(4, cores - 1)
 
 
 class _Rows(torch.utils.data.Dataset):
@@ -236,7 +227,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
     preparer = ImagePreparer(dataset, preprocessing, cache)
-    workers = choose_workers(config.workers, preparer, todo)
+    workers = choose_workers(config.workers)
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()

@@ -205,14 +205,6 @@ class ImagePreparer(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def is_cached(self, index: int) -> bool:
-        """Whether row ``index``'s landmarks are in the cache (reads the file to hash it)."""
-        try:
-            data = (self.dataset.root / self.dataset.paths[index]).read_bytes()
-        except (OSError, ValueError):
-            return False
-        return self.cache.get(hashlib.sha256(data).hexdigest())[0]
-
     def __getitem__(self, index: int) -> PreparedImage:
         return self.prepare(index)
 

@@ -172,9 +172,9 @@ def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):
     assert results["counts"]["scored"] == 6
 
 
-def test_default_workers_follow_the_cores_and_the_cache(tutorial_like, tmp_path, monkeypatch):
-    """By default one worker per spare core; on two cores none once the landmarks are cached (the worker's
-    hand-over then costs more than it saves); an explicit --workers is always kept."""
+def test_default_workers_follow_the_cores(tutorial_like, tmp_path, monkeypatch):
+    """By default one worker per spare core (at most 4), none on two cores (the model's threads fill both);
+    an explicit --workers is always kept."""
     from reportgen import analysis
 
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
@@ -182,14 +182,14 @@ def test_default_workers_follow_the_cores_and_the_cache(tutorial_like, tmp_path,
                    transform=tutorial_like["transform"], layer="layer4", target_class=1, cache_dir=tmp_path / "cache",
                    check_images=0, bootstrap=0)
     monkeypatch.setattr(analysis.os, "cpu_count", lambda: 2)
-    first = reportgen.analyze(**options)
-    assert first["run"]["workers"] == 1 and first["run"]["detector_calls"] == 6  # cold cache: a worker finds faces
-    again = reportgen.analyze(**options)
-    assert again["run"]["workers"] == 0 and again["run"]["detector_calls"] == 0  # warm cache, two cores: in-process
+    in_process = reportgen.analyze(**options)
+    assert in_process["run"]["workers"] == 0 and in_process["run"]["detector_calls"] == 6
     assert reportgen.analyze(workers=1, **options)["run"]["workers"] == 1
-    monkeypatch.setattr(analysis.os, "cpu_count", lambda: 8)
-    assert analysis.choose_workers(None, None, [0]) == 4  # more cores: workers whatever the cache holds
-    assert [r["density"] for r in again["regions"]] == [r["density"] for r in first["regions"]]
+    assert analysis.choose_workers(None) == 0
+    monkeypatch.setattr(analysis.os, "cpu_count", lambda: 4)
+    assert analysis.choose_workers(None) == 3
+    monkeypatch.setattr(analysis.os, "cpu_count", lambda: 16)
+    assert analysis.choose_workers(None) == 4 and analysis.choose_workers(0) == 0
 
 
 def test_channels_last_is_used_only_when_it_leaves_the_output_unchanged():
