@@ -2,8 +2,8 @@
 
 Detection tries, in order, and records which path worked:
   1. ``hog``            dlib's HOG frontal face detector, on an image of 400 px or more first on a
-                        200-px copy (faces that fill much of the frame, as in face datasets; about
-                        3 ms), then on the image,
+                        half-size copy (a quarter of the cost; finds faces of 160 px or more), then
+                        on the image,
   2. ``cnn``            dlib's CNN face detector (``mmod_human_face_detector.dat``) for hard poses
                         and lighting, on a copy at most 200 px wide (about 0.1 s),
   3. ``hog-upsampled``  the HOG detector on a 2x upsampled image (small faces), then the CNN
@@ -31,14 +31,15 @@ from PIL import Image, ImageFilter
 CACHE_VERSION = "6"
 # Large photos are searched on a downscaled copy (landmarks are mapped back): dlib's cost grows with pixels.
 MAX_DETECTION_SIDE = 800
-# The HOG detector first looks at a copy this small: its smallest face is 80 px, and its cost grows with the
-# pixels (tutorial photos, 400 px: 8.9 ms at full size, 3.2 ms at 200 px, the same 121 of 128 faces found;
-# the landmarks, always placed on the full-size pixels, move by 3% of the eye distance on average, and the
-# region IoU against the face-parsing masks changes within +-0.02, as between any two sizes). Only for
-# images at least twice as large: the box found on the copy is coarser, and for a smaller shrink the time
-# saved is small (256 px: 1.8 ms) while the landmarks still move (it changed the sanity statistic of a
-# known-answer case, 11 images, from 0.59 to 0.70).
-HOG_FAST_SIDE = 200
+# On an image of HOG_HALF_FROM px or more, the HOG detector first looks at a half-size copy: a quarter of
+# the pixels, so a quarter of the cost (tutorial photos, 400 px: 8.9 -> 3.2 ms, the same 121 of 128 faces
+# found), and any face of 160 px or more is still 80 px there, HOG's smallest; only smaller faces pay for
+# both looks. The landmarks are always placed on the full-size pixels; they move by 3% of the eye distance
+# on average, and the region IoU against the face-parsing masks changes within +-0.02, as between any two
+# sizes. Smaller images are searched at full size: the time saved would be small (256 px: 1.8 ms) while the
+# coarser box still moves the landmarks (it changed the sanity statistic of a known-answer case, 11
+# images, from 0.59 to 0.70).
+HOG_HALF_FROM = 400
 # The CNN detector first looks at a copy this small (its smallest face is about 40 px).
 CNN_FAST_SIDE = 200
 
@@ -199,7 +200,7 @@ def _boxes(pixels: np.ndarray, path: str, factor: float) -> list:
 def detect_face(image: Image.Image) -> Face | None:
     """Find the largest face in an RGB PIL image and its 68 landmarks; None when there is none.
 
-    The cheap paths go first: HOG on a small copy, then at full detection size. The CNN detector costs about 40x the HOG detector per pixel, so it
+    The cheap paths go first: HOG on a half-size copy, then at full detection size. The CNN detector costs about 40x the HOG detector per pixel, so it
     looks at a copy no larger than CNN_FAST_SIDE first (enough for a face that fills much of the
     frame, as in aligned datasets) and at full detection size only after HOG with upsampling failed.
     """
@@ -211,8 +212,7 @@ def detect_face(image: Image.Image) -> Face | None:
         (round(image.width * scale), round(image.height * scale)), Image.BILINEAR
     )
     pixels = np.asarray(small.convert("RGB"))
-    hog_fast = HOG_FAST_SIDE / max(pixels.shape[:2])
-    hog_fast = hog_fast if hog_fast <= 0.5 else 1.0
+    hog_fast = 0.5 if max(pixels.shape[:2]) >= HOG_HALF_FROM else 1.0
     fast = min(1.0, CNN_FAST_SIDE / max(pixels.shape[:2]))
     attempts = ([("hog", hog_fast)] + ([("hog", 1.0)] if hog_fast < 1.0 else [])
                 + [("cnn", fast), ("hog-upsampled", 1.0)] + ([("cnn", 1.0)] if fast < 1.0 else []))

@@ -59,6 +59,32 @@ def test_regions_of_a_rotated_or_scaled_copy_are_the_rotated_or_scaled_regions(c
         assert _iou(expected == index, found == index) > bar, region
 
 
+def test_large_photos_are_searched_on_a_half_size_copy_first_and_small_faces_still_found(hopper, collins,
+                                                                                         monkeypatch):
+    """HOG looks at a half-size copy of a 400 px+ image first (a quarter of the cost); a face too small to be
+    seen there (under 160 px) is found by the full-size look that follows."""
+    looks = []
+    boxes = landmark_module._boxes
+    monkeypatch.setattr(landmark_module, "_boxes", lambda pixels, path, factor: looks.append((path, factor))
+                        or boxes(pixels, path, factor))
+    image, face = hopper  # 512x600, a face of 216 px: 108 px in the copy
+    assert detect_face(image).detection == "hog" and looks == [("hog", 0.5)]
+    monkeypatch.setattr(landmark_module, "HOG_HALF_FROM", 10 ** 6)
+    full_size = detect_face(image)  # the same photo searched at full size only
+    eye_distance = np.linalg.norm(face.landmarks[36:42].mean(0) - face.landmarks[42:48].mean(0))
+    assert np.linalg.norm(face.landmarks - full_size.landmarks, axis=1).mean() < 0.1 * eye_distance
+    monkeypatch.undo()
+
+    monkeypatch.setattr(landmark_module, "_boxes", lambda pixels, path, factor: looks.append((path, factor))
+                        or boxes(pixels, path, factor))
+    looks.clear()
+    image, _ = collins  # 512x512, a face of 88 px: 44 px in the copy, too small for HOG there
+    assert detect_face(image).detection == "hog" and looks == [("hog", 0.5), ("hog", 1.0)]
+    looks.clear()
+    detect_face(portrait("grace_hopper.jpg").resize((300, 352)))  # under 400 px: full size at once
+    assert looks == [("hog", 1.0)]
+
+
 def test_a_tight_crop_aligns_even_when_no_detector_fires(hopper, monkeypatch):
     image, face = hopper
     left, top = face.landmarks.min(0) + [8, -10]
