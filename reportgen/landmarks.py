@@ -2,7 +2,7 @@
 
 Detection tries, in order, and records which path worked:
   1. ``hog``            dlib's HOG frontal face detector, on an image of 400 px or more first on a
-                        half-size copy (a quarter of the cost; finds faces of 160 px or more), then
+                        half-size copy (a quarter of the cost; finds faces of about 140 px or more), then
                         on the image,
   2. ``cnn``            dlib's CNN face detector (``mmod_human_face_detector.dat``) for hard poses
                         and lighting, on a copy at most 200 px wide (about 0.1 s),
@@ -33,8 +33,9 @@ CACHE_VERSION = "6"
 MAX_DETECTION_SIDE = 800
 # On an image of HOG_HALF_FROM px or more, the HOG detector first looks at a half-size copy: a quarter of
 # the pixels, so a quarter of the cost (tutorial photos, 400 px: 8.9 -> 3.2 ms, the same 121 of 128 faces
-# found), and any face of 160 px or more is still 80 px there, HOG's smallest; only smaller faces pay for
-# both looks. The landmarks are always placed on the full-size pixels; they move by 3% of the eye distance
+# found), and a face of about 140 px or more is still seen there (HOG finds faces down to about 70 px).
+# An image whose faces are all smaller pays for both looks; smaller extra faces beside a large one are
+# not counted (docs/inputs.md). The landmarks are always placed on the full-size pixels; they move by 3% of the eye distance
 # on average, and the region IoU against the face-parsing masks changes within +-0.02, as between any two
 # sizes. Smaller images are searched at full size: the time saved would be small (256 px: 1.8 ms) while the
 # coarser box still moves the landmarks (it changed the sanity statistic of a known-answer case, 11

@@ -62,7 +62,7 @@ def test_regions_of_a_rotated_or_scaled_copy_are_the_rotated_or_scaled_regions(c
 def test_large_photos_are_searched_on_a_half_size_copy_first_and_small_faces_still_found(hopper, collins,
                                                                                          monkeypatch):
     """HOG looks at a half-size copy of a 400 px+ image first (a quarter of the cost); a face too small to be
-    seen there (under 160 px) is found by the full-size look that follows."""
+    seen there (under about 140 px) is found by the full-size look that follows."""
     looks = []
     boxes = landmark_module._boxes
     monkeypatch.setattr(landmark_module, "_boxes", lambda pixels, path, factor: looks.append((path, factor))

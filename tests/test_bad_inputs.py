@@ -401,9 +401,10 @@ def odd_images(tmp_path_factory) -> tuple[Path, dict[str, str | None]]:
     (root / "empty.jpg").write_bytes(b"")
     (root / "huge.png").write_bytes(_png_claiming(20000, 20000))
     Image.new("RGB", (200, 200), (128, 128, 128)).save(root / "no_face.png")
+    # Both faces (about 125 px wide) are large enough to be seen on the half-size copy searched first.
     two = Image.new("RGB", (600, 375), "white")
     two.paste(face, (0, 0))
-    two.paste(face.resize((240, 300)), (330, 40))
+    two.paste(face.resize((280, 350)), (310, 10))
     two.save(root / "two_faces.jpg", quality=92)
     return root, {
         "plain.jpg": None, "gray.png": None, "cmyk.jpg": None, "rgba.png": None, "gray16.png": None,
