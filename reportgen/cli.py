@@ -127,7 +127,7 @@ def run(
     patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
     batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
-    workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
+    workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none (a thread of this process does it, one batch ahead) [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
