@@ -287,7 +287,11 @@ class CanonicalFace:
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = np.where(self.coverage > 0.5, self.attention / np.maximum(self.coverage, 1e-9), np.nan)
         block = SAMPLES // GRID
-        grid = np.nanmean(mean.reshape(GRID, block, GRID, block), axis=(1, 3)) if np.isfinite(mean).any() else mean
+        # Mean of the covered points in each block; a block with none stays empty (None in the report).
+        blocks = mean.reshape(GRID, block, GRID, block)
+        covered = np.isfinite(blocks).sum(axis=(1, 3))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            grid = np.where(covered > 0, np.nansum(blocks, axis=(1, 3)) / np.maximum(covered, 1), np.nan)
         return [[None if not np.isfinite(v) else round(float(v), 4) for v in row] for row in grid]
 
     def summary(self, fallback_landmarks: np.ndarray | None = None) -> dict:

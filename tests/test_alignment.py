@@ -245,3 +245,26 @@ def test_the_control_points_are_triangulated_without_gaps_or_overlaps():
     doubled_areas = np.abs(edge1[:, 0] * edge2[:, 1] - edge1[:, 1] * edge2[:, 0])
     assert doubled_areas.min() > 0
     assert doubled_areas.sum() / 2 == pytest.approx(CANVAS[0] * CANVAS[1])  # they tile the canvas exactly
+
+
+def test_the_mean_map_is_a_grid_with_gaps_where_no_face_reaches_and_no_warnings(collins):
+    import warnings
+
+    image, face = collins
+    small = CanonicalFace()
+    # A map of a small crop around the face: the canvas corners come from outside it.
+    x0, y0 = face.landmarks.min(0).astype(int)
+    x1, y1 = face.landmarks.max(0).astype(int)
+    crop = np.ones((y1 - y0, x1 - x0))
+    small.add(crop, face.landmarks - (x0, y0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "mean of empty slice" must not reach the user's console
+        grid = small.mean_map()
+        empty = CanonicalFace()
+        empty.faces, empty.attention[:], empty.coverage[:] = 1, 0.0, 0.0  # nothing covered at all
+        nothing = empty.mean_map()
+    assert len(grid) == canonical.GRID and all(len(row) == canonical.GRID for row in grid)
+    values = [v for row in grid for v in row]
+    assert None in values and any(v is not None for v in values)
+    assert grid[0][0] is None and grid[canonical.GRID // 2][canonical.GRID // 2] == pytest.approx(1.0)
+    assert len(nothing) == canonical.GRID and all(v is None for row in nothing for v in row)
