@@ -35,6 +35,7 @@ CANVAS = (256, 256)  # width, height: the frame of MEAN_FACE and of the region p
 SAMPLES = 128
 SAMPLE_STEP = CANVAS[0] // SAMPLES
 GRID = 64  # the mean attention map is stored at GRID x GRID for the report
+MIN_COVERAGE = 0.2  # the mean map shows points that at least this share of the faces reach
 # The mean face every face is warped onto (canvas pixels, dlib order). Made from the 61 near-frontal
 # photos (estimated turn under 15 degrees) among the tutorial's 128: each placed by the similarity that
 # puts its eye centres, nose tip and mouth corners on the widely used 112x112 face-alignment layout
@@ -285,7 +286,9 @@ class CanonicalFace:
         if self.faces == 0:
             return None
         with np.errstate(divide="ignore", invalid="ignore"):
-            mean = np.where(self.coverage > 0.5, self.attention / np.maximum(self.coverage, 1e-9), np.nan)
+            # Only where a fifth of the faces reach: at the canvas edges a mean of one or two faces is noise.
+            reached = self.coverage > max(0.5, MIN_COVERAGE * self.faces)
+            mean = np.where(reached, self.attention / np.maximum(self.coverage, 1e-9), np.nan)
         block = SAMPLES // GRID
         # Mean of the covered points in each block; a block with none stays empty (None in the report).
         blocks = mean.reshape(GRID, block, GRID, block)

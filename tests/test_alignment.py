@@ -268,3 +268,14 @@ def test_the_mean_map_is_a_grid_with_gaps_where_no_face_reaches_and_no_warnings(
     assert None in values and any(v is not None for v in values)
     assert grid[0][0] is None and grid[canonical.GRID // 2][canonical.GRID // 2] == pytest.approx(1.0)
     assert len(nothing) == canonical.GRID and all(v is None for row in nothing for v in row)
+
+
+def test_the_mean_map_leaves_out_points_that_few_faces_reach():
+    face = CanonicalFace()
+    face.faces = 10
+    face.coverage[:] = 10.0
+    face.attention[:] = 10.0
+    face.coverage[:2, :2], face.attention[:2, :2] = 1.0, 7.0  # one face of ten reaches this corner: noise
+    face.coverage[-2:, -2:], face.attention[-2:, -2:] = 3.0, 6.0  # three of ten: shown
+    grid = face.mean_map()
+    assert grid[0][0] is None and grid[-1][-1] == pytest.approx(2.0) and grid[5][5] == pytest.approx(1.0)
