@@ -174,3 +174,28 @@ def test_examples_still_pick_most_and_least_confident(face):
         examples.offer(seen, np.ones((SIZE, SIZE)), labels, landmarks,
                        {"image": f"img{k}.jpg", "label": "1", "prediction": 1, "probability": p})
     assert [r["image"] for r in examples.summary()] == ["img1.jpg", "img2.jpg"]
+
+
+def test_pictures_are_drawn_only_for_the_images_the_report_keeps(face, monkeypatch):
+    """Images pushed out of the heaps before the end are never drawn; the kept ones are drawn once each, and
+    saving the state (to_dict) leaves plain JSON."""
+    from reportgen import patches as module
+
+    drawn_views = []
+    real = module.full_views
+    monkeypatch.setattr(module, "full_views", lambda seen, *rest: drawn_views.append(seen) or real(seen, *rest))
+    patches, browser = TopPatches(per_region=2), ImageBrowser(sample=3, extremes=0)
+    seen, landmarks, labels = face
+    for k in range(20):  # rising attention on the left eye: every image enters that heap, most leave it
+        offer(patches, face, f"img{k:02d}.jpg", 0.1 * (k + 1))
+        heat = attention(labels, "left_eye", 0.1 * (k + 1))
+        browser.offer(seen, heat, labels, landmarks, {"image": f"img{k:02d}.jpg", "probability": 0.5},
+                      np.zeros(len(REGION_IDS)))
+    assert drawn_views == []  # nothing drawn while the images stream past
+    views = patches.views()
+    kept = {record["image"] for records in patches.summary().values() for record in records}
+    assert len(drawn_views) == len(views) == len(kept) < 20
+    assert {"img19.jpg", "img18.jpg"} <= kept
+    assert all(picture(record["uri"]) for records in patches.summary().values() for record in records)
+    json.dumps(browser.to_dict())  # pending thumbnails were drawn: plain data
+    assert len(browser.summary()["images"]) == 3
