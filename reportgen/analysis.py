@@ -244,7 +244,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state.add_notes(item.index, item.image, item.notes)
         ready = [item for item in prepared if item.failure is None]
         if ready:
-            explainer.explain(ready, state, dataset, true_labels, preparer)
+            explainer.explain(ready, state, dataset, true_labels)
         done += len(prepared)
         state.seconds = seconds_before + time.time() - started
         if checkpoint and time.time() - last_save > config.checkpoint_seconds and done < total:
@@ -275,7 +275,7 @@ class Explainer:
         return make_method(self.config.method, model, dict(model.named_modules())[self.layer_name],
                            baseline=self.config.baseline, samples=self.config.samples)
 
-    def explain(self, ready, state: RunState, dataset, true_labels, preparer) -> None:
+    def explain(self, ready, state: RunState, dataset, true_labels) -> None:
         """Score one batch of prepared images and add them to the state."""
         config = self.config
         batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(

@@ -35,9 +35,9 @@ MAX_DETECTION_SIDE = 800
 # the pixels, so a quarter of the cost (tutorial photos, 400 px: 8.9 -> 3.2 ms, the same 121 of 128 faces
 # found), and a face of about 140 px or more is still seen there (HOG finds faces down to about 70 px).
 # An image whose faces are all smaller pays for both looks; smaller extra faces beside a large one are
-# not counted (docs/inputs.md). The landmarks are always placed on the full-size pixels; they move by 3% of the eye distance
-# on average, and the region IoU against the face-parsing masks changes within +-0.02, as between any two
-# sizes. Smaller images are searched at full size: the time saved would be small (256 px: 1.8 ms) while the
+# not counted (docs/inputs.md). The landmarks are always placed on the full-size pixels; they move by 3%
+# of the eye distance on average, and the region IoU against the face-parsing masks changes within
+# +-0.02, as between any two sizes. Smaller images are searched at full size: the time saved would be small (256 px: 1.8 ms) while the
 # coarser box still moves the landmarks (it changed the sanity statistic of a known-answer case, 11
 # images, from 0.59 to 0.70).
 HOG_HALF_FROM = 400
@@ -201,9 +201,10 @@ def _boxes(pixels: np.ndarray, path: str, factor: float) -> list:
 def detect_face(image: Image.Image) -> Face | None:
     """Find the largest face in an RGB PIL image and its 68 landmarks; None when there is none.
 
-    The cheap paths go first: HOG on a half-size copy, then at full detection size. The CNN detector costs about 40x the HOG detector per pixel, so it
-    looks at a copy no larger than CNN_FAST_SIDE first (enough for a face that fills much of the
-    frame, as in aligned datasets) and at full detection size only after HOG with upsampling failed.
+    The cheap paths go first: HOG on a half-size copy, then at full detection size. The CNN detector
+    costs about 40x the HOG detector per pixel, so it looks at a copy no larger than CNN_FAST_SIDE first
+    (enough for a face that fills much of the frame, as in aligned datasets) and at full detection size
+    only after HOG with upsampling failed.
     """
     import dlib
 

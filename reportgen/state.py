@@ -28,8 +28,9 @@ from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 
-# /2: bootstrap resamples, check records and the piecewise-affine canonical face; a /1 checkpoint is not
-# resumed (the run starts over) and a /1 part is refused by merge.
+# /2: bootstrap resamples, check records and the piecewise-affine canonical face; /3: the canonical face
+# summed at 128 x 128 points (canonical.SAMPLES). An older checkpoint is not resumed (the run starts over)
+# and an older part is refused by merge.
 FORMAT = "reportgen-partial/3"
 
 
