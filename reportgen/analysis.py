@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -24,11 +25,12 @@ from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
+from .heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .method_settings import method_settings
-from .model import describe_layers, load_model, load_weights, pick_layer, use_channels_last
+from .model import LayerInfo, describe_layers, load_model, load_weights, pick_layer, use_channels_last
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import REGION_IDS
 from .scores import bootstrap_weights, region_scores
@@ -43,8 +45,10 @@ def _preprocessing(config: RunConfig) -> Preprocessing:
     return build_transform(config.image_size, config.mean, config.std)
 
 
-def _input_size(preprocessing: Preprocessing) -> tuple[int, int]:
-    return measure_geometry(preprocessing, (256, 256)).input_size
+def _input_shape(preprocessing: Preprocessing) -> tuple[tuple[int, int], int]:
+    """((height, width), channels) of the model's input, as the transform makes it."""
+    geometry = measure_geometry(preprocessing, (256, 256))
+    return geometry.input_size, geometry.channels
 
 
 def _versions() -> dict:
@@ -66,13 +70,22 @@ def _check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing, input_size, device) -> dict:
+def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: Preprocessing, device) -> dict:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
     and a fingerprint of the inputs so that only matching partial states are resumed or merged."""
+    layer, head, input_size = setup.layer, setup.head, setup.input_size
     run = {
-        "target": config.target, "target_class": config.target_class, "layer": layer.name,
-        "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
-        "layer_shape": list(layer.output_shape), "method": config.method, "baseline": config.baseline,
+        "target": config.target, "target_class": setup.target_class, "target_class_name": setup.target_class_name,
+        "head": head.kind, "head_detail": head.describe(), "head_source": head.source, "head_reason": head.reason,
+        "outputs": head.outputs, "classes": head.classes,
+        "class_names": list(head.class_names) if head.class_names else None,
+        "output": setup.output.description, "label_column": setup.label_column,
+        "layer": layer.name if layer else None,
+        "layer_source": "option" if config.layer else "default", "layer_type": layer.kind if layer else None,
+        "layer_shape": list(layer.output_shape) if layer else None,
+        "layer_grid": ([layer.layout.rows, layer.layout.columns] if layer and layer.layout else None),
+        "layer_layout": layer.layout.kind if layer and layer.layout else None,
+        "input_channels": setup.channels, "method": config.method, "baseline": config.baseline,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
@@ -193,24 +206,19 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     dataset = read_dataset(config.images, config.annotations,
                            {**{column: "--protected" for column in config.protected}, config.target: "--target"})
-    true_labels = label_values(dataset, config.target)
     model = load_model(config.model_file, config.model_var, config.model_class)
     load_weights(model, config.weights)
     model.eval()
     preprocessing = _preprocessing(config)
-    input_size = _input_size(preprocessing)
-    layers = describe_layers(model, input_size)
-    layer = pick_layer(layers, config.layer)
-    outputs = layers_output_count(model, input_size)
-    if config.target_class is not None and not 0 <= config.target_class < outputs:
-        raise InputError(f"--target-class {config.target_class}: the model has {outputs} outputs "
-                         f"(classes 0 to {outputs - 1})")
-    model.to(device)
-    channels_last = use_channels_last(model, input_size, device)
-    explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images),
+    setup = set_up_model(model, config, dataset, preprocessing)
+    true_labels = label_values(dataset, setup.label_column)
+    explained = ExplainedModel(model, setup.output, setup.head).to(device)
+    channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
+    explainer = Explainer(explained, setup, config, device, sample_rows(len(dataset), config.check_images),
                           channels_last)
-    context = run_context(config, dataset, layer, preprocessing, input_size, device)
+    context = run_context(config, dataset, setup, preprocessing, device)
     context["run"]["channels_last"] = channels_last
+    explainer.attribute_labels = _attribute_labels(dataset, setup)
 
     checkpoint = checkpoint_path(config)
     state = None
@@ -263,28 +271,31 @@ class Explainer:
     """The model's side of a run: attribution maps for a batch of prepared images, their region scores,
     and the faithfulness and sanity checks for the images in the check sample."""
 
-    def __init__(self, model, layer_name: str, config: RunConfig, device, check_rows: set[int],
+    def __init__(self, model: ExplainedModel, setup: ModelSetup, config: RunConfig, device, check_rows: set[int],
                  channels_last: bool = False):
-        self.model, self.config, self.device, self.check_rows = model, config, device, check_rows
+        self.model, self.setup, self.config, self.device, self.check_rows = model, setup, config, device, check_rows
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.layer_name = layer_name
         self.method = self._method(model)
         self._randomised = None  # the sanity check's model, made when first needed
+        # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
+        self.attribute_labels: np.ndarray | None = None
 
-    def _method(self, model):
-        return make_method(self.config.method, model, dict(model.named_modules())[self.layer_name],
-                           baseline=self.config.baseline, samples=self.config.samples)
+    def _method(self, model: ExplainedModel):
+        layer = self.setup.layer
+        module = dict(model.model.named_modules())[layer.name] if layer else None
+        return make_method(self.config.method, model, module, baseline=self.config.baseline,
+                           samples=self.config.samples, layout=layer.layout if layer else None)
 
     def explain(self, ready, state: RunState, dataset, true_labels) -> None:
         """Score one batch of prepared images and add them to the state."""
-        config = self.config
+        config, head, explained = self.config, self.setup.head, self.setup.target_class
         batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(
             memory_format=self.memory_format)
         regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
-        explanation, logits = _explain(self.model, self.method, batch, regions, config.target_class)
-        probabilities = torch.softmax(logits, 1)
-        predictions = probabilities.argmax(1)
-        targets = predictions if config.target_class is None else torch.full_like(predictions, config.target_class)
+        explanation, scores_out = _explain(self.model, self.method, batch, regions, explained)
+        probabilities = head.probabilities(scores_out)
+        predictions, confidence = head.predictions(scores_out, explained)
+        targets = scores_out.argmax(1) if explained is None else torch.full_like(predictions, explained)
         checked = []  # (position in batch, row, scores) of images in the check sample
         for j, item in enumerate(ready):
             attribution = explanation.maps[j].numpy().astype(np.float64)
@@ -296,11 +307,13 @@ class Explainer:
                 continue
             prediction, label = int(predictions[j]), true_labels[item.index]
             info = {"image": item.image, "label": None if label is None else str(label),
-                    "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
+                    "prediction": prediction, "probability": round(float(confidence[j]), 4)}
             groups = {column: dataset.columns[column][item.index] for column in config.protected}
             weights = bootstrap_weights(item.index, config.bootstrap) if config.bootstrap else None
             state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
                             item.seen, weights)
+            if self.attribute_labels is not None:
+                state.add_attributes(self.attribute_labels[item.index], head.attribute_predictions(scores_out[j:j + 1])[0].numpy())
             if item.index in self.check_rows and np.isfinite(scores["density"]).any():
                 checked.append((j, item.index, scores))  # (an image with nothing to share out has no top region)
         if checked:
@@ -326,14 +339,77 @@ class Explainer:
             state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
 
 
-def layers_output_count(model: torch.nn.Module, input_size: tuple[int, int]) -> int:
-    """How many classes the model outputs (the size of its last dimension)."""
-    with torch.no_grad():
-        output = model(torch.zeros(1, 3, *input_size))
-    if not isinstance(output, torch.Tensor) or output.ndim != 2:
-        raise InputError(f"the model's output has shape {tuple(getattr(output, 'shape', ()))}; "
-                         "reportgen needs class scores of shape (batch, classes)")
-    return int(output.shape[1])
+@dataclass
+class ModelSetup:
+    """What was decided about the model before any image: its input, which output and head read it, which
+    class is explained, which layer the layer methods use, and which annotation column holds true labels."""
+
+    input_size: tuple[int, int]  # model-input (height, width)
+    channels: int  # model-input channels (3 RGB, 1 grayscale...)
+    output: OutputChoice
+    head: Head
+    target_class: int | None  # None: each image's predicted class
+    layer: LayerInfo | None  # None only for methods that need no layer, on a model with no grid layer
+    label_column: str  # the true labels of the explained class (--target, or a multi-label model's attribute)
+
+    @property
+    def target_class_name(self) -> str | None:
+        names = self.head.class_names
+        return names[self.target_class] if names and self.target_class is not None else None
+
+
+def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessing: Preprocessing) -> ModelSetup:
+    """Probe the model once to decide its output, head, class and layer (``ModelSetup``); InputError for a
+    model whose output cannot be read as class scores, a class it does not have, or a layer that cannot
+    be explained."""
+    geometry = measure_geometry(preprocessing, (256, 256))
+    input_size, channels = geometry.input_size, geometry.channels
+    try:
+        with torch.no_grad():
+            raw = model(torch.zeros(1, channels, *input_size))
+    except Exception as error:
+        kind = "RGB" if channels == 3 else f"{channels}-channel"
+        raise InputError(f"--model-file {config.model_file}: the model fails on a {input_size[0]}x{input_size[1]} "
+                         f"{kind} input (the transform's output): {type(error).__name__}: {error}; check the "
+                         "transform's image size and channels (--transform or --image-size) against the input the "
+                         "model was built for") from None
+    output = choose_output(raw, config.output)
+    scores = output.pick(raw)
+    if scores.ndim not in (1, 2):
+        raise InputError(f"the model's output ({output.description}) has shape {tuple(scores.shape)} for one image; "
+                         "reportgen needs class scores of shape (batch, classes)"
+                         + ("; pick another element with --output" if output.key is not None else ""))
+    outputs = 1 if scores.ndim == 1 else int(scores.shape[1])
+    head = choose_head(config.head, outputs, dataset.format, list(dataset.columns))
+    target_class = resolve_target_class(config.target_class, head, config.target)
+    label_column = config.target
+    if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
+        label_column = head.class_names[target_class]  # the explained attribute's own column
+    layers = describe_layers(model, input_size, channels, output)
+    needs_layer = METHODS[config.method].needs_layer
+    try:
+        layer = pick_layer(layers, config.layer)
+    except InputError:
+        if needs_layer or config.layer:
+            raise
+        layer = None  # integrated gradients, occlusion and region ablation work on the input
+    return ModelSetup(input_size, channels, output, head, target_class, layer, label_column)
+
+
+def _attribute_labels(dataset, setup: ModelSetup) -> np.ndarray | None:
+    """(images, outputs) true 0/1 value of every attribute of a multi-label model whose outputs are named by
+    the annotation's columns; -1 where unlabelled. None for other heads."""
+    names = setup.head.class_names
+    if not setup.head.multi_label or not names or not all(name in dataset.columns for name in names):
+        return None
+    labels = np.full((len(dataset), len(names)), -1, dtype=np.int8)
+    for k, name in enumerate(names):
+        try:
+            values = label_values(dataset, name)
+        except InputError:
+            continue  # a column that is not 0/1: its accuracy is not computed
+        labels[:, k] = [-1 if v is None or v not in (0, 1) else v for v in values]
+    return labels
 
 
 def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_class: int | None,

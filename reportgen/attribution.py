@@ -33,6 +33,7 @@ from captum.attr import (FeatureAblation, IntegratedGradients, LayerAttribution,
                          LayerGradientXActivation, Occlusion, ShapleyValueSampling)
 from torchvision.transforms.functional import gaussian_blur
 
+from .layer_grid import GridLayout, grid_view
 from .method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
 from .regions import REGION_IDS
 
@@ -75,8 +76,15 @@ class Method:
     units = "share of the attribution map"
 
     def __init__(self, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",
-                 samples: int = 0):
+                 samples: int = 0, layout: GridLayout | None = None):
         self.model, self.layer, self.baseline, self.samples = model, layer, baseline, samples
+        self.layout = layout  # how the layer's output reads as a grid (tokens, channels-last); None: conv
+
+    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, classes) class probabilities as the model's head defines them (softmax or sigmoid)."""
+        if hasattr(self.model, "probabilities"):
+            return self.model.probabilities(inputs)
+        return torch.softmax(self.model(inputs), 1)
 
     def attribute(self, inputs: torch.Tensor, targets: torch.Tensor,
                   regions: torch.Tensor | None = None) -> Explanation:
@@ -96,7 +104,8 @@ class GradCAM(Method):
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None) -> Explanation:
-        maps = LayerGradCam(self.model, self.layer).attribute(inputs, target=targets, relu_attributions=True)
+        with grid_view(self.layer, self.layout) as layer:
+            maps = LayerGradCam(self.model, layer).attribute(inputs, target=targets, relu_attributions=True)
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
 
@@ -110,7 +119,8 @@ class HiResCAM(Method):
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None) -> Explanation:
-        products = LayerGradientXActivation(self.model, self.layer).attribute(inputs, target=targets)
+        with grid_view(self.layer, self.layout) as layer:
+            products = LayerGradientXActivation(self.model, layer).attribute(inputs, target=targets)
         maps = products.sum(1, keepdim=True).clamp_min(0)
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
@@ -159,20 +169,17 @@ class RegionAblation(Method):
     needs_layer = False
     units = "drop of the class probability when the region is replaced"
 
-    def _probability(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(inputs), 1)
-
     def attribute(self, inputs, targets, regions=None) -> Explanation:
         if regions is None:
             raise ValueError("region-ablation needs each image's region label image")
         mask = regions.to(inputs.device).long()[:, None]  # (B, 1, H, W): broadcast over colour channels
         baselines = baseline_images(inputs, self.baseline)
         if self.samples > 0:
-            values = ShapleyValueSampling(self._probability).attribute(
+            values = ShapleyValueSampling(self.probabilities).attribute(
                 inputs, baselines=baselines, target=targets, feature_mask=mask, n_samples=self.samples,
                 perturbations_per_eval=4)
         else:
-            values = FeatureAblation(self._probability).attribute(
+            values = FeatureAblation(self.probabilities).attribute(
                 inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4)
         values = values[:, 0].detach()  # (B, H, W): each pixel holds its region's effect
         # Every pixel of a region holds the same value, so scattering pixels onto their region ids leaves
@@ -189,5 +196,7 @@ METHODS = {method.name: method for method in
 
 
 def make_method(name: str, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",
-                samples: int = 0) -> Method:
-    return METHODS[name](model, layer, baseline=baseline, samples=samples)
+                samples: int = 0, layout: GridLayout | None = None) -> Method:
+    """Method ``name`` on ``model`` (whose forward returns class scores, e.g. ``heads.ExplainedModel``);
+    ``layer``/``layout``: the module the layer methods explain and how its output reads as a grid."""
+    return METHODS[name](model, layer, baseline=baseline, samples=samples, layout=layout)

@@ -94,11 +94,14 @@ def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
         for region in (top, other if other is not None else top):
             mask = (regions[j] == region)[None]
             deleted.append(torch.where(mask, filler[j], inputs[j]))
+    def probability(batch):  # the model's head decides: softmax, or each class's own sigmoid
+        return model.probabilities(batch) if hasattr(model, "probabilities") else torch.softmax(model(batch), 1)
+
     with torch.no_grad():
         if probabilities is None:
-            probabilities = torch.softmax(model(inputs), 1)
+            probabilities = probability(inputs)
         before = probabilities.to(targets.device).gather(1, targets[:, None])[:, 0].cpu()
-        after = torch.softmax(model(torch.stack(deleted)), 1).cpu()
+        after = probability(torch.stack(deleted)).cpu()
     records = []
     for j, (row, (top, other)) in enumerate(zip(rows, plans)):
         target = int(targets[j])

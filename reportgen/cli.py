@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
@@ -70,9 +71,7 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     _guarded(write, debug)
     counts, run = results["counts"], results["run"]
     top = results["regions"][0] if results["regions"] and results["regions"][0]["density"] is not None else None
-    layer_note = " (default: last layer with a spatial output)" if run["layer_source"] == "default" else ""
-    out.print(f"layer: {run['layer']}{layer_note}; method: {run['method']}; class: "
-              f"{'predicted' if run['target_class'] is None else run['target_class']}")
+    out.print(_explained_line(run))
     if top:
         out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
     checks = _checks_line(results.get("faithfulness"), results.get("sanity"))
@@ -81,6 +80,53 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     outputs = str(config.out) + (f" and {config.json}" if config.json else "")
     out.print(f"[green]wrote[/] {outputs}: {counts['images']} images, {counts['aligned']} aligned, "
               f"{counts['failed']} failed, in {time.time() - started:.1f} s")
+    if not counts.get("scored", counts.get("aligned")):
+        _fail(nothing_scored(results), 1)
+
+
+def _explained_line(run: dict) -> str:
+    """What was explained, in one line: layer (or input), method, head, output and class."""
+    where = (f"layer: {run['layer']}" + (" (default: last layer with a grid over the image"
+                                         + (f", {_grid(run)}" if _grid(run) else "") + ")"
+                                         if run.get("layer_source") == "default" else "")) if run.get("layer") else "input"
+    if run.get("target_class") is None:
+        what = "predicted"
+    else:
+        what = str(run["target_class"]) + (f" ({run['target_class_name']})" if run.get("target_class_name") else "")
+    head = run.get("head") or "softmax"
+    head_source = " (automatic)" if run.get("head_source") == "automatic" else ""
+    line = f"{where}; method: {run['method']}; head: {head}{head_source}; class: {what}"
+    if run.get("output") and run["output"] != "the model's output":
+        line += f"; scores: {run['output']}"
+    return line
+
+
+def _grid(run: dict) -> str:
+    grid, layout = run.get("layer_grid"), run.get("layer_layout")
+    if not grid:
+        return ""
+    text = f"{grid[0]}x{grid[1]}"
+    return text + (" tokens" if layout == "tokens" else " channels-last" if layout == "channels-last" else "")
+
+
+def nothing_scored(results: dict) -> str:
+    """Why a run scored no image, and what to try, in one line."""
+    reasons = Counter(f.get("reason", "") for f in results.get("failures") or [])
+    if not reasons:
+        return "no image could be scored (the annotation file lists none that could be analysed)"
+    reason, count = reasons.most_common(1)[0]
+    total = sum(reasons.values())
+    run = results.get("run") or {}
+    if "attribution map is zero" in reason:
+        hint = ("try another --layer (run 'reportgen layers' to list them) or another --method, e.g. "
+                "integrated-gradients or region-ablation" if run.get("layer") else "try another --method")
+        if run.get("target_class") is not None:
+            hint += f", or check --target-class {run['target_class']}"
+        return f"no image could be scored: every attribution map was zero ({count} of {total}); {hint}"
+    if reason == "no face found":
+        return (f"no image could be scored: no face was found in {count} of {total} images; check that the images "
+                "show faces, large enough to see (the report lists every image and why)")
+    return f"no image could be scored; most common reason ({count} of {total}): {reason}"
 
 
 def _points(fraction: float) -> str:
@@ -116,7 +162,9 @@ def run(
     mean: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation mean, three values [default: ImageNet].", rich_help_panel=MODEL),
     std: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation std, three values [default: ImageNet].", rich_help_panel=MODEL),
     layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: last layer with a spatial output].", rich_help_panel=EXPLAIN),
-    target_class: Optional[int] = typer.Option(None, help="Class index to explain [default: each image's predicted class].", rich_help_panel=EXPLAIN),
+    target_class: Optional[str] = typer.Option(None, help="Class index to explain, or a multi-label model's attribute name (e.g. Smiling) [default: each image's predicted class; multi-label: the --target attribute].", rich_help_panel=EXPLAIN),
+    head: Optional[str] = typer.Option(None, help="How outputs become probabilities: softmax (exclusive classes) or sigmoid (one logit, or independent attributes) [default: automatic: one output or CelebA attributes = outputs -> sigmoid, else softmax].", rich_help_panel=MODEL),
+    output: Optional[str] = typer.Option(None, help="For a model returning a tuple, list or dict: the INDEX or KEY holding the class scores [default: the first tensor; a dict's 'logits'].", rich_help_panel=MODEL),
     method: Optional[str] = typer.Option(None, help="gradcam, hirescam, integrated-gradients, occlusion or region-ablation (see docs/methods.md) [default: gradcam].", rich_help_panel=EXPLAIN),
     baseline: Optional[str] = typer.Option(None, help="What replaces a removed region or window (occlusion, region-ablation, integrated-gradients, deletion check): mean (the mean colour) or blur [default: mean].", rich_help_panel=EXPLAIN),
     samples: Optional[int] = typer.Option(None, help="region-ablation: Shapley values from N random region orders instead of one region at a time [default: 0].", rich_help_panel=EXPLAIN),
@@ -143,7 +191,8 @@ def run(
     settings = _guarded(lambda: make_config(
         config, images=images, annotations=annotations, target=target, protected=protected,
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
-        image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
+        image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, head=head, output=output,
+        method=method,
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
         no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
@@ -208,7 +257,7 @@ def layers(
     """List the model's layers from input to output with their output shapes, to pick --layer."""
     from rich.table import Table
 
-    from .analysis import _input_size
+    from .analysis import _input_shape
     from .model import describe_layers, load_model, load_weights, pick_layer
     from .preprocess import load_transform
 
@@ -216,22 +265,30 @@ def layers(
         model = load_model(model_file, model_var, model_class)
         if weights:
             load_weights(model, weights)
-        size = _input_size(load_transform(transform)) if transform else (image_size, image_size)
-        found = describe_layers(model, size)
-        return size, found, pick_layer(found, None)
+        size, channels = _input_shape(load_transform(transform)) if transform else ((image_size, image_size), 3)
+        found = describe_layers(model, size, channels)
+        return size, channels, found, pick_layer(found, None)
 
-    size, found, default = _guarded(inspect, debug)
-    table = Table(title=f"{model_file} on a {size[0]}x{size[1]} input (first run to last)", title_justify="left")
+    size, channels, found, default = _guarded(inspect, debug)
+    kind = "" if channels == 3 else f" {channels}-channel"
+    table = Table(title=f"{model_file} on a {size[0]}x{size[1]}{kind} input (first run to last)", title_justify="left")
     table.add_column("name", overflow="fold", min_width=12)
-    for column in ("type", "output shape", "parameters", ""):
+    for column in ("type", "output shape", "parameters", "grid", ""):
         table.add_column(column, no_wrap=True)
     for info in found:
         shape = "not used in forward" if info.output_shape is None else " x ".join(map(str, info.output_shape))
-        mark = "default for Grad-CAM" if info.name == default.name else ("spatial" if info.spatial else "")
-        table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", mark)
+        if info.name == default.name:
+            mark = "default for Grad-CAM"
+        elif info.spatial and info.gradient is False:
+            mark = "no gradient: output ignores it"
+        else:
+            mark = ""
+        table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", info.grid_text(), mark)
     # Piped output gets a wide table rather than names folded at 80 columns.
-    (out if out.is_terminal else Console(highlight=False, width=150)).print(table)
-    out.print(f"Grad-CAM needs a spatial layer (channels x height x width). Default: --layer {default.name}")
+    (out if out.is_terminal else Console(highlight=False, width=170)).print(table)
+    out.print("Grad-CAM and HiResCAM need a layer whose output is a grid over the image: channels x height x width, "
+              "channels last, or a transformer's patch tokens (grid: rows x columns after any class tokens). "
+              f"Default: --layer {default.name}")
 
 
 @app.command()

@@ -27,8 +27,11 @@ class RunConfig:
     model_var: str | None = None
     model_class: str | None = None
     weights: Path | None = None
-    layer: str | None = None  # None: the last layer with a spatial output
-    target_class: int | None = None  # None: each image's predicted class
+    layer: str | None = None  # None: the last layer whose output is a grid over the image (conv or tokens)
+    # None: each image's predicted class; an index, or a multi-label model's attribute name ("Smiling").
+    target_class: int | str | None = None
+    head: str | None = None  # "softmax" | "sigmoid"; None: automatic (heads.choose_head)
+    output: str | None = None  # which element of a tuple/list/dict output holds the scores; None: automatic
     transform: Path | None = None  # None: Resize(image_size), ToTensor, Normalize(mean, std)
     image_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
@@ -98,6 +101,8 @@ def make_config(file: Path | None = None, **given) -> RunConfig:
     for name in PATH_OPTIONS:
         if options.get(name) is not None:
             options[name] = Path(options[name])
+    if isinstance(options.get("target_class"), str) and options["target_class"].strip().lstrip("-").isdigit():
+        options["target_class"] = int(options["target_class"])  # "--target-class 1" is an index
     for name in ("mean", "std"):
         if name in options:
             options[name] = tuple(float(v) for v in options[name])
@@ -128,7 +133,9 @@ transform = "transform.py"          # file assigning `transform`; or remove it a
 
 # --- what to explain ---------------------------------------------------------------------------
 # layer = "layer4"                  # default: the last layer with a spatial output ('reportgen layers')
-# target-class = 1                  # default: each image's predicted class
+# target-class = 1                  # default: each image's predicted class (a multi-label model: "Smiling")
+# head = "softmax"                  # or "sigmoid"; default: automatic (one output or CelebA attributes: sigmoid)
+# output = 0                        # a model returning a tuple/dict: which element holds the scores
 method = "gradcam"                  # or hirescam, integrated-gradients, occlusion, region-ablation
 # baseline = "mean"                 # what replaces a removed region: mean (colour) or blur
 # samples = 0                       # region-ablation: Shapley values from this many region orders

@@ -263,7 +263,7 @@ class ImagePreparer(torch.utils.data.Dataset):
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
         # The region label image is drawn here, in the worker, so the model's process only scores.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
-        result.seen = geometry.seen_by_model(result.tensor)
+        result.seen = geometry.picture(image, result.tensor)
         result.notes += face.notes
         # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
         turned = pose_note(face.landmarks)

@@ -32,6 +32,8 @@ from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 # summed at 128 x 128 points (canonical.SAMPLES). An older checkpoint is not resumed (the run starts over)
 # and an older part is refused by merge.
 FORMAT = "reportgen-partial/3"
+# The counts kept per attribute of a multi-label model (RunState.add_attributes).
+ATTRIBUTE_COUNTS = ("labelled", "correct", "predicted", "present")
 
 
 def _array(values: np.ndarray) -> dict:
@@ -107,6 +109,8 @@ class RunState:
         self.sanity: list[dict] = []
         self.probability_sum = 0.0
         self.seconds = 0.0  # time spent computing, added up over resumes and shards
+        # Multi-label models: per attribute, images labelled, predicted correctly, predicted present, truly present.
+        self.attributes: dict[str, np.ndarray] | None = None
 
     # --- adding images ---------------------------------------------------------------------------
     def add_failure(self, index: int, image: str, reason: str) -> None:
@@ -150,6 +154,17 @@ class RunState:
         self.examples.offer(seen, attribution, labels, landmarks, info)
         self.browser.offer(seen, attribution, labels, landmarks, info, shares)
 
+    def add_attributes(self, labels: np.ndarray, predicted: np.ndarray) -> None:
+        """One scored image of a multi-label model: every attribute's true value (0/1, -1 unlabelled) and its
+        prediction (0/1, probability > 0.5), in output order."""
+        known = labels >= 0
+        if self.attributes is None:
+            self.attributes = {name: np.zeros(len(labels)) for name in ATTRIBUTE_COUNTS}
+        self.attributes["labelled"] += known
+        self.attributes["correct"] += known & (labels == predicted)
+        self.attributes["predicted"] += known & (predicted == 1)
+        self.attributes["present"] += known & (labels == 1)
+
     # --- combining ---------------------------------------------------------------------------------
     def merge(self, other: "RunState") -> None:
         if other.total != self.total:
@@ -176,6 +191,12 @@ class RunState:
         self.predicted_counts += other.predicted_counts
         for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        if other.attributes is not None:
+            if self.attributes is None:
+                self.attributes = {name: values.copy() for name, values in other.attributes.items()}
+            else:
+                for name, values in other.attributes.items():
+                    self.attributes[name] += values
 
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -195,6 +216,7 @@ class RunState:
             "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
             "faithfulness": self.faithfulness, "sanity": self.sanity,
             "predicted_counts": dict(self.predicted_counts),
+            "attributes": None if self.attributes is None else {k: v.tolist() for k, v in self.attributes.items()},
             **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
                                                       "probability_sum", "seconds")},
         }
@@ -223,6 +245,8 @@ class RunState:
         state.faithfulness, state.sanity = list(data["faithfulness"]), list(data["sanity"])
         state.detection = Counter(data["detection"])
         state.predicted_counts = Counter(data["predicted_counts"])
+        if data.get("attributes"):
+            state.attributes = {k: np.asarray(v, dtype=np.float64) for k, v in data["attributes"].items()}
         for name in ("several_faces", "detector_calls", "correct", "labelled"):
             setattr(state, name, int(data[name]))
         state.probability_sum, state.seconds = float(data["probability_sum"]), float(data["seconds"])
@@ -265,7 +289,8 @@ class RunState:
             "predictions": {"accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
                             "n_labelled": self.labelled,
                             "predicted_counts": dict(sorted(self.predicted_counts.items())),
-                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None},
+                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None,
+                            "attributes": self._attribute_table(run.get("class_names"))},
             "canonical_face": self.canonical.summary(),
             "patches": self.patches.summary(),
             "examples": self.examples.summary(),
@@ -276,6 +301,22 @@ class RunState:
         }
         results["findings"] = findings(results)
         return results
+
+    def _attribute_table(self, names: list[str] | None) -> list[dict] | None:
+        """Multi-label models: per attribute, accuracy of "present when probability > 0.5" against its own
+        annotation column, and how often it is predicted and truly present (among labelled images)."""
+        if self.attributes is None:
+            return None
+        counts = self.attributes
+        names = names or [str(k) for k in range(len(counts["labelled"]))]
+        rows = []
+        for k, name in enumerate(names):
+            labelled = int(counts["labelled"][k])
+            rows.append({"name": name, "n_labelled": labelled,
+                         "accuracy": round(counts["correct"][k] / labelled, 4) if labelled else None,
+                         "predicted_rate": round(counts["predicted"][k] / labelled, 4) if labelled else None,
+                         "true_rate": round(counts["present"][k] / labelled, 4) if labelled else None})
+        return rows
 
     def _comparisons(self, columns: list[str]) -> list[dict]:
         """For each group column: every other value against the first (sorted) value."""
