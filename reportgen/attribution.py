@@ -1,12 +1,13 @@
 """Attribution methods: a batch of model inputs in, one non-negative map per image out.
 
 Every method has the same shape (as in captum):
-``Method(model, layer, options).attribute(inputs, targets, regions)`` returns an ``Explanation``
+``Method(model, layer, options).attribute(inputs, targets, regions, extra)`` returns an ``Explanation``
 whose ``maps`` are a float tensor (B, H, W) in model-input pixels, non-negative, so nothing downstream
 needs to know which method ran. ``regions`` is the (B, H, W) region label image of each input
 (indices into ``REGION_IDS``); only ``region-ablation`` uses it. Methods that measure regions directly
 also give ``effects``: (B, R) signed changes of the class probability per region (NaN where the image
-does not show the region).
+does not show the region). ``extra``: more per-image inputs of the model's forward, aligned with ``inputs``
+(a verification model's fixed partner embeddings), passed on as captum's ``additional_forward_args``.
 
 Which method answers what:
   gradcam               where the chosen layer's features that support the class are (coarse: the
@@ -61,6 +62,11 @@ def baseline_images(inputs: torch.Tensor, kind: str) -> torch.Tensor:
     return gaussian_blur(inputs, [kernel, kernel], [sigma, sigma])
 
 
+def _args(extra: tuple) -> tuple | None:
+    """captum's ``additional_forward_args``: None when the model takes the images alone."""
+    return tuple(extra) if extra else None
+
+
 def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     maps = LayerAttribution.interpolate(maps, tuple(size), interpolate_mode="bilinear")
     # Bilinear upsampling of non-negative values stays non-negative, but clamp rounding noise.
@@ -80,14 +86,14 @@ class Method:
         self.model, self.layer, self.baseline, self.samples = model, layer, baseline, samples
         self.layout = layout  # how the layer's output reads as a grid (tokens, channels-last); None: conv
 
-    def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
+    def probabilities(self, inputs: torch.Tensor, *extra) -> torch.Tensor:
         """(B, classes) class probabilities as the model's head defines them (softmax or sigmoid)."""
         if hasattr(self.model, "probabilities"):
-            return self.model.probabilities(inputs)
-        return torch.softmax(self.model(inputs), 1)
+            return self.model.probabilities(inputs, *extra)
+        return torch.softmax(self.model(inputs, *extra), 1)
 
     def attribute(self, inputs: torch.Tensor, targets: torch.Tensor,
-                  regions: torch.Tensor | None = None) -> Explanation:
+                  regions: torch.Tensor | None = None, extra: tuple = ()) -> Explanation:
         raise NotImplementedError
 
 
@@ -103,9 +109,10 @@ class GradCAM(Method):
     name = "gradcam"
     single_forward = True
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         with grid_view(self.layer, self.layout) as layer:
-            maps = LayerGradCam(self.model, layer).attribute(inputs, target=targets, relu_attributions=True)
+            maps = LayerGradCam(self.model, layer).attribute(inputs, target=targets, relu_attributions=True,
+                                                      additional_forward_args=_args(extra))
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
 
@@ -118,9 +125,10 @@ class HiResCAM(Method):
     name = "hirescam"
     single_forward = True
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         with grid_view(self.layer, self.layout) as layer:
-            products = LayerGradientXActivation(self.model, layer).attribute(inputs, target=targets)
+            products = LayerGradientXActivation(self.model, layer).attribute(inputs, target=targets,
+                                                                             additional_forward_args=_args(extra))
         maps = products.sum(1, keepdim=True).clamp_min(0)
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
@@ -132,10 +140,11 @@ class IntegratedGradientsMethod(Method):
     name = "integrated-gradients"
     needs_layer = False
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         method = IntegratedGradients(self.model)
         values = method.attribute(inputs, baselines=baseline_images(inputs, self.baseline), target=targets,
-                                  n_steps=IG_STEPS, internal_batch_size=max(len(inputs), 16))
+                                  n_steps=IG_STEPS, internal_batch_size=max(len(inputs), 16),
+                                  additional_forward_args=_args(extra))
         return Explanation(values.abs().sum(1).detach())
 
 
@@ -149,12 +158,13 @@ class OcclusionMethod(Method):
     needs_layer = False
     units = "share of the class-score drop under occlusion"
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         settings = method_settings(tuple(inputs.shape[-2:]))
         side, stride = settings["occlusion_window"], settings["occlusion_stride"]
         values = Occlusion(self.model).attribute(
             inputs, sliding_window_shapes=(inputs.shape[1], side, side), strides=(inputs.shape[1], stride, stride),
-            baselines=baseline_images(inputs, self.baseline), target=targets, perturbations_per_eval=4)
+            baselines=baseline_images(inputs, self.baseline), target=targets, perturbations_per_eval=4,
+            additional_forward_args=_args(extra))
         # The drop is the same in every channel of a window: one channel is the map.
         return Explanation(values[:, 0].detach().clamp_min(0))
 
@@ -169,7 +179,7 @@ class RegionAblation(Method):
     needs_layer = False
     units = "drop of the class probability when the region is replaced"
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         if regions is None:
             raise ValueError("region-ablation needs each image's region label image")
         mask = regions.to(inputs.device).long()[:, None]  # (B, 1, H, W): broadcast over colour channels
@@ -177,10 +187,11 @@ class RegionAblation(Method):
         if self.samples > 0:
             values = ShapleyValueSampling(self.probabilities).attribute(
                 inputs, baselines=baselines, target=targets, feature_mask=mask, n_samples=self.samples,
-                perturbations_per_eval=4)
+                perturbations_per_eval=4, additional_forward_args=_args(extra))
         else:
             values = FeatureAblation(self.probabilities).attribute(
-                inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4)
+                inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4,
+                additional_forward_args=_args(extra))
         values = values[:, 0].detach()  # (B, H, W): each pixel holds its region's effect
         # Every pixel of a region holds the same value, so scattering pixels onto their region ids leaves
         # each region's effect (NaN for regions the image does not show).

@@ -271,10 +271,23 @@ class ExplainedModel(torch.nn.Module):
         super().__init__()
         self.model, self.output, self.head = model, output, head
 
+    # What ``evidence`` measures, in words (the deletion check reports drops of it).
+    evidence_name = "log-odds of the explained class"
+
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         picked = self.output.pick(self.model(inputs))
         return self.head.scores(picked.float() if picked.dtype in (torch.float16, torch.bfloat16) else picked)
 
     def probabilities(self, inputs: torch.Tensor) -> torch.Tensor:
-        """(B, classes) probabilities: what region-ablation and the deletion check measure drops of."""
+        """(B, classes) probabilities: what region-ablation measures drops of."""
         return self.head.probabilities(self(inputs))
+
+    def evidence(self, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B,) how strongly each image supports its target class, on a scale that does not saturate: the
+        log-odds log(p / (1 - p)) of the class (``Head.log_odds``). The checks measure drops of it.
+
+        Every model wrapper the analysis explains has this shape: ``forward(inputs, *extra)`` -> (B, classes)
+        scores, ``probabilities(inputs, *extra)``, ``evidence(inputs, targets, *extra)``, where ``extra`` are
+        per-image tensors aligned with ``inputs`` (none for a classifier; a verification model's fixed
+        partner embeddings)."""
+        return self.head.log_odds(self(inputs), targets)
