@@ -7,6 +7,8 @@ config file are relative to the file's folder, so a run.toml can sit beside its 
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,3 +145,45 @@ patches = 12                        # top patches shown per region
 out = "report.html"
 json = "results.json"
 '''
+
+
+# -- the run's configuration as TOML text (the report shows it for a one-edit re-run) ---------------------
+
+def to_toml(config: dict) -> str:
+    """``config`` as TOML (tables for nested dicts; unset options as comments), for a one-edit re-run."""
+    lines: list[str] = []
+    _toml_table(config, [], lines)
+    return "\n".join(lines).strip("\n")
+
+
+def _toml_table(table: dict, path: list[str], lines: list[str]) -> None:
+    nested = [(key, value) for key, value in table.items() if isinstance(value, dict)]
+    if path:
+        lines += ["", f"[{'.'.join(_toml_key(p) for p in path)}]"]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            continue
+        if value is None:
+            lines.append(f"# {_toml_key(key)} = (not set)")
+        else:
+            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in nested:
+        _toml_table(value, path + [str(key)], lines)
+
+
+def _toml_key(key) -> str:
+    key = str(key)
+    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    return json.dumps(str(value), ensure_ascii=False)
+

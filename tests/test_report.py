@@ -14,8 +14,8 @@ import pytest
 from report_fixture import build_results, region_ablation
 
 from reportgen.regions import ESTIMATED, PAINT_ORDER
-from reportgen.report import (CONTENT_SECURITY_POLICY, METHOD_NAMES, render_html, script_json, write_html,
-                              write_json)
+from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
+from reportgen.report.view import METHOD_NAMES
 
 EVIL = "</script><script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
