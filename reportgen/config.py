@@ -7,11 +7,11 @@ config file are relative to the file's folder, so a run.toml can sit beside its 
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import tomlkit
 
 from .errors import InputError
 
@@ -147,43 +147,37 @@ json = "results.json"
 '''
 
 
-# -- the run's configuration as TOML text (the report shows it for a one-edit re-run) ---------------------
-
 def to_toml(config: dict) -> str:
-    """``config`` as TOML (tables for nested dicts; unset options as comments), for a one-edit re-run."""
-    lines: list[str] = []
-    _toml_table(config, [], lines)
-    return "\n".join(lines).strip("\n")
+    """``config`` (``RunConfig.to_dict()``, or any dict of plain values) as the text of a run.toml: nested
+    dicts as tables, None items left out of lists, and an unset option (None) as a comment
+    ``# key = (not set)``, so the reader sees every option and can set one with a single edit."""
+    document = tomlkit.document()
+    _add_table(document, config)
+    return tomlkit.dumps(document).strip("\n")
 
 
-def _toml_table(table: dict, path: list[str], lines: list[str]) -> None:
-    nested = [(key, value) for key, value in table.items() if isinstance(value, dict)]
-    if path:
-        lines += ["", f"[{'.'.join(_toml_key(p) for p in path)}]"]
-    for key, value in table.items():
-        if isinstance(value, dict):
-            continue
+def _add_table(table, values: dict) -> None:
+    # Plain keys before the sub-tables: in TOML every key after a [table] header belongs to that table.
+    for key, value in values.items():
         if value is None:
-            lines.append(f"# {_toml_key(key)} = (not set)")
-        else:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
-    for key, value in nested:
-        _toml_table(value, path + [str(key)], lines)
+            table.add(tomlkit.comment(f"{tomlkit.key(str(key)).as_string()} = (not set)"))
+        elif not isinstance(value, dict):
+            table.add(str(key), _toml_value(value))
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = tomlkit.table()
+            _add_table(nested, value)
+            table.add(str(key), nested)
 
 
-def _toml_key(key) -> str:
-    key = str(key)
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else json.dumps(key, ensure_ascii=False)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
+def _toml_value(value):
+    """A TOML value; dicts inside lists become inline tables (tomlkit would make an array of tables)."""
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value if v is not None) + "]"
+        array = tomlkit.array()
+        array.extend(_toml_value(item) for item in value if item is not None)
+        return array
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
-    return json.dumps(str(value), ensure_ascii=False)
-
+        inline = tomlkit.inline_table()
+        inline.update({str(key): _toml_value(item) for key, item in value.items() if item is not None})
+        return inline
+    return value if isinstance(value, (bool, int, float, str)) else str(value)

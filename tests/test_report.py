@@ -6,6 +6,7 @@ import json
 import math
 import os
 import re
+import tomllib
 from html import unescape
 from html.parser import HTMLParser
 
@@ -13,6 +14,7 @@ import plotly.offline
 import pytest
 from report_fixture import build_results, region_ablation
 
+from reportgen.config import make_config, to_toml
 from reportgen.regions import ESTIMATED, PAINT_ORDER
 from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
 from reportgen.report.view import METHOD_NAMES
@@ -350,6 +352,29 @@ def test_config_is_shown_as_toml_for_a_one_edit_rerun(html):
     assert "# layer = (not set)" in html
     assert "[analysis]" in html and "patches_per_region = 6" in html
     assert "upsample = true" in html
+
+
+def test_config_toml_reads_back_as_the_same_run_config(tmp_path):
+    config = make_config(images=tmp_path / "my images", annotations=tmp_path / "ann.csv", target="task",
+                         model_file=tmp_path / "model.py", weights=tmp_path / "w.pt", protected=["Male", 'a "b"\\c'],
+                         mean=(0.5, 0.25, 0.125), checkpoint_seconds=12.5, no_cache=True, out=tmp_path / "r.html")
+    # (absolute paths: a relative one in a config file is read as relative to the file's folder)
+    text = to_toml(config.to_dict())
+    assert "# layer = (not set)" in text and "# workers = (not set)" in text
+    assert tomllib.loads(text) == {key: value for key, value in config.to_dict().items() if value is not None}
+    run_toml = tmp_path / "run.toml"
+    run_toml.write_text(text)
+    assert make_config(run_toml) == config
+
+
+def test_config_toml_writes_tables_and_leaves_out_what_toml_cannot_hold():
+    config = {"name": "Zoë\n<b>", "odd key": None, "values": [1, None, {"a": 2.5, "b": None}],
+              "nested": {"flag": False, "unset": None, "deeper": {"x": [[1, 2], []]}}, "after": 3}
+    text = to_toml(config)
+    assert '# "odd key" = (not set)' in text and "# unset = (not set)" in text
+    assert text.index("after = 3") < text.index("[nested]") < text.index("[nested.deeper]")
+    assert tomllib.loads(text) == {"name": "Zoë\n<b>", "values": [1, {"a": 2.5}], "after": 3,
+                                   "nested": {"flag": False, "deeper": {"x": [[1, 2], []]}}}
 
 
 def test_script_injection_in_image_name_and_column_name_stays_escaped():
