@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from .errors import InputError
+from .report.format import points_text
 
 app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
@@ -83,18 +84,13 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
               f"{counts['failed']} failed, in {time.time() - started:.1f} s")
 
 
-def _points(fraction: float) -> str:
-    text = f"{100 * fraction:.0f}"
-    return "0" if text == "-0" else text
-
-
 def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
     """One console line on the trust checks; failures in red (the report explains them)."""
     parts = []
     if faithfulness:
         verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
         parts.append(f"deletion check {verdict} (class probability drop: top region "
-                     f"{_points(faithfulness['top_drop'])} points, random region {_points(faithfulness['random_drop'])})")
+                     f"{points_text(faithfulness['top_drop'])} points, random region {points_text(faithfulness['random_drop'])})")
     if sanity and sanity.get("rank_correlation") is not None:
         verdict = {"failed": "[red]FAILED[/]", "doubtful": "[yellow]doubtful[/]"}.get(sanity["verdict"], sanity["verdict"])
         parts.append(f"sanity check {verdict} (rank correlation with a randomised model {sanity['rank_correlation']:.2f})")

@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+import number_cases
 import pytest
 from report_fixture import build_results, region_ablation
 
@@ -276,6 +277,20 @@ def test_downloads_are_made_in_the_page(report, results):
     with page.expect_download(timeout=10000) as info:
         page.click("#download-results")
     assert json.loads(Path(info.value.path()).read_text(encoding="utf-8")) == results
+
+
+def test_the_page_reads_numbers_by_the_rule_of_the_tables(report):
+    """report.js's formatters give the text the Python filters give, on the same table of cases
+    (tests/number_cases.py), and Python's rounding is the browser's own toFixed."""
+    shown = report.page.evaluate("""([percent, probability, fixed]) => ({
+        percent: percent.map(v => window.reportgen.format.percent(v)),
+        probability: probability.map(v => window.reportgen.format.probability(v)),
+        fixed: fixed.map(([v, d]) => v.toFixed(d))})""",
+        [[v for v, _ in number_cases.PERCENT], [v for v, _ in number_cases.PROBABILITY],
+         [[v, d] for v, d, _ in number_cases.FIXED]])
+    assert shown["percent"] == [text for _, text in number_cases.PERCENT]
+    assert shown["probability"] == [text for _, text in number_cases.PROBABILITY]
+    assert shown["fixed"] == [text for _, _, text in number_cases.FIXED]
 
 
 def test_screenshot_of_the_top_of_the_report(report):

@@ -12,10 +12,12 @@ from html.parser import HTMLParser
 
 import plotly.offline
 import pytest
+import number_cases
 from report_fixture import build_results, region_ablation
 
 from reportgen.config import make_config, to_toml
 from reportgen.regions import ESTIMATED, PAINT_ORDER
+from reportgen.report import format as number_format
 from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
 from reportgen.report.view import METHOD_NAMES
 
@@ -657,3 +659,30 @@ def test_a_mean_map_without_numbers_is_left_out():
     html = render_html(results)
     assert "figure-mean-map" not in html and "No mean attention map in these results." in html
     assert "figure-region-map" in html
+
+
+@pytest.mark.parametrize("value, text", number_cases.PERCENT)
+def test_shares_read_by_one_rule(value, text):
+    assert number_format.percent(value) == text
+
+
+@pytest.mark.parametrize("value, text", number_cases.PROBABILITY)
+def test_probabilities_read_by_one_rule(value, text):
+    assert number_format.probability(value) == text
+
+
+@pytest.mark.parametrize("value, digits, text", number_cases.FIXED)
+def test_decimals_are_rounded_as_javascript_rounds_them(value, digits, text):
+    assert number_format.fixed(value, digits) == text
+
+
+@pytest.mark.parametrize("name, value, text", number_cases.FILTERS)
+def test_the_other_filters_follow_the_rule(name, value, text):
+    assert number_format.FILTERS[name](value) == text
+
+
+def test_probabilities_in_the_page_use_the_rule():
+    results = build_results(with_groups=False)
+    example = results["examples"][0]
+    example["probability"] = 0.125  # a tie: "%.2f" would write 0.12, the browser's toFixed 0.13
+    assert "with probability 0.13" in text_of(render_html(results), "examples")
