@@ -27,7 +27,7 @@ from .errors import InputError
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
-from .method_settings import method_settings
+from .methods import method_settings
 from .model import describe_layers, load_model, load_weights, pick_layer, use_channels_last
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import REGION_IDS

@@ -14,6 +14,7 @@ from pathlib import Path
 import tomlkit
 
 from .errors import InputError
+from .methods import BASELINES, METHODS
 
 PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial")
 
@@ -108,8 +109,10 @@ def make_config(file: Path | None = None, **given) -> RunConfig:
     return RunConfig(**options)
 
 
-INIT_TEMPLATE = '''\
-# reportgen run configuration. Use it with:  reportgen run --config {name}
+# The commented run.toml of 'reportgen init'. {name} stays for the CLI to fill; the defaults come from
+# RunConfig and the methods from reportgen.methods (see init_template below).
+_INIT = '''\
+# reportgen run configuration. Use it with:  reportgen run --config {{name}}
 # Options given on the command line override the values here. Relative paths are relative to
 # this file's folder. Every option of 'reportgen run --help' can be set here (use - or _).
 
@@ -124,27 +127,46 @@ model-file = "model.py"             # Python file that builds the architecture
 model-var = "model"                 # the variable holding it (or set model-class = "MyNet")
 weights = "weights.pt"              # a state_dict saved with torch.save(model.state_dict(), path)
 transform = "transform.py"          # file assigning `transform`; or remove it and set:
-# image-size = 224
-# mean = [0.485, 0.456, 0.406]
-# std = [0.229, 0.224, 0.225]
+# {image_size}
+# {mean}
+# {std}
 
 # --- what to explain ---------------------------------------------------------------------------
 # layer = "layer4"                  # default: the last layer with a spatial output ('reportgen layers')
 # target-class = 1                  # default: each image's predicted class
-method = "gradcam"                  # or hirescam, integrated-gradients, occlusion, region-ablation
-# baseline = "mean"                 # what replaces a removed region: mean (colour) or blur
-# samples = 0                       # region-ablation: Shapley values from this many region orders
-# bootstrap = 2000                  # resamples for the 95% intervals (0: t intervals)
-# check-images = 64                 # images for the faithfulness and sanity checks (0: skip)
+{method:<35} # or {other_methods}
+# {baseline:<33} # what replaces a removed region: {baselines}
+# {samples:<33} # region-ablation: Shapley values from this many region orders
+# {bootstrap:<33} # resamples for the 95% intervals (0: t intervals)
+# {check_images:<33} # images for the faithfulness and sanity checks (0: skip)
 
 # --- how to run --------------------------------------------------------------------------------
-batch-size = 16
+{batch_size}
 # workers = 1                       # processes finding faces while the model runs [default: automatic]
-device = "cpu"                      # or "cuda", "mps"
-patches = 12                        # top patches shown per region
-out = "report.html"
+{device:<35} # or "cuda", "mps"
+{patches:<35} # top patches shown per region
+{out}
 json = "results.json"
 '''
+
+
+def init_template() -> str:
+    """The text 'reportgen init' writes, with ``{name}`` left for the file's name."""
+    defaults = RunConfig()
+
+    def setting(name: str) -> str:
+        value = getattr(defaults, name)
+        value = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+        return f"{name.replace('_', '-')} = {tomlkit.item(value).as_string()}"
+
+    names = ("image_size", "mean", "std", "method", "baseline", "samples", "bootstrap", "check_images", "batch_size",
+             "device", "patches", "out")
+    return _INIT.format(**{name: setting(name) for name in names},
+                        other_methods=", ".join(m for m in METHODS if m != defaults.method),
+                        baselines=" or ".join(f"{key} ({words})" for key, words in BASELINES.items()))
+
+
+INIT_TEMPLATE = init_template()
 
 
 def to_toml(config: dict) -> str:

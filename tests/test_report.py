@@ -19,7 +19,7 @@ from reportgen.config import make_config, to_toml
 from reportgen.regions import ESTIMATED, PAINT_ORDER
 from reportgen.report import format as number_format
 from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
-from reportgen.report.view import METHOD_NAMES
+from reportgen.methods import METHODS
 
 EVIL = "</script><script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -557,7 +557,7 @@ def test_method_wording_follows_the_method(method):
     results["run"]["method"] = method
     html = render_html(results)
     lede = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", masthead(html))))
-    name = METHOD_NAMES[method]
+    name = METHODS[method].name
     assert name in lede
     assert ("at layer layer4" in lede) == (method in ("gradcam", "hirescam"))
     if method in ("integrated-gradients", "occlusion"):

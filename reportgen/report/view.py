@@ -19,19 +19,12 @@ import plotly.graph_objects as go
 from ..config import to_toml
 from ..drawing import REGION_COLOURS
 from ..findings import SMALL_GROUP, findings
-from ..method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
+from ..methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
 from ..regions import ESTIMATED, REGION_BY_ID, REGION_IDS
 from .figures import (LOG2_LIMIT, comparison_maps, deletion_chart, mean_map, ranked_chart, region_map,
                       sanity_chart)
 from .format import is_number, points
 
-METHOD_NAMES = {"gradcam": "Grad-CAM", "layergradcam": "Grad-CAM", "hirescam": "HiResCAM",
-                "integrated-gradients": "Integrated gradients", "occlusion": "Occlusion",
-                "region-ablation": "Region ablation"}
-# Methods that explain one layer's output (the others work on the input and ignore --layer).
-LAYER_METHODS = {"gradcam", "layergradcam", "hirescam"}
-# What replaces a removed region or window (run.baseline), in words; see attribution.baseline_images.
-BASELINE_NAMES = {"mean": "the mean colour", "blur": "a blurred copy of the image"}
 # Sanity-check verdicts (reportgen/checks.py), in words.
 SANITY_VERDICTS = {
     "passed": ("Passed", "The region ranking changes when the model's weights are randomised, so it reflects what "
@@ -58,9 +51,7 @@ def context(results: dict) -> dict:
     maps a figure id (``region-map``, ``ranked``, ``comparison-0``...) to its plotly figure."""
     run = results.get("run") or {}
     settings = _method_settings(run)  # what the methods ran with (IG steps, occlusion window...)
-    method = str(run.get("method") or "gradcam").lower()
-    uses_layer = method in LAYER_METHODS or method not in METHOD_NAMES
-    method_name = METHOD_NAMES.get(method, str(run.get("method") or "unknown"))
+    method = method_info(run.get("method"))
     regions = [r for r in results.get("regions") or [] if isinstance(r, dict)]
     face = results.get("canonical_face") or {}
     groups = results.get("groups") or {}
@@ -99,13 +90,11 @@ def context(results: dict) -> dict:
         "tool": results.get("tool") or {},
         "counts": results.get("counts") or {},
         "analysed": _analysed(results.get("counts") or {}),
-        "cell": _layer_cell(run) if uses_layer else None,
-        "method": method,
-        "method_name": method_name,
-        # mid-sentence: "what region ablation measures", but "what Grad-CAM measures"
-        "method_inline": method_name if "CAM" in method_name else method_name[:1].lower() + method_name[1:],
-        "uses_layer": uses_layer,
-        "baseline_name": BASELINE_NAMES.get(str(run.get("baseline")), run.get("baseline") or BASELINE_NAMES["mean"]),
+        "cell": _layer_cell(run) if method.needs_layer else None,
+        "method": method,  # a methods.Method
+        # its texts: templates/methods/<id>.html.jinja2 (other.html.jinja2 for a method this version lacks)
+        "method_template": f"methods/{method.id if method.id in METHODS else 'other'}.html.jinja2",
+        "baseline_name": BASELINES.get(str(run.get("baseline")), run.get("baseline") or BASELINES["mean"]),
         "occlusion_side": {"window": settings["occlusion_window"], "stride": settings["occlusion_stride"]}
                           if "occlusion_window" in settings else None,
         "ig_steps": settings.get("ig_steps", IG_STEPS),
@@ -176,7 +165,7 @@ def _checks_view(results: dict, run: dict) -> dict:
         counts = deletion.get("top_regions") if isinstance(deletion.get("top_regions"), dict) else {}
         top_area, random_area = deletion.get("top_area"), deletion.get("random_area")
         deletion = dict(deletion, top_list=[(_region_name(rid), n) for rid, n in counts.items()],
-                        baseline_name=BASELINE_NAMES.get(str(deletion.get("baseline")),
+                        baseline_name=BASELINES.get(str(deletion.get("baseline")),
                                                          deletion.get("baseline") or "the baseline"),
                         # the random regions were much smaller than the top ones: size may explain part of the gap
                         size_gap=is_number(top_area) and is_number(random_area) and top_area > 1.5 * random_area)
