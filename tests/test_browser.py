@@ -152,6 +152,16 @@ def test_page_loads_offline_without_errors(report):
     assert pictures and all(p == ["data:image/jpeg;base64,", True] for p in pictures)
 
 
+def test_the_inlined_plotly_registers_every_trace_type_the_figures_draw(report):
+    types = report.page.evaluate("""() => {
+        const registered = Object.keys(Plotly.PlotSchema.get().traces);
+        const drawn = [...document.querySelectorAll('[data-figure]')].flatMap(d => d._fullData.map(t => t.type));
+        return {registered, drawn: [...new Set(drawn)]};
+    }""")
+    assert {"bar", "scatter", "heatmap"} <= set(types["drawn"]) <= set(types["registered"])
+    assert "scattergeo" not in types["registered"]  # the partial bundle, not the full one
+
+
 def test_region_map_has_one_filled_trace_per_region(report, results):
     traces = report.page.evaluate("""() => document.querySelector('[data-figure="figure-region-map"]')._fullData
         .filter(t => t.meta).map(t => [t.meta, t.fill, t.hoveron])""")

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import tomllib
+from pathlib import Path
 from html import unescape
 from html.parser import HTMLParser
 
@@ -16,8 +17,10 @@ import number_cases
 from report_fixture import build_results, region_ablation
 
 from reportgen.config import make_config, to_toml
+import reportgen.report.figures
 from reportgen.regions import ESTIMATED, PAINT_ORDER
 from reportgen.report import format as number_format
+from reportgen.resources import plotly_bundle
 from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
 from reportgen.methods import METHODS
 
@@ -266,9 +269,41 @@ def test_content_security_policy_forbids_network_before_any_script(page):
 
 
 def test_plotly_js_is_inlined_exactly_once(html):
-    source = plotly.offline.get_plotlyjs()
+    source = plotly_bundle().read_text(encoding="utf-8")
     assert html.count(source[:300]) == 1
     assert html.count(source[-300:]) == 1
+    assert "plotly.js (cartesian - minified)" in source[:300]
+
+
+def _bundle_traces() -> set[str]:
+    """The trace types the vendored plotly.js registers (each trace module declares its name)."""
+    return set(re.findall(r'moduleType:"trace",name:"(\w+)"', plotly_bundle().read_text(encoding="utf-8")))
+
+
+def test_every_figure_uses_a_trace_type_the_partial_plotly_bundle_has():
+    bundle = _bundle_traces()
+    assert {"bar", "scatter", "heatmap"} <= bundle and "scattergeo" not in bundle  # the partial bundle
+    figures = {}
+    for results in (build_results(), region_ablation(build_results(with_groups=False))):
+        page = parse(render_html(results))
+        figures.update({a["id"]: json.loads(text) for a, text in page.scripts if a.get("id", "").startswith("figure-")})
+    assert {"figure-region-map", "figure-mean-map", "figure-ranked", "figure-checks-deletion", "figure-checks-sanity",
+            "figure-comparison-0"} <= set(figures)
+    drawn = {trace.get("type", "scatter") for figure in figures.values() for trace in figure["data"]}
+    assert drawn <= bundle, f"figures draw {sorted(drawn - bundle)}, which the plotly.js bundle lacks"
+    # every trace class the figures' code can build, drawn by the fixtures or not
+    source = (Path(reportgen.report.figures.__file__)).read_text()
+    built = {name.lower() for name in re.findall(r"\bgo\.([A-Z]\w+)\(", source)} - {"figure"}
+    assert built and built <= bundle, f"figures.py builds {sorted(built - bundle)}, which the bundle lacks"
+
+
+def test_the_bundle_is_the_plotly_js_major_version_plotly_py_writes_figures_for():
+    vendored = json.loads((plotly_bundle().parent / "package.json").read_text())["version"]
+    shipped = re.search(r"plotly\.js v(\d+)\.", plotly.offline.get_plotlyjs()[:200]).group(1)
+    assert vendored.split(".")[0] == shipped, (
+        f"plotly.py writes figures for plotly.js {shipped}.x but the report inlines {vendored}: "
+        "update reportgen/report/vendor/plotly.js (see SOURCE.md there)")
+    assert (plotly_bundle().parent / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_figures_are_parsed_from_json_blocks(page):
