@@ -29,7 +29,7 @@ from .heads import ExplainedModel, Head, OutputChoice, choose_head, choose_outpu
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
-from .method_settings import method_settings
+from .methods import method_settings
 from .model import LayerInfo, describe_layers, load_model, load_weights, pick_layer, use_channels_last
 from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
 from .regions import REGION_IDS
@@ -386,7 +386,7 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
     if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
         label_column = head.class_names[target_class]  # the explained attribute's own column
     layers = describe_layers(model, input_size, channels, output)
-    needs_layer = METHODS[config.method].needs_layer
+    needs_layer = METHODS[config.method].about.needs_layer
     try:
         layer = pick_layer(layers, config.layer)
     except InputError:

@@ -34,11 +34,12 @@ from captum.attr import (FeatureAblation, IntegratedGradients, LayerAttribution,
                          LayerGradientXActivation, Occlusion, ShapleyValueSampling)
 from torchvision.transforms.functional import gaussian_blur
 
+from . import methods
 from .layer_grid import GridLayout, grid_view
-from .method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
+from .methods import EFFECT_FLOOR, IG_STEPS, method_settings
 from .regions import REGION_IDS
 
-BASELINES = ("mean", "blur")
+BASELINES = tuple(methods.BASELINES)
 
 
 @dataclass
@@ -74,12 +75,10 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
 
 
 class Method:
-    """Common options. ``needs_layer``: whether ``--layer`` matters for this method."""
+    """Common options. ``about``: the method's entry in ``reportgen.methods`` (id, name, needs_layer...)."""
 
-    name = ""
-    needs_layer = True
+    about: methods.Method
     single_forward = False  # one forward pass of the inputs themselves (its logits can be reused)
-    units = "share of the attribution map"
 
     def __init__(self, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",
                  samples: int = 0, layout: GridLayout | None = None):
@@ -106,7 +105,7 @@ class GradCAM(Method):
     ResNet's layer4 at 224 px), so small regions borrow attention from their neighbours.
     """
 
-    name = "gradcam"
+    about = methods.METHODS["gradcam"]
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
@@ -122,7 +121,7 @@ class HiResCAM(Method):
     grid first, so a cell gets credit only for its own contribution (provably so for models that end
     in global average pooling + one linear layer, like ResNets)."""
 
-    name = "hirescam"
+    about = methods.METHODS["hirescam"]
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
@@ -137,8 +136,7 @@ class IntegratedGradientsMethod(Method):
     """Integrated gradients from the baseline image to the input (``IG_STEPS`` steps); the map is the
     magnitude summed over colour channels (a pixel that matters either way counts)."""
 
-    name = "integrated-gradients"
-    needs_layer = False
+    about = methods.METHODS["integrated-gradients"]
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         method = IntegratedGradients(self.model)
@@ -154,9 +152,7 @@ class OcclusionMethod(Method):
     replaced by the baseline image; each pixel gets the mean drop of the class score over the windows
     that covered it. Only drops count (ReLU): covering that area lowered the score."""
 
-    name = "occlusion"
-    needs_layer = False
-    units = "share of the class-score drop under occlusion"
+    about = methods.METHODS["occlusion"]
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         settings = method_settings(tuple(inputs.shape[-2:]))
@@ -175,9 +171,7 @@ class RegionAblation(Method):
     permutations). The effect of a region is the drop of the class probability; the map paints every
     pixel of a region with that region's drop (ReLU), so the region's density ranks regions by effect."""
 
-    name = "region-ablation"
-    needs_layer = False
-    units = "drop of the class probability when the region is replaced"
+    about = methods.METHODS["region-ablation"]
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         if regions is None:
@@ -202,7 +196,7 @@ class RegionAblation(Method):
         return Explanation(torch.where(values >= EFFECT_FLOOR, values, torch.zeros_like(values)), effects)
 
 
-METHODS = {method.name: method for method in
+METHODS = {method.about.id: method for method in
            (GradCAM, HiResCAM, IntegratedGradientsMethod, OcclusionMethod, RegionAblation)}
 
 

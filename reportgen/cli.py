@@ -11,7 +11,10 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from .config import RunConfig
 from .errors import InputError
+from .methods import BASELINES, METHODS
+from .report.format import points_text
 
 app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
@@ -23,6 +26,13 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
+# RunConfig holds the option defaults and reportgen.methods the methods: the help texts quote both.
+DEFAULT = RunConfig()
+METHOD_HELP = ("; ".join(f"{m.id}: {m.summary}" for m in METHODS.values())
+               + f" (see docs/methods.md) [default: {DEFAULT.method}].")
+BASELINE_HELP = ("What replaces a removed region or window ("
+                 + ", ".join([m.id for m in METHODS.values() if m.uses_baseline] + ["deletion check"]) + "): "
+                 + " or ".join(f"{key} ({words})" for key, words in BASELINES.items()) + f" [default: {DEFAULT.baseline}].")
 
 
 def _fail(message: str, code: int = 2):
@@ -129,18 +139,13 @@ def nothing_scored(results: dict) -> str:
     return f"no image could be scored; most common reason ({count} of {total}): {reason}"
 
 
-def _points(fraction: float) -> str:
-    text = f"{100 * fraction:.0f}"
-    return "0" if text == "-0" else text
-
-
 def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
     """One console line on the trust checks; failures in red (the report explains them)."""
     parts = []
     if faithfulness:
         verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
         parts.append(f"deletion check {verdict} (class probability drop: top region "
-                     f"{_points(faithfulness['top_drop'])} points, random region {_points(faithfulness['random_drop'])})")
+                     f"{points_text(faithfulness['top_drop'])} points, random region {points_text(faithfulness['random_drop'])})")
     if sanity and sanity.get("rank_correlation") is not None:
         verdict = {"failed": "[red]FAILED[/]", "doubtful": "[yellow]doubtful[/]"}.get(sanity["verdict"], sanity["verdict"])
         parts.append(f"sanity check {verdict} (rank correlation with a randomised model {sanity['rank_correlation']:.2f})")
@@ -158,25 +163,25 @@ def run(
     model_class: Optional[str] = typer.Option(None, help="Or: a class in the model file, built with no arguments.", rich_help_panel=MODEL),
     weights: Optional[Path] = typer.Option(None, help="state_dict file (torch.save(model.state_dict())); loaded with weights_only=True.", rich_help_panel=MODEL),
     transform: Optional[Path] = typer.Option(None, help="Python file assigning a torchvision `transform` (else --image-size/--mean/--std).", rich_help_panel=MODEL),
-    image_size: Optional[int] = typer.Option(None, help="Without --transform: resize to this square size [default: 224].", rich_help_panel=MODEL),
-    mean: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation mean, three values [default: ImageNet].", rich_help_panel=MODEL),
-    std: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation std, three values [default: ImageNet].", rich_help_panel=MODEL),
-    layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: last layer with a spatial output].", rich_help_panel=EXPLAIN),
+    image_size: Optional[int] = typer.Option(None, help=f"Without --transform: resize to this square size [default: {DEFAULT.image_size}].", rich_help_panel=MODEL),
+    mean: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation mean, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.mean))}].", rich_help_panel=MODEL),
+    std: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation std, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.std))}].", rich_help_panel=MODEL),
+    layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: the last layer whose output is a grid over the image, conv or transformer tokens, that the output depends on].", rich_help_panel=EXPLAIN),
     target_class: Optional[str] = typer.Option(None, help="Class index to explain, or a multi-label model's attribute name (e.g. Smiling) [default: each image's predicted class; multi-label: the --target attribute].", rich_help_panel=EXPLAIN),
     head: Optional[str] = typer.Option(None, help="How outputs become probabilities: softmax (exclusive classes) or sigmoid (one logit, or independent attributes) [default: automatic: one output or CelebA attributes = outputs -> sigmoid, else softmax].", rich_help_panel=MODEL),
     output: Optional[str] = typer.Option(None, help="For a model returning a tuple, list or dict: the INDEX or KEY holding the class scores [default: the first tensor; a dict's 'logits'].", rich_help_panel=MODEL),
-    method: Optional[str] = typer.Option(None, help="gradcam, hirescam, integrated-gradients, occlusion or region-ablation (see docs/methods.md) [default: gradcam].", rich_help_panel=EXPLAIN),
-    baseline: Optional[str] = typer.Option(None, help="What replaces a removed region or window (occlusion, region-ablation, integrated-gradients, deletion check): mean (the mean colour) or blur [default: mean].", rich_help_panel=EXPLAIN),
-    samples: Optional[int] = typer.Option(None, help="region-ablation: Shapley values from N random region orders instead of one region at a time [default: 0].", rich_help_panel=EXPLAIN),
-    bootstrap: Optional[int] = typer.Option(None, help="Resamples of images for 95% intervals and group tests; 0 = t intervals [default: 2000].", rich_help_panel=EXPLAIN),
-    check_images: Optional[int] = typer.Option(None, help="Images sampled for the faithfulness and sanity checks; 0 = skip them [default: 64].", rich_help_panel=EXPLAIN),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: report.html].", rich_help_panel=OUTPUT),
+    method: Optional[str] = typer.Option(None, help=METHOD_HELP, rich_help_panel=EXPLAIN),
+    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP, rich_help_panel=EXPLAIN),
+    samples: Optional[int] = typer.Option(None, help=f"region-ablation: Shapley values from N random region orders instead of one region at a time [default: {DEFAULT.samples}].", rich_help_panel=EXPLAIN),
+    bootstrap: Optional[int] = typer.Option(None, help=f"Resamples of images for 95% intervals and group tests; 0 = t intervals [default: {DEFAULT.bootstrap}].", rich_help_panel=EXPLAIN),
+    check_images: Optional[int] = typer.Option(None, help=f"Images sampled for the faithfulness and sanity checks; 0 = skip them [default: {DEFAULT.check_images}].", rich_help_panel=EXPLAIN),
+    out_path: Optional[Path] = typer.Option(None, "--out", help=f"HTML report to write [default: {DEFAULT.out}].", rich_help_panel=OUTPUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
-    patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
+    patches: Optional[int] = typer.Option(None, help=f"Top patches shown per region [default: {DEFAULT.patches}].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
-    batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
+    batch_size: Optional[int] = typer.Option(None, help=f"Images per model batch [default: {DEFAULT.batch_size}].", rich_help_panel=RUNNING),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none (a thread of this process does it, one batch ahead) [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
+    device: Optional[str] = typer.Option(None, help=f"cpu, cuda or mps [default: {DEFAULT.device}].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
     shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),

@@ -11,7 +11,10 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import tomlkit
+
 from .errors import InputError
+from .methods import BASELINES, METHODS
 
 PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial")
 
@@ -111,8 +114,10 @@ def make_config(file: Path | None = None, **given) -> RunConfig:
     return RunConfig(**options)
 
 
-INIT_TEMPLATE = '''\
-# reportgen run configuration. Use it with:  reportgen run --config {name}
+# The commented run.toml of 'reportgen init'. {name} stays for the CLI to fill; the defaults come from
+# RunConfig and the methods from reportgen.methods (see init_template below).
+_INIT = '''\
+# reportgen run configuration. Use it with:  reportgen run --config {{name}}
 # Options given on the command line override the values here. Relative paths are relative to
 # this file's folder. Every option of 'reportgen run --help' can be set here (use - or _).
 
@@ -127,26 +132,81 @@ model-file = "model.py"             # Python file that builds the architecture
 model-var = "model"                 # the variable holding it (or set model-class = "MyNet")
 weights = "weights.pt"              # a state_dict saved with torch.save(model.state_dict(), path)
 transform = "transform.py"          # file assigning `transform`; or remove it and set:
-# image-size = 224
-# mean = [0.485, 0.456, 0.406]
-# std = [0.229, 0.224, 0.225]
+# {image_size}
+# {mean}
+# {std}
 
 # --- what to explain ---------------------------------------------------------------------------
 # layer = "layer4"                  # default: the last layer with a spatial output ('reportgen layers')
 # target-class = 1                  # default: each image's predicted class (a multi-label model: "Smiling")
 # head = "softmax"                  # or "sigmoid"; default: automatic (one output or CelebA attributes: sigmoid)
 # output = 0                        # a model returning a tuple/dict: which element holds the scores
-method = "gradcam"                  # or hirescam, integrated-gradients, occlusion, region-ablation
-# baseline = "mean"                 # what replaces a removed region: mean (colour) or blur
-# samples = 0                       # region-ablation: Shapley values from this many region orders
-# bootstrap = 2000                  # resamples for the 95% intervals (0: t intervals)
-# check-images = 64                 # images for the faithfulness and sanity checks (0: skip)
+{method:<35} # or {other_methods}
+# {baseline:<33} # what replaces a removed region: {baselines}
+# {samples:<33} # region-ablation: Shapley values from this many region orders
+# {bootstrap:<33} # resamples for the 95% intervals (0: t intervals)
+# {check_images:<33} # images for the faithfulness and sanity checks (0: skip)
 
 # --- how to run --------------------------------------------------------------------------------
-batch-size = 16
+{batch_size}
 # workers = 1                       # processes finding faces while the model runs [default: automatic]
-device = "cpu"                      # or "cuda", "mps"
-patches = 12                        # top patches shown per region
-out = "report.html"
+{device:<35} # or "cuda", "mps"
+{patches:<35} # top patches shown per region
+{out}
 json = "results.json"
 '''
+
+
+def init_template() -> str:
+    """The text 'reportgen init' writes, with ``{name}`` left for the file's name."""
+    defaults = RunConfig()
+
+    def setting(name: str) -> str:
+        value = getattr(defaults, name)
+        value = list(value) if isinstance(value, tuple) else str(value) if isinstance(value, Path) else value
+        return f"{name.replace('_', '-')} = {tomlkit.item(value).as_string()}"
+
+    names = ("image_size", "mean", "std", "method", "baseline", "samples", "bootstrap", "check_images", "batch_size",
+             "device", "patches", "out")
+    return _INIT.format(**{name: setting(name) for name in names},
+                        other_methods=", ".join(m for m in METHODS if m != defaults.method),
+                        baselines=" or ".join(f"{key} ({words})" for key, words in BASELINES.items()))
+
+
+INIT_TEMPLATE = init_template()
+
+
+def to_toml(config: dict) -> str:
+    """``config`` (``RunConfig.to_dict()``, or any dict of plain values) as the text of a run.toml: nested
+    dicts as tables, None items left out of lists, and an unset option (None) as a comment
+    ``# key = (not set)``, so the reader sees every option and can set one with a single edit."""
+    document = tomlkit.document()
+    _add_table(document, config)
+    return tomlkit.dumps(document).strip("\n")
+
+
+def _add_table(table, values: dict) -> None:
+    # Plain keys before the sub-tables: in TOML every key after a [table] header belongs to that table.
+    for key, value in values.items():
+        if value is None:
+            table.add(tomlkit.comment(f"{tomlkit.key(str(key)).as_string()} = (not set)"))
+        elif not isinstance(value, dict):
+            table.add(str(key), _toml_value(value))
+    for key, value in values.items():
+        if isinstance(value, dict):
+            nested = tomlkit.table()
+            _add_table(nested, value)
+            table.add(str(key), nested)
+
+
+def _toml_value(value):
+    """A TOML value; dicts inside lists become inline tables (tomlkit would make an array of tables)."""
+    if isinstance(value, (list, tuple)):
+        array = tomlkit.array()
+        array.extend(_toml_value(item) for item in value if item is not None)
+        return array
+    if isinstance(value, dict):
+        inline = tomlkit.inline_table()
+        inline.update({str(key): _toml_value(item) for key, item in value.items() if item is not None})
+        return inline
+    return value if isinstance(value, (bool, int, float, str)) else str(value)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .report.format import (correlation_text, percent_number_text, percent_text, points_text, signed_text,
+                            times_text)
+
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
 # More than this share of attention outside the face suggests the model uses context, not the face.
@@ -85,8 +88,8 @@ def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
                      f"{_range(second_ci, times_text)}), so their order is not certain.")
     effect_ci = _interval(top.get("effect_ci"))
     if _finite(top.get("effect")) and effect_ci:
-        text += (f" Replacing it alone lowers the class probability by {_points(top['effect'])} percentage points "
-                 f"(95% CI {_range(effect_ci, _points)}).")
+        text += (f" Replacing it alone lowers the class probability by {points_text(top['effect'])} percentage points "
+                 f"(95% CI {_range(effect_ci, points_text)}).")
     if top.get("estimated"):
         text += " This region is estimated from the face's proportions, so its outline is approximate."
     return [(0, _finding("top_region", "info", text))]
@@ -97,7 +100,7 @@ def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
         return []
     rho = sanity["rank_correlation"]
     ci = _interval(sanity.get("rank_correlation_ci"))
-    numbers = f"rank correlation {rho:.2f}" + (f", 95% CI {_range(ci, _two)}" if ci else "")
+    numbers = f"rank correlation {correlation_text(rho)}" + (f", 95% CI {_range(ci, correlation_text)}" if ci else "")
     numbers += f", {sanity['images']} images"
     if sanity.get("verdict") == "failed":
         text = (f"Sanity check failed: with every weight of the model randomised, the regions rank almost the same "
@@ -119,8 +122,8 @@ def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
         return []
     top, random = check["top_drop"], check["random_drop"]
     top_ci, random_ci = _interval(check.get("top_drop_ci")), _interval(check.get("random_drop_ci"))
-    top_text = f"{_points(top)} points" + (f" (95% CI {_range(top_ci, _points)})" if top_ci else "")
-    random_text = f"{_points(random)}" + (f" (95% CI {_range(random_ci, _points)})" if random_ci else "")
+    top_text = f"{points_text(top)} points" + (f" (95% CI {_range(top_ci, points_text)})" if top_ci else "")
+    random_text = f"{points_text(random)}" + (f" (95% CI {_range(random_ci, points_text)})" if random_ci else "")
     how = "a blurred copy" if check.get("baseline") == "blur" else "the mean colour"
     if not check.get("faithful"):
         text = (f"The explanation may not be faithful: replacing each image's top-ranked region with {how} lowers "
@@ -170,7 +173,7 @@ def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
         return []
     share = outside["share"]
     ci = _interval(outside.get("share_ci"))
-    interval = f" (95% CI {_range(ci, _percent_number)}%)" if ci else ""
+    interval = f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""
     if share > OUTSIDE_FACE_WARNING:
         text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face "
                 f"(hair, ears, neck, background): possible environment bias. The model may be using the surroundings rather "
@@ -283,46 +286,6 @@ def _capital(text: str) -> str:
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
     return one if count == 1 else (many or one + "s")
-
-
-def times_text(value: float) -> str:
-    """A density or ratio: 3.1, 0.45, 12."""
-    if abs(value) >= 9.95:
-        return f"{value:.0f}"
-    if abs(value) < 0.095:
-        return f"{value:.2f}"
-    return f"{value:.1f}"
-
-
-def signed_text(value: float) -> str:
-    """A difference of densities, with a minus sign when negative: 1.2, -0.8, 0.04."""
-    text = times_text(value)
-    return "0" if text.strip("-0.") == "" else text
-
-
-def _points(fraction: float) -> str:
-    """A probability change in percentage points: 45, 3.2, -0.4."""
-    return signed_text(100 * fraction)
-
-
-def _two(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def _percent_number(fraction: float) -> str:
-    """A share as a percentage number: 18, 4.5, 0.3, <0.1."""
-    value = 100 * fraction
-    if value == 0:
-        return "0"
-    if value < 0.05:
-        return "<0.1"
-    if value < 9.95:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.0f}"
-
-
-def percent_text(fraction: float) -> str:
-    return _percent_number(fraction) + "%"
 
 
 def _range(interval: tuple[float, float], number) -> str:
