@@ -312,10 +312,11 @@ class RunState:
         rows = []
         for k, name in enumerate(names):
             labelled = int(counts["labelled"][k])
-            rows.append({"name": name, "n_labelled": labelled,
-                         "accuracy": round(counts["correct"][k] / labelled, 4) if labelled else None,
-                         "predicted_rate": round(counts["predicted"][k] / labelled, 4) if labelled else None,
-                         "true_rate": round(counts["present"][k] / labelled, 4) if labelled else None})
+            def rate(kind: str) -> float | None:
+                return round(float(counts[kind][k]) / labelled, 4) if labelled else None
+
+            rows.append({"name": name, "n_labelled": labelled, "accuracy": rate("correct"),
+                         "predicted_rate": rate("predicted"), "true_rate": rate("present")})
         return rows
 
     def _comparisons(self, columns: list[str]) -> list[dict]:

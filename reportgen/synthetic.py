@@ -706,7 +706,7 @@ def write_model_files(out_dir: Path, model: nn.Module, region_id: str, kind: str
 
 
 def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed: int = 0,
-                           epochs: int = DEFAULT_EPOCHS, kind: str = "softmax") -> dict:
+                           epochs: int = DEFAULT_EPOCHS, kind: str = "softmax", data_dir: Path | None = None) -> dict:
     """A dataset with the sticker in ``region_id`` and a model trained on it, ready for the CLI.
 
     Returns {"images": folder, "annotations": csv, "model_file": model.py, "weights": weights.pt,
@@ -718,6 +718,9 @@ def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed:
     ``kind``: the model's shape: "softmax" (SmallFaceNet, two classes), "sigmoid" (one logit, binary
     cross-entropy), "gray" (one input channel, a grayscale transform and a black-and-white sticker), "tuple"
     (returns (logits, features)) or "vit" (a two-block vision transformer, 16x16 patches).
+    ``data_dir``: where the images and annotations.csv go (default ``out_dir``); when it already holds a
+    dataset (made for another kind with the same sticker colours), that dataset is used as it is, so
+    several model shapes can be trained on one set of images.
 
     Works for every region except three: ``mouth`` and ``lower_lip`` raise ``CueDoesNotFit`` (Grace
     Hopper's closed mouth has no opening to hold a sticker; a sticker on the lower lip moves dlib's lip
@@ -728,13 +731,17 @@ def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed:
     if kind not in KIND_MODEL_FILES:
         raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KIND_MODEL_FILES)}")
     out_dir = Path(out_dir)
+    data_dir = Path(data_dir or out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     colours = GRAY_CUE_COLOURS if kind == "gray" else (CUE_COLOUR, CUE_CORE_COLOUR)
-    annotations = make_planted_dataset(out_dir, region_id, count, seed, colours=colours)
+    annotations = data_dir / "annotations.csv"
+    if not annotations.exists():
+        annotations = make_planted_dataset(data_dir, region_id, count, seed, colours=colours)
     generated = time.perf_counter()
     torch.manual_seed(seed)
     model, transform, loss = _kind_model_and_transform(kind)
-    inputs, labels, groups = _load_dataset(out_dir, transform=transform)
+    inputs, labels, groups = _load_dataset(data_dir, transform=transform)
     model, accuracy = train_classifier(model, inputs, labels, groups, epochs, seed, loss,
                                        VIT_LEARNING_RATE if kind == "vit" else LEARNING_RATE,
                                        (lambda output: output[0]) if kind == "tuple" else None)
@@ -749,7 +756,7 @@ def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed:
         raise CueNotLearned(f"region {region_id!r}: held-out accuracy {accuracy:.3f} is below "
                             f"{MIN_ACCURACY}, so the model does not rely on the sticker; use a larger region "
                             "(e.g. nose, chin, left_eye)")
-    return {"images": out_dir / "images", "annotations": annotations, **files, "layer": KIND_LAYERS[kind]}
+    return {"images": data_dir / "images", "annotations": annotations, **files, "layer": KIND_LAYERS[kind]}
 
 
 def make_multi_label_case(out_dir: Path, cues: dict[str, str] | None = None, count: int = 96, seed: int = 0,
