@@ -86,6 +86,9 @@ def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: 
         "layer_grid": ([layer.layout.rows, layer.layout.columns] if layer and layer.layout else None),
         "layer_layout": layer.layout.kind if layer and layer.layout else None,
         "input_channels": setup.channels, "method": config.method, "baseline": config.baseline,
+        "task": "verification" if verifying(config) else "classification",
+        "pairs": bool(config.pairs), "reference": str(config.reference) if config.reference else None,
+        "threshold": config.threshold,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
@@ -154,7 +157,7 @@ def choose_workers(requested: int | None) -> int:
 class _Rows(torch.utils.data.Dataset):
     """The rows of the dataset this run still has to process (a shard, or what a resumed run has left)."""
 
-    def __init__(self, preparer: ImagePreparer, indices: list[int]):
+    def __init__(self, preparer, indices: list[int]):
         self.preparer, self.indices = preparer, indices
 
     def __len__(self) -> int:
@@ -204,21 +207,33 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     shard = parse_shard(config.shard)
     device = _check_device(config.device)
 
+    if config.pairs and config.reference:
+        raise InputError("--pairs and --reference: give one; pairs compare the two images of each row, a reference "
+                         "photo is compared with every image")
     dataset = read_dataset(config.images, config.annotations,
-                           {**{column: "--protected" for column in config.protected}, config.target: "--target"})
+                           {**{column: "--protected" for column in config.protected}, config.target: "--target"},
+                           pairs=config.pairs)
     model = load_model(config.model_file, config.model_var, config.model_class)
     load_weights(model, config.weights)
     model.eval()
     preprocessing = _preprocessing(config)
     setup = set_up_model(model, config, dataset, preprocessing)
     true_labels = label_values(dataset, setup.label_column)
-    explained = ExplainedModel(model, setup.output, setup.head).to(device)
-    channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
-    explainer = Explainer(explained, setup, config, device, sample_rows(len(dataset), config.check_images),
-                          channels_last)
+    # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
+    check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
+    if verifying(config):
+        from .verification import SimilarityModel, VerificationExplainer
+
+        explained = SimilarityModel(model, setup.output).to(device)
+        channels_last = use_channels_last(explained, setup.input_size, device, setup.channels, explained.embed)
+        explainer = VerificationExplainer(explained, setup, config, device, check_rows, channels_last)
+    else:
+        explained = ExplainedModel(model, setup.output, setup.head).to(device)
+        channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
+        explainer = Explainer(explained, setup, config, device, check_rows, channels_last)
+        explainer.attribute_labels = _attribute_labels(dataset, setup)
     context = run_context(config, dataset, setup, preprocessing, device)
     context["run"]["channels_last"] = channels_last
-    explainer.attribute_labels = _attribute_labels(dataset, setup)
 
     checkpoint = checkpoint_path(config)
     state = None
@@ -229,30 +244,27 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state = saved
         except InputError:
             state = None  # an unreadable checkpoint is only lost time, never a reason to stop
-    state = state or RunState(len(dataset), config.patches, config.bootstrap)
+    state = state or RunState(len(dataset), config.patches, config.bootstrap, images_per_row=2 if config.pairs else 1,
+                              threshold=config.threshold if verifying(config) else None)
     wanted = range(len(dataset)) if shard is None else range(shard[0] - 1, len(dataset), shard[1])
     todo = [i for i in wanted if not state.done[i]]
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
-    preparer = ImagePreparer(dataset, preprocessing, cache)
+    preparer = explainer.preparer(ImagePreparer(dataset, preprocessing, cache), dataset)
     workers = choose_workers(config.workers)
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()
     seconds_before = state.seconds
     for prepared in prepared_batches(_Rows(preparer, todo), config.batch_size, workers):
-        state.detector_calls += sum(item.detected for item in prepared)
-        for item in prepared:
+        for item in explainer.images_in(prepared):
+            state.detector_calls += item.detected
             if item.face is not None:
                 state.detection[item.face.detection] += 1
                 state.several_faces += item.face.faces_found > 1
-            if item.failure:
-                state.add_failure(item.index, item.image, item.failure)
-            elif item.notes:
+            if item.notes and not item.failure:
                 state.add_notes(item.index, item.image, item.notes)
-        ready = [item for item in prepared if item.failure is None]
-        if ready:
-            explainer.explain(ready, state, dataset, true_labels)
+        explainer.explain_batch(prepared, state, dataset, true_labels)
         done += len(prepared)
         state.seconds = seconds_before + time.time() - started
         if checkpoint and time.time() - last_save > config.checkpoint_seconds and done < total:
@@ -286,16 +298,52 @@ class Explainer:
         return make_method(self.config.method, model, module, baseline=self.config.baseline,
                            samples=self.config.samples, layout=layer.layout if layer else None)
 
-    def explain(self, ready, state: RunState, dataset, true_labels) -> None:
-        """Score one batch of prepared images and add them to the state."""
-        config, head, explained = self.config, self.setup.head, self.setup.target_class
+    def preparer(self, images: ImagePreparer, dataset):
+        """What prepares one row of the dataset: here the row's image (a verification run: its pair)."""
+        return images
+
+    def images_in(self, prepared: list) -> list:
+        """The prepared images of a batch of prepared rows (for the face-finding counts and notes)."""
+        return prepared
+
+    def explain_batch(self, prepared: list, state: RunState, dataset, true_labels) -> None:
+        """Everything the model does for one prepared batch: here, explain the images whose face was found
+        (a verification run also measures every pair's similarity; see verification.VerificationExplainer)."""
+        for item in prepared:
+            if item.failure:
+                state.add_failure(item.index, item.image, item.failure)
+        ready = [item for item in prepared if item.failure is None]
+        if ready:
+            self.explain(ready, state, dataset, true_labels)
+
+    def targets_for(self, scores: torch.Tensor) -> torch.Tensor:
+        """(B,) the class explained for each image: ``--target-class``, else the predicted class."""
+        explained = self.setup.target_class
+        return scores.argmax(1) if explained is None else torch.full((len(scores),), explained, dtype=torch.long)
+
+    def outcomes(self, ready: list, scores: torch.Tensor) -> list[dict]:
+        """Per image, what the report says of the model's answer: the prediction and its probability."""
+        predictions, confidence = self.setup.head.predictions(scores, self.setup.target_class)
+        return [{"prediction": int(p), "probability": round(float(c), 4)} for p, c in zip(predictions, confidence)]
+
+    def groups_of(self, item, dataset, label) -> dict[str, str]:
+        """The image's value in each group column (``--protected``)."""
+        return {column: dataset.columns[column][item.index] for column in self.config.protected}
+
+    def nothing_for(self, target: int) -> str:
+        return f"no evidence for class {target} with {self.config.method}"
+
+    def explain(self, ready, state: RunState, dataset, true_labels, extra: tuple = ()) -> None:
+        """Score one batch of prepared images and add them to the state. ``extra``: more per-image inputs of
+        the model (a verification model's partner embeddings), aligned with ``ready``."""
+        config, head = self.config, self.setup.head
         batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(
             memory_format=self.memory_format)
         regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
-        explanation, scores_out = _explain(self.model, self.method, batch, regions, explained)
-        probabilities = head.probabilities(scores_out)
-        predictions, confidence = head.predictions(scores_out, explained)
-        targets = scores_out.argmax(1) if explained is None else torch.full_like(predictions, explained)
+        explanation, scores_out = _explain(self.model, self.method, batch, regions, self.setup.target_class,
+                                           extra=extra)
+        targets = self.targets_for(scores_out)
+        outcomes = self.outcomes(ready, scores_out)
         checked = []  # (position in batch, row, scores) of images in the check sample
         for j, item in enumerate(ready):
             attribution = explanation.maps[j].numpy().astype(np.float64)
@@ -303,36 +351,48 @@ class Explainer:
             scores = region_scores(attribution, item.labels, effects)
             if scores is None:
                 state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
-                                  f"(no evidence for class {int(targets[j])} with {config.method})")
+                                  f"({self.nothing_for(int(targets[j]))})")
                 continue
-            prediction, label = int(predictions[j]), true_labels[item.index]
-            info = {"image": item.image, "label": None if label is None else str(label),
-                    "prediction": prediction, "probability": round(float(confidence[j]), 4)}
-            groups = {column: dataset.columns[column][item.index] for column in config.protected}
-            weights = bootstrap_weights(item.index, config.bootstrap) if config.bootstrap else None
+            label = true_labels[item.index]
+            info = {"image": item.image, "label": None if label is None else str(label), **outcomes[j]}
+            groups = self.groups_of(item, dataset, label)
+            weights = bootstrap_weights(self.bootstrap_row(item), config.bootstrap) if config.bootstrap else None
             state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
-                            item.seen, weights)
+                            item.seen, weights, self.partner_picture(item, ready, explanation.maps))
             if self.attribute_labels is not None:
-                state.add_attributes(self.attribute_labels[item.index], head.attribute_predictions(scores_out[j:j + 1])[0].numpy())
+                state.add_attributes(self.attribute_labels[item.index],
+                                     head.attribute_predictions(scores_out[j:j + 1])[0].numpy())
             if item.index in self.check_rows and np.isfinite(scores["density"]).any():
                 checked.append((j, item.index, scores))  # (an image with nothing to share out has no top region)
         if checked:
             positions, rows, scores = zip(*checked)
-            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state)
+            probabilities = self.model.probabilities(batch, *extra) if extra else head.probabilities(scores_out)
+            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state,
+                        extra=extra)
 
-    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState) -> None:
+    def partner_picture(self, item, ready: list, maps: torch.Tensor) -> tuple | None:
+        """The picture an image is shown beside (face verification: its pair's other image); None here."""
+        return None
+
+    def bootstrap_row(self, item) -> int:
+        """The number that seeds the image's bootstrap weights: its dataset row."""
+        return item.index
+
+    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState,
+               extra: tuple = ()) -> None:
         """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images: their
         positions in the batch, their dataset rows and their region scores."""
         count = len(REGION_IDS)
         picked = torch.tensor(positions)
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
+        extra = tuple(tensor[picked.to(tensor.device)] for tensor in extra)
         densities = np.stack([s["density"][:count] for s in scores])
         areas = np.stack([s["area"][:count] for s in scores])
         state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, rows,
-                                             self.config.baseline, probabilities[picked])
+                                             self.config.baseline, probabilities[picked], extra)
         if self._randomised is None:
             self._randomised = self._method(randomised_copy(self.model))
-        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)
+        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted, extra)
         for k, row in enumerate(rows):
             effects = None if randomised.effects is None else randomised.effects[k].numpy()
             other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
@@ -374,17 +434,22 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
                          "transform's image size and channels (--transform or --image-size) against the input the "
                          "model was built for") from None
     output = choose_output(raw, config.output)
-    scores = output.pick(raw)
-    if scores.ndim not in (1, 2):
-        raise InputError(f"the model's output ({output.description}) has shape {tuple(scores.shape)} for one image; "
-                         "reportgen needs class scores of shape (batch, classes)"
-                         + ("; pick another element with --output" if output.key is not None else ""))
-    outputs = 1 if scores.ndim == 1 else int(scores.shape[1])
-    head = choose_head(config.head, outputs, dataset.format, list(dataset.columns))
-    target_class = resolve_target_class(config.target_class, head, config.target)
     label_column = config.target
-    if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
-        label_column = head.class_names[target_class]  # the explained attribute's own column
+    if verifying(config):
+        from .verification import similarity_head
+
+        head, target_class = similarity_head(raw, output, config)
+    else:
+        scores = output.pick(raw)
+        if scores.ndim not in (1, 2):
+            raise InputError(f"the model's output ({output.description}) has shape {tuple(scores.shape)} for one "
+                             "image; reportgen needs class scores of shape (batch, classes)"
+                             + ("; pick another element with --output" if output.key is not None else ""))
+        outputs = 1 if scores.ndim == 1 else int(scores.shape[1])
+        head = choose_head(config.head, outputs, dataset.format, list(dataset.columns))
+        target_class = resolve_target_class(config.target_class, head, config.target)
+        if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
+            label_column = head.class_names[target_class]  # the explained attribute's own column
     layers = describe_layers(model, input_size, channels, output)
     needs_layer = METHODS[config.method].about.needs_layer
     try:
@@ -394,6 +459,11 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
             raise
         layer = None  # integrated gradients, occlusion and region ablation work on the input
     return ModelSetup(input_size, channels, output, head, target_class, layer, label_column)
+
+
+def verifying(config: RunConfig) -> bool:
+    """A face-verification run: image pairs (--pairs) or a reference photo (--reference)."""
+    return bool(config.pairs or config.reference)
 
 
 def _attribute_labels(dataset, setup: ModelSetup) -> np.ndarray | None:
@@ -413,16 +483,16 @@ def _attribute_labels(dataset, setup: ModelSetup) -> np.ndarray | None:
 
 
 def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_class: int | None,
-             targets: torch.Tensor | None = None):
+             targets: torch.Tensor | None = None, extra: tuple = ()):
     """(Explanation with maps (B, H, W) on the CPU, the model's logits (B, K) on the CPU), in as few
     passes as possible. Targets: ``targets`` if given, else ``target_class``, else each image's prediction."""
     if (targets is None and target_class is None) or not method.single_forward:
         with torch.no_grad():
-            logits = model(batch)
+            logits = model(batch, *extra)
         if targets is None:
             targets = logits.argmax(1) if target_class is None else torch.full(
                 (len(batch),), target_class, dtype=torch.long, device=batch.device)
-        explanation = method.attribute(batch, targets, regions)
+        explanation = method.attribute(batch, targets, regions, extra)
     else:
         if targets is None:
             targets = torch.full((len(batch),), target_class, dtype=torch.long, device=batch.device)
@@ -433,7 +503,7 @@ def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_c
 
         handle = model.register_forward_hook(keep_logits)
         try:
-            explanation = method.attribute(batch, targets, regions)
+            explanation = method.attribute(batch, targets, regions, extra)
         finally:
             handle.remove()
         logits = captured["logits"]

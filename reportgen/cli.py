@@ -158,6 +158,9 @@ def run(
     annotations: Optional[Path] = typer.Option(None, help="CSV with a header (first column: image path) or CelebA list_attr_celeba.txt.", rich_help_panel=DATA),
     target: Optional[str] = typer.Option(None, help="Annotation column with the true label (class numbers; CelebA -1/1 reads as 0/1).", rich_help_panel=DATA),
     protected: Optional[List[str]] = typer.Option(None, help="Group column to compare (repeatable), e.g. a protected attribute or Eyeglasses.", rich_help_panel=DATA),
+    pairs: bool = typer.Option(False, "--pairs", help="Face verification: the annotation rows are image pairs (MAI-BIAS ImagePairs: img1,img2,is_same,race...); each pair's similarity is explained on both images.", rich_help_panel=DATA),
+    reference: Optional[Path] = typer.Option(None, help="Face verification: explain every image's similarity to this one reference photo (e.g. an ID photo against selfies).", rich_help_panel=DATA),
+    threshold: Optional[float] = typer.Option(None, help="Face verification: cosine similarity at or above which two faces count as the same person [default: the threshold with the best accuracy on the data, stated in the report].", rich_help_panel=EXPLAIN),
     model_file: Optional[Path] = typer.Option(None, help="Python file that builds the architecture (runs as code: trusted files only).", rich_help_panel=MODEL),
     model_var: Optional[str] = typer.Option(None, help="Variable in the model file holding the model [default: model].", rich_help_panel=MODEL),
     model_class: Optional[str] = typer.Option(None, help="Or: a class in the model file, built with no arguments.", rich_help_panel=MODEL),
@@ -196,6 +199,7 @@ def run(
     settings = _guarded(lambda: make_config(
         config, images=images, annotations=annotations, target=target, protected=protected,
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
+        pairs=pairs or None, reference=reference, threshold=threshold,
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, head=head, output=output,
         method=method,
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,

@@ -16,7 +16,8 @@ import tomlkit
 from .errors import InputError
 from .methods import BASELINES, METHODS
 
-PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial")
+PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial",
+                "reference")
 
 
 @dataclass
@@ -35,6 +36,11 @@ class RunConfig:
     target_class: int | str | None = None
     head: str | None = None  # "softmax" | "sigmoid"; None: automatic (heads.choose_head)
     output: str | None = None  # which element of a tuple/list/dict output holds the scores; None: automatic
+    # Face verification: the annotation rows are image pairs (img1,img2,labels...), or every image is compared
+    # with one reference photo; threshold: the same/different decision threshold (None: best accuracy).
+    pairs: bool = False
+    reference: Path | None = None
+    threshold: float | None = None
     transform: Path | None = None  # None: Resize(image_size), ToTensor, Normalize(mean, std)
     image_size: int = 224
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)

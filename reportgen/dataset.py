@@ -40,6 +40,9 @@ class Dataset:
     columns: dict[str, list[str]]
     missing: list[str] = field(default_factory=list)  # rows whose image file does not exist
     lines: list[int] = field(default_factory=list)  # line of the annotation file each row came from
+    # A pair file (MAI-BIAS ImagePairs): each row's second image, relative to ``root``; None otherwise.
+    partners: list[str] | None = None
+    partner_column: str | None = None  # the pair file's name for the second image's column
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -223,13 +226,15 @@ def _is_dir(path: Path) -> bool:
 
 
 def read_dataset(images: Path, annotations: Path,
-                 needed_columns: Sequence[str] | Mapping[str, str] = ()) -> Dataset:
+                 needed_columns: Sequence[str] | Mapping[str, str] = (), pairs: bool = False) -> Dataset:
     """Parse the annotation file, check the columns asked for exist, and find missing image files.
 
     ``needed_columns``: columns the run uses; each must exist. Give a mapping column -> option
     (``{"task": "--target", "Male": "--protected"}``) to name the option in the error message.
     Rows whose image file is missing are kept in ``missing`` (reported, not fatal) unless all are.
     Paths written with backslashes (made on Windows) are read with forward slashes.
+    ``pairs``: the file is a pair file (MAI-BIAS ImagePairs): a CSV whose first two columns are two images'
+    paths (``img1,img2,is_same,race``); the second goes to ``partners``. An image may be in many pairs.
     """
     images, annotations = Path(images), Path(annotations)
     if not _is_dir(images):
@@ -248,29 +253,45 @@ def read_dataset(images: Path, annotations: Path,
         kind, (paths, columns, numbers, path_column) = "csv", _read_csv(annotations, text)
     if not paths:
         raise InputError(f"--annotations {annotations}: the file lists no images")
+    partners = partner_column = None
+    if pairs:
+        if kind == "celeba":
+            raise InputError(f"--pairs: {annotations} is in CelebA's list_attr layout; a pair file is a CSV whose "
+                             "first two columns are the two images' paths, e.g. img1,img2,is_same,race")
+        if not columns:
+            raise InputError(f"--pairs: {annotations} has one column; a pair file's first two columns are the two "
+                             "images' paths, e.g. img1,img2,is_same,race")
+        partner_column = next(iter(columns))
+        partners = columns.pop(partner_column)
 
-    seen: dict[str, int] = {}
+    seen: dict = {}
     for index, image in enumerate(paths):
         key = _check_relative(annotations, image, f"line {numbers[index]}")
+        if partners is not None:
+            key = (key, _check_relative(annotations, partners[index], f"line {numbers[index]}"))
         if key in seen:
-            raise InputError(f"{annotations}: image {image!r} appears twice (lines {numbers[seen[key]]} and "
+            what = f"the pair {image!r}, {partners[index]!r}" if partners is not None else f"image {image!r}"
+            raise InputError(f"{annotations}: {what} appears twice (lines {numbers[seen[key]]} and "
                              f"{numbers[index]}); remove the duplicate row")
         seen[key] = index
         if "\\" in image and not _is_file(images / image):
-            paths[index] = key  # made on Windows: folder\file.jpg
+            paths[index] = key[0] if partners is not None else key  # made on Windows: folder\file.jpg
+        if partners is not None and "\\" in partners[index] and not _is_file(images / partners[index]):
+            partners[index] = key[1]
     options = needed_columns if isinstance(needed_columns, Mapping) else {name: None for name in needed_columns}
     for name, option in options.items():
         if name not in columns:
             asked = f"{option} {name}: " if option else ""
-            if name == path_column:
-                raise InputError(f"{asked}{annotations}: {name!r} is the image path column, not a label column; "
+            if name in (path_column, partner_column):
+                raise InputError(f"{asked}{annotations}: {name!r} is an image path column, not a label column; "
                                  f"{_suggest(name, list(columns))}")
             raise InputError(f"{asked}{annotations} has no column {name!r}; {_suggest(name, list(columns))}")
-    missing = [image for image in paths if not _is_file(images / image)]
-    if missing and len(missing) == len(paths):
-        raise InputError(f"--images {images}: none of the {len(paths)} images in {annotations.name} exist there "
+    files = paths + (partners or [])
+    missing = list(dict.fromkeys(image for image in files if not _is_file(images / image)))
+    if missing and len(missing) == len(set(files)):
+        raise InputError(f"--images {images}: none of the {len(set(files))} images in {annotations.name} exist there "
                          f"(first: {paths[0]!r}); is --images the right folder?" + _path_column_hint(images, columns))
-    return Dataset(images, annotations, kind, paths, columns, missing, numbers)
+    return Dataset(images, annotations, kind, paths, columns, missing, numbers, partners, partner_column)
 
 
 def _path_column_hint(images: Path, columns: dict[str, list[str]]) -> str:

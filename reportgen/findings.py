@@ -31,16 +31,17 @@ def findings(results: dict) -> list[dict]:
     """Three to five findings, most important first: ``{"kind", "severity": "info"|"warning", "text"}``.
 
     Kinds: ``top_region``, ``no_regions``, ``sanity``, ``faithfulness``, ``failures``, ``small_sample``,
-    ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``. Warnings are kept
-    ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
+    ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``,
+    ``verification``, ``verification_gap``. Warnings are kept ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
     order above (a finding's place says how important it is, its severity how worrying).
     """
     candidates: list[tuple[float, dict]] = []
     regions = list(results.get("regions") or [])
-    candidates += _top_region(regions)
+    candidates += _top_region(regions, (results.get("run") or {}).get("task") == "verification")
     candidates += _sanity(results.get("sanity"))
     candidates += _faithfulness(results.get("faithfulness"))
     candidates += _failures(results)
+    candidates += _verification(results.get("verification"))
     candidates += _outside_face(results.get("region_groups") or [])
     groups = results.get("groups") or {}
     for index, comparison in enumerate(results.get("comparisons") or []):
@@ -61,7 +62,7 @@ def _finding(kind: str, severity: str, text: str) -> dict:
 
 # -- the individual findings (each returns [(priority, finding)], empty when it has nothing to say) --
 
-def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
+def _top_region(regions: list[dict], verification: bool = False) -> list[tuple[float, dict]]:
     scored = [r for r in regions if _finite(r.get("density"))]
     if not scored:
         return [(0, _finding("no_regions", "warning",
@@ -88,7 +89,8 @@ def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
                      f"{_range(second_ci, times_text)}), so their order is not certain.")
     effect_ci = _interval(top.get("effect_ci"))
     if _finite(top.get("effect")) and effect_ci:
-        text += (f" Replacing it alone lowers the class probability by {points_text(top['effect'])} percentage points "
+        measure = "similarity" if verification else "class probability"
+        text += (f" Replacing it alone lowers the {measure} by {points_text(top['effect'])} percentage points "
                  f"(95% CI {_range(effect_ci, points_text)}).")
     if top.get("estimated"):
         text += " This region is estimated from the face's proportions, so its outline is approximate."
@@ -134,6 +136,41 @@ def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
             f"{top_text}, against {random_text} for a random region of similar area ({check['images']} images), "
             f"so the ranking points at what the model uses.")
     return [(7, _finding("faithfulness", "info", text))]
+
+
+def _verification(quality: dict | None) -> list[tuple[float, dict]]:
+    """Face verification: accuracy of same/different decisions, and the largest gap between groups."""
+    if not quality or not quality.get("overall") or not _finite(quality["overall"].get("accuracy")):
+        return []
+    overall, threshold = quality["overall"], quality.get("threshold")
+    how = "the threshold given" if quality.get("threshold_source") == "option" else "the threshold with the best accuracy on these pairs"
+    ci = _interval(overall.get("accuracy_ci"))
+    base = (f"at similarity {threshold:.2f} ({how}) the model decides same/different correctly for "
+            f"{percent_text(overall['accuracy'])} of {overall['pairs']} labelled pairs"
+            + (f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""))
+    gaps = [c for c in quality.get("comparisons") or [] if _finite(c.get("difference"))
+            and min(c.get("n_a") or 0, c.get("n_b") or 0) >= SMALL_GROUP]
+    beyond = [c for c in gaps if c.get("beyond_noise")]
+    if beyond:
+        gap = max(beyond, key=lambda c: abs(c["difference"]))
+        worse, better = (gap["b"], gap["a"]) if gap["difference"] < 0 else (gap["a"], gap["b"])
+        worse_accuracy = gap["accuracy_b"] if gap["difference"] < 0 else gap["accuracy_a"]
+        better_accuracy = gap["accuracy_a"] if gap["difference"] < 0 else gap["accuracy_b"]
+        gap_ci = _interval(gap.get("ci"))
+        if gap_ci and gap["difference"] < 0:
+            gap_ci = (-gap_ci[1], -gap_ci[0])
+        text = (f"Verification accuracy differs between groups: {percent_text(worse_accuracy)} for {worse} against "
+                f"{percent_text(better_accuracy)} for {better}"
+                + (f" (a gap of {signed_text(100 * abs(gap['difference']))} percentage points, 95% CI "
+                   f"{_range((100 * gap_ci[0], 100 * gap_ci[1]), signed_text)})" if gap_ci else "")
+                + f"; overall, {base}. The model's errors fall unevenly on the groups.")
+        return [(0.8, _finding("verification_gap", "warning", text))]
+    if gaps:
+        text = (f"Verification: {base}; no group's accuracy differs from another's beyond noise "
+                f"({len(gaps)} {_plural(len(gaps), 'comparison')}).")
+    else:
+        text = f"Verification: {base}."
+    return [(2.5, _finding("verification", "info", text))]
 
 
 def _failures(results: dict) -> list[tuple[float, dict]]:

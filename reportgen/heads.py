@@ -121,7 +121,8 @@ def choose_output(output, wanted: str | int | None = None) -> OutputChoice:
 class Head:
     """How the model's ``outputs`` numbers per image become class scores, probabilities and predictions.
 
-    ``kind``: "softmax" or "sigmoid"; ``source``: "automatic" or "option"; ``reason``: why, in words;
+    ``kind``: "softmax" or "sigmoid" ("similarity" for a verification model's embedding, see
+    ``reportgen.verification``); ``source``: "automatic" or "option"; ``reason``: why, in words;
     ``class_names``: a name per output where known (CelebA attribute names for a multi-label model).
     """
 
@@ -143,10 +144,13 @@ class Head:
     @property
     def classes(self) -> int:
         """How many classes can be explained (``--target-class`` 0 to classes - 1)."""
-        return 2 if self.binary else self.outputs
+        return 2 if self.binary or self.kind == "similarity" else self.outputs
 
     def describe(self) -> str:
         """The head in words, for the console and the report."""
+        if self.kind == "similarity":
+            return (f"cosine similarity of {self.outputs}-d embeddings; class 1 = similarity, class 0 = dissimilarity "
+                    "(1 - cosine)")
         if self.binary:
             return "sigmoid, binary: one output; class 1 = its logit, class 0 = the negated logit"
         if self.multi_label:

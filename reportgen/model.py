@@ -357,22 +357,24 @@ def _default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
 
 
 def use_channels_last(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device,
-                      channels: int = 3) -> bool:
+                      channels: int = 3, forward=None) -> bool:
     """Switch a convolutional model to the channels-last memory format when running on the CPU, if the
     model gives the same output that way; returns whether it did (the batches must follow).
 
     Why: the CPU's convolution and pooling kernels (oneDNN) are much faster on channels-last tensors:
     Grad-CAM on a resnet18 at 224 px goes from 83 to 112 images/s on 2 cores (benchmarks/speed.py).
     A model whose forward uses ``.view`` on a conv output fails in that format, and any model whose
-    output changes is kept as it is: the probe compares both formats on one random image."""
+    output changes is kept as it is: the probe compares both formats on one random image. ``forward``: what
+    to compare when calling ``model`` on images alone does not give a tensor (a verification model's embed)."""
     if device.type != "cpu" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         return False
+    forward = forward or model
     probe = torch.rand(1, channels, *input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = model(probe)
+        expected = forward(probe)
         model.to(memory_format=torch.channels_last)
         try:
-            same = torch.allclose(model(probe.contiguous(memory_format=torch.channels_last)), expected,
+            same = torch.allclose(forward(probe.contiguous(memory_format=torch.channels_last)), expected,
                                   rtol=1e-3, atol=1e-4)
         except Exception:  # noqa: BLE001  (any failure means: not in this format)
             same = False

@@ -27,6 +27,7 @@ from .errors import InputError
 from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
+from .similarity import SimilarityCounts
 
 # /2: bootstrap resamples, check records and the piecewise-affine canonical face; /3: the canonical face
 # summed at 128 x 128 points (canonical.SAMPLES). An older checkpoint is not resumed (the run starts over)
@@ -88,8 +89,10 @@ def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
 class RunState:
     """Totals over the images processed so far; ``total`` is the number of rows in the dataset."""
 
-    def __init__(self, total: int, patches_per_region: int = 12, replicates: int = 0):
+    def __init__(self, total: int, patches_per_region: int = 12, replicates: int = 0, images_per_row: int = 1,
+                 threshold: float | None = None):
         self.total = total
+        self.images_per_row = images_per_row  # 2 for a pair file: both images of a pair are explained
         self.replicates = replicates  # bootstrap resamples kept by every RunningScores
         self.done = np.zeros(total, dtype=bool)  # rows already processed (analysed or failed)
         self.overall = RunningScores(replicates)
@@ -111,6 +114,8 @@ class RunState:
         self.seconds = 0.0  # time spent computing, added up over resumes and shards
         # Multi-label models: per attribute, images labelled, predicted correctly, predicted present, truly present.
         self.attributes: dict[str, np.ndarray] | None = None
+        # Verification runs: similarity histograms of genuine and impostor pairs per group (threshold: --threshold).
+        self.similarity = SimilarityCounts(threshold)
 
     # --- adding images ---------------------------------------------------------------------------
     def add_failure(self, index: int, image: str, reason: str) -> None:
@@ -122,10 +127,12 @@ class RunState:
 
     def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
                   labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen,
-                  weights: np.ndarray | None = None) -> None:
+                  weights: np.ndarray | None = None, partner: tuple | None = None) -> None:
         """One analysed image: its region scores, its map and landmarks (model-input pixels), its label
         image, group values {column: value}, info (image, label, prediction, probability), the picture
-        the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``)."""
+        the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``).
+        ``partner`` (face verification): the compared image's (seen, attribution, labels, landmarks), any but
+        the picture None, for side-by-side views."""
         self.done[index] = True
         self.overall.add(scores, weights)
         # Warp once, for the overall and group means; a map with nothing in it (region-ablation found no
@@ -150,8 +157,8 @@ class RunState:
         shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
         # Pictures are drawn later from what the heaps keep (patches.Later): half-size numbers are plenty.
         attribution = attribution.astype(np.float32)
-        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks)
-        self.examples.offer(seen, attribution, labels, landmarks, info)
+        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
+        self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
         self.browser.offer(seen, attribution, labels, landmarks, info, shares)
 
     def add_attributes(self, labels: np.ndarray, predicted: np.ndarray) -> None:
@@ -191,6 +198,7 @@ class RunState:
         self.predicted_counts += other.predicted_counts
         for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.similarity.merge(other.similarity)
         if other.attributes is not None:
             if self.attributes is None:
                 self.attributes = {name: values.copy() for name, values in other.attributes.items()}
@@ -203,7 +211,8 @@ class RunState:
         for pictures in (self.patches, self.examples, self.browser):
             pictures.draw()  # pending pictures are drawn now: the saved state is plain data
         return {
-            "total": self.total, "replicates": self.replicates, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
+            "total": self.total, "replicates": self.replicates, "images_per_row": self.images_per_row,
+            "similarity": self.similarity.to_dict(), "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
             "overall": _scores_to_dict(self.overall),
             "groups": {k: _scores_to_dict(v) for k, v in self.groups.items()},
             "canonical": _face_to_dict(self.canonical),
@@ -223,7 +232,10 @@ class RunState:
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunState":
-        state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]))
+        state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]),
+                    int(data.get("images_per_row", 1)))
+        if data.get("similarity"):
+            state.similarity = SimilarityCounts.from_dict(data["similarity"])
         bits = np.frombuffer(base64.b64decode(data["done"]), dtype=np.uint8)
         state.done = np.unpackbits(bits)[:state.total].astype(bool)
         state.overall = _scores_from_dict(data["overall"])
@@ -263,15 +275,17 @@ class RunState:
             notes.append(f"{self.several_faces} image(s) showed several faces; the largest face was analysed")
         missing = self.total - int(self.done.sum())
         if missing:
-            notes.append(f"{missing} of {self.total} images were not processed (an incomplete set of shards?)")
+            rows = "pairs" if self.images_per_row == 2 else "images"
+            notes.append(f"{missing} of {self.total} {rows} were not processed (an incomplete set of shards?)")
         run = dict(context["run"], seconds=round(self.seconds, 2), detector_calls=self.detector_calls)
         results = {
             "schema": "reportgen/1",
             "tool": context["tool"],
             "run": run,
             "config": context["config"],
-            "counts": {"images": self.total, "aligned": sum(self.detection.values()),
-                       "failed": self.total - scored, "scored": scored},
+            "counts": {"images": self.total * self.images_per_row, "aligned": sum(self.detection.values()),
+                       "failed": self.total * self.images_per_row - scored, "scored": scored,
+                       **({"pairs": self.total} if self.images_per_row == 2 else {})},
             "failures": [{"image": f["image"], "reason": f["reason"]}
                          for f in sorted(self.failures, key=lambda f: f["index"])],
             "image_notes": [{"image": n["image"], "note": n["note"]}
@@ -285,7 +299,9 @@ class RunState:
                              "regions": stats.table(), "region_groups": stats.table(tuple(GROUPS), sort=False),
                              "mean_attribution": self.group_faces[key].mean_map()}
                        for key, stats in sorted(self.groups.items())},
-            "comparisons": self._comparisons(run.get("protected", [])),
+            # A verification run also compares genuine with impostor pairs (the "pair" column it adds).
+            "comparisons": self._comparisons(list(run.get("protected", []))
+                                             + (["pair"] if run.get("task") == "verification" else [])),
             "predictions": {"accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
                             "n_labelled": self.labelled,
                             "predicted_counts": dict(sorted(self.predicted_counts.items())),
@@ -299,6 +315,9 @@ class RunState:
             "faithfulness": faithfulness_summary(self.faithfulness, context["run"].get("baseline", "mean")),
             "sanity": sanity_summary(self.sanity),
         }
+        if run.get("task") == "verification":
+            results["verification"] = self.similarity.summary(self.group_keys)
+            results["predictions"] = None  # class predictions do not apply; "verification" holds the decisions
         results["findings"] = findings(results)
         return results
 

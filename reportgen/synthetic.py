@@ -523,13 +523,13 @@ def make_multi_label_dataset(out_dir: Path, cues: dict[str, tuple[str, tuple]], 
 
 
 def _load_dataset(dataset_dir: Path, columns: tuple[str, ...] = ("task",), transform=None,
-                  ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+                  annotations: str = "annotations.csv") -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     """(inputs (N, C, 128, 128), labels (N,) or (N, len(columns)) for several columns, protected (N,)) from
-    images/ and annotations.csv; ``transform`` defaults to ``sample_transform()``."""
+    images/ and the ``annotations`` CSV; ``transform`` defaults to ``sample_transform()``."""
     dataset_dir = Path(dataset_dir)
     transform = transform or sample_transform()
     inputs, labels, groups = [], [], []
-    with open(dataset_dir / "annotations.csv", newline="") as handle:
+    with open(dataset_dir / annotations, newline="") as handle:
         for row in csv.DictReader(handle):
             with Image.open(dataset_dir / "images" / row["img"]) as image:
                 inputs.append(transform(image.convert("RGB")))
@@ -788,3 +788,114 @@ def make_multi_label_case(out_dir: Path, cues: dict[str, str] | None = None, cou
         raise CueNotLearned(f"multi-label case: held-out accuracy {accuracy:.3f} is below {MIN_ACCURACY}")
     return {"images": out_dir / "images", "annotations": annotations, **files, "layer": TARGET_LAYER,
             "attributes": dict(cues)}
+
+
+# ------------------------------------------------------------------------------------ verification
+
+# One sticker colour pair per synthetic identity: identity is carried by the sticker's colours alone.
+IDENTITY_COLOURS = (
+    ((0, 255, 0), (255, 0, 255)),      # lime, magenta core
+    ((0, 170, 255), (255, 255, 0)),    # azure, yellow core
+    ((140, 0, 255), (0, 255, 140)),    # violet, spring-green core
+    ((0, 0, 0), (255, 255, 255)),      # black, white core
+)
+EMBEDDING_SIZE = 16
+EMBEDDING_MODEL_FILE = '''"""A face-verification model for the known-answer test: a 16-d embedding whose identity is the colour of a
+sticker on the {region} (one colour per identity). Grad-CAM layer: conv4."""
+
+import torch
+
+from reportgen.synthetic import SmallFaceNet
+
+
+class StickerEmbedding(SmallFaceNet):
+    """SmallFaceNet's trunk with its last linear layer as a {size}-d embedding (no classes)."""
+
+    def __init__(self):
+        super().__init__(num_classes={size})
+
+
+model = StickerEmbedding()
+'''
+
+
+class _CosineClassifier(nn.Module):
+    """Training head for an embedding model: scaled cosine between the unit embedding and one unit vector per
+    identity (NormFace), so that embeddings of one identity point the same way and cosine similarity is high
+    for genuine pairs."""
+
+    def __init__(self, embedding: nn.Module, identities: int, scale: float = 16.0):
+        super().__init__()
+        self.embedding, self.scale = embedding, scale
+        self.centres = nn.Parameter(torch.randn(identities, EMBEDDING_SIZE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedding = nn.functional.normalize(self.embedding(x), dim=1)
+        return self.scale * embedding @ nn.functional.normalize(self.centres, dim=1).T
+
+
+def make_verification_case(out_dir: Path, region_id: str = "forehead", count: int = 96, pairs: int = 96,
+                           seed: int = 0, epochs: int = DEFAULT_EPOCHS) -> dict:
+    """A face-verification known answer: ``count`` augmented portraits, each carrying a sticker in ``region_id``
+    whose colours are its identity (``IDENTITY_COLOURS``; both portraits appear with every identity, so the face
+    itself says nothing about identity), a pair file, and an embedding model trained to tell the identities
+    apart by cosine similarity. The answer: explaining the similarity of genuine pairs ranks ``region_id``
+    first.
+
+    Writes ``images/``, ``images.csv`` (img, identity, protected), ``pairs.csv`` (img1, img2, is_same,
+    protected: half genuine, half impostor), ``model.py``, ``weights.pt``, ``transform.py`` and
+    ``reference.jpg`` (one more image of identity 0) with ``reference.csv`` (img, is_same: identity 0 or
+    not, protected). Returns their paths and the layer name."""
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    identities = len(IDENTITY_COLOURS)
+    rows = []
+    for index, (prefix, source, protected) in enumerate(_load_sources()):
+        n = count // 2 + (1 if index < count % 2 else 0)
+        for number, identity in enumerate(rng.permutation(np.arange(n) % identities)):
+            name = f"{prefix}_{number:03d}.jpg"
+            cue = Cue(region_id, IDENTITY_COLOURS[int(identity)], True)
+            (images_dir / name).write_bytes(_one_image(source, [cue], rng, 256, JPEG_QUALITY, prefix))
+            rows.append((name, int(identity), protected))
+    reference = out_dir / "reference.jpg"
+    reference.write_bytes(_one_image(_load_sources()[0][1], [Cue(region_id, IDENTITY_COLOURS[0], True)], rng, 256,
+                                     JPEG_QUALITY, "hopper"))
+    with open(out_dir / "images.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img", "identity", "protected"), *rows])
+    with open(out_dir / "reference.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img", "is_same", "protected"),
+                                      *((name, int(identity == 0), protected) for name, identity, protected in rows)])
+    # Pairs: each genuine pair two images of one identity, each impostor pair two of different identities.
+    chosen: set = set()
+    pair_rows = []
+    while len(pair_rows) < pairs:
+        genuine = len(pair_rows) % 2 == 0
+        a = rows[int(rng.integers(len(rows)))]
+        candidates = [r for r in rows if r is not a and (r[1] == a[1]) == genuine]
+        b = candidates[int(rng.integers(len(candidates)))]
+        if (a[0], b[0]) in chosen:
+            continue
+        chosen.add((a[0], b[0]))
+        pair_rows.append((a[0], b[0], int(genuine), a[2]))
+    with open(out_dir / "pairs.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img1", "img2", "is_same", "protected"), *pair_rows])
+
+    inputs, labels, groups = _load_dataset(out_dir, ("identity",), annotations="images.csv")
+    torch.manual_seed(seed)
+    embedding = SmallFaceNet(num_classes=EMBEDDING_SIZE)
+    trained, accuracy = train_classifier(_CosineClassifier(embedding, identities), inputs, labels, groups, epochs,
+                                         seed)
+    model_file, weights, transform = out_dir / "model.py", out_dir / "weights.pt", out_dir / "transform.py"
+    model_file.write_text(EMBEDDING_MODEL_FILE.format(region=region_id.replace("_", " "), size=EMBEDDING_SIZE))
+    torch.save(trained.embedding.state_dict(), weights)
+    transform.write_text(TRANSFORM_FILE)
+    (out_dir / "training.json").write_text(json.dumps({"region": region_id, "identities": identities,
+                                                       "count": count, "pairs": pairs, "seed": seed,
+                                                       "held_out_accuracy": accuracy}, indent=2) + "\n")
+    if accuracy < MIN_ACCURACY:
+        raise CueNotLearned(f"verification case: held-out identity accuracy {accuracy:.3f} is below {MIN_ACCURACY}")
+    return {"images": images_dir, "pairs": out_dir / "pairs.csv", "annotations": out_dir / "images.csv",
+            "reference": reference, "reference_annotations": out_dir / "reference.csv", "model_file": model_file,
+            "weights": weights, "transform": transform, "layer": TARGET_LAYER}
