@@ -24,6 +24,22 @@ out = Console(highlight=False, soft_wrap=True)
 DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
 
 
+def _version(show: bool):
+    if show:
+        from . import __version__
+
+        out.print(f"reportgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print reportgen's version and exit."),
+):
+    """Find the face regions that drive a vision model's decisions; write one self-contained HTML report."""
+
+
 def _fail(message: str, code: int = 2):
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
@@ -72,7 +88,7 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     top = results["regions"][0] if results["regions"] and results["regions"][0]["density"] is not None else None
     layer_note = " (default: last layer with a spatial output)" if run["layer_source"] == "default" else ""
     out.print(f"layer: {run['layer']}{layer_note}; method: {run['method']}; class: "
-              f"{'predicted' if run['target_class'] is None else run['target_class']}")
+              f"{'predicted' if run['target_class'] is None else run['target_class']}; device: {run['device']}")
     if top:
         out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
     checks = _checks_line(results.get("faithfulness"), results.get("sanity"))
@@ -125,10 +141,11 @@ def run(
     out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: report.html].", rich_help_panel=OUTPUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
     patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
+    full_paths: bool = typer.Option(False, "--full-paths", help="Show absolute paths of the inputs in the report and JSON [default: file names only, image paths relative to --images].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
     batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none (a thread of this process does it, one batch ahead) [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda (or cuda:N) or mps; auto: CUDA when available, else MPS, else CPU [default: auto].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
     shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),
@@ -146,7 +163,8 @@ def run(
         image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
-        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
+        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None,
+        full_paths=full_paths or None), debug)
     if settings.partial is None and not settings.shard:
         # The command line checkpoints beside the report, so running it again after Ctrl-C resumes.
         settings.partial = settings.out.with_name(settings.out.stem + ".partial.json")
