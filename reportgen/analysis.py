@@ -22,25 +22,21 @@ from . import __version__
 from .attribution import BASELINES, METHODS, make_method
 from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
-from .dataset import label_values, read_dataset
 from .errors import InputError
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .method_settings import method_settings
-from .model import describe_layers, load_model, load_weights, pick_layer, use_channels_last
-from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
+from .model import describe_layers, pick_layer, use_channels_last
+from .preprocess import Preprocessing, measure_geometry
+from .privacy import machine_folders
 from .regions import REGION_IDS
+from .results import Results
+from .run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
 from .scores import bootstrap_weights, region_scores
 from .state import RunState, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
-
-
-def _preprocessing(config: RunConfig) -> Preprocessing:
-    if config.transform:
-        return load_transform(config.transform)
-    return build_transform(config.image_size, config.mean, config.std)
 
 
 def _input_size(preprocessing: Preprocessing) -> tuple[int, int]:
@@ -57,18 +53,28 @@ def _versions() -> dict:
 
 
 def _check_device(device: str) -> torch.device:
+    """The torch device for --device; ``auto``: CUDA when available, else Apple's MPS, else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps: Apple's MPS is not available here; use --device cpu")
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise InputError(f"--device {device!r}: use cpu, cuda (or cuda:N) or mps")
+        raise InputError(f"--device {device!r}: use auto, cpu, cuda (or cuda:N) or mps")
     return torch.device(device)
 
 
-def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing, input_size, device) -> dict:
+def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing, input_size, device,
+                inputs: RunInputs | None = None) -> dict:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
-    and a fingerprint of the inputs so that only matching partial states are resumed or merged."""
+    and a fingerprint of the inputs so that only matching partial states are resumed or merged.
+    ``inputs``: where the dataset, model and transform came from (files or objects, see run_inputs)."""
+    shown = inputs.shown if inputs else {
+        "images": str(config.images), "annotations": str(config.annotations), "model_file": str(config.model_file),
+        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights)}
     run = {
         "target": config.target, "target_class": config.target_class, "layer": layer.name,
         "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
@@ -77,28 +83,30 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
-        "images": str(config.images), "annotations": str(config.annotations),
-        "annotation_format": dataset.format, "model_file": str(config.model_file),
-        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
+        "images": shown["images"], "annotations": shown["annotations"], "annotation_format": dataset.format,
+        "model_file": shown["model_file"], "model_name": shown["model_name"], "weights": shown["weights"],
         "transform": preprocessing.description, "input_size": list(input_size),
         "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
         "workers": config.workers, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    notes = []
+    notes = list(inputs.notes) if inputs else []
     if dataset.missing:
         notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
-    # Options that change what is computed; batch size, workers, device and outputs do not.
+    # Options that change what is computed; batch size, workers, device, outputs and how paths are shown do not.
     same_when = {k: v for k, v in config.to_dict().items()
                  if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
-                              "cache_dir", "no_cache")}
+                              "cache_dir", "no_cache", "full_paths")}
     versions = _versions()
-    manifest = build_manifest(config, versions)
-    # The manifest already holds the sha256 of the annotation, model, weights and transform files.
-    digests = {name: (entry or {}).get("sha256") for name, entry in manifest["inputs"].items()}
+    manifest = build_manifest(config, versions, inputs=inputs.manifest if inputs else None)
+    # The manifest already holds the sha256 of the annotation, model, weights and transform files, and of the
+    # model's parameters (which is all there is to compare for a model given as an object).
+    digests = {name: (entry or {}).get("sha256") or (entry or {}).get("parameters_sha256") or (entry or {}).get("repr")
+               for name, entry in manifest["inputs"].items()}
     fingerprint = hashlib.sha256(json.dumps(
         {"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
+    # "machine": the folders that say whose machine this is, which the shared results leave out (privacy.py).
     return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
-            "manifest": manifest}
+            "manifest": manifest, "machine": machine_folders()}
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -153,28 +161,33 @@ class _Rows(torch.utils.data.Dataset):
     prepare = __getitem__
 
 
-def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> dict:
-    """Run the whole analysis and return the results dict (docs/results.md).
+def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> Results:
+    """Run the whole analysis and return the results (docs/results.md): a dict that also shows itself
+    in Jupyter.
 
     Give a RunConfig, or the same options as keywords (``analyze(images=..., annotations=..., ...)``).
+    Inputs may be Python objects instead of files: ``model=`` a torch.nn.Module (with ``weights=`` a
+    state_dict file, or its own parameters), ``transform=`` a callable, ``images=`` a list of image
+    paths (no labels) or ``annotations=`` a table, as a list of row dicts or a dict of columns whose
+    first column holds image paths relative to ``images`` (see reportgen.run_inputs).
     ``progress(done, total)`` is called after every batch. Raises InputError for bad inputs before
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
     ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
     (``resume=True``, the default) continues from it.
     """
+    options, given = split_objects(options)
     config = config or make_config(**options)
-    state, context = run_analysis(config, progress)
-    return state.results(context)
+    state, context = run_analysis(config, progress, given)
+    return Results(state.results(context))
 
 
-def run_analysis(config: RunConfig, progress: Progress | None = None):
-    """The analysis itself: returns (RunState, context), saving checkpoints on the way."""
+def run_analysis(config: RunConfig, progress: Progress | None = None, given: GivenObjects | None = None):
+    """The analysis itself: returns (RunState, context), saving checkpoints on the way. ``given``: inputs
+    passed as Python objects instead of files."""
     started = time.time()
     torch.manual_seed(0)  # the same inputs give the same results (methods with randomness draw from here)
-    for name in ("images", "annotations", "target", "model_file", "weights"):
-        if getattr(config, name) in (None, ""):
-            raise InputError(f"--{name.replace('_', '-')} is required")
+    require_inputs(config, given)
     if config.method not in METHODS:
         raise InputError(f"--method {config.method!r}: available methods are {', '.join(METHODS)}")
     if config.baseline not in BASELINES:
@@ -191,13 +204,8 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     shard = parse_shard(config.shard)
     device = _check_device(config.device)
 
-    dataset = read_dataset(config.images, config.annotations,
-                           {**{column: "--protected" for column in config.protected}, config.target: "--target"})
-    true_labels = label_values(dataset, config.target)
-    model = load_model(config.model_file, config.model_var, config.model_class)
-    load_weights(model, config.weights)
-    model.eval()
-    preprocessing = _preprocessing(config)
+    inputs = resolve_inputs(config, given)  # from files or objects
+    dataset, true_labels, model, preprocessing = inputs.dataset, inputs.labels, inputs.model, inputs.preprocessing
     input_size = _input_size(preprocessing)
     layers = describe_layers(model, input_size)
     layer = pick_layer(layers, config.layer)
@@ -209,7 +217,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     channels_last = use_channels_last(model, input_size, device)
     explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images),
                           channels_last)
-    context = run_context(config, dataset, layer, preprocessing, input_size, device)
+    context = run_context(config, dataset, layer, preprocessing, input_size, device, inputs)
     context["run"]["channels_last"] = channels_last
 
     checkpoint = checkpoint_path(config)
@@ -227,7 +235,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
     preparer = ImagePreparer(dataset, preprocessing, cache)
-    workers = choose_workers(config.workers)
+    workers = choose_workers(config.workers) if inputs.portable else 0  # see run_inputs.crosses_processes
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()

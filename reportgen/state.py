@@ -232,6 +232,7 @@ class RunState:
     def results(self, context: dict) -> dict:
         """The results dict (docs/results.md). ``context``: what the run was (see analysis.run_context)."""
         from .findings import findings
+        from .privacy import shareable
 
         scored = self.overall.images
         notes = list(context.get("notes", []))
@@ -275,7 +276,7 @@ class RunState:
             "sanity": sanity_summary(self.sanity),
         }
         results["findings"] = findings(results)
-        return results
+        return shareable(results, context)  # no folder of this machine in what is shared (unless --full-paths)
 
     def _comparisons(self, columns: list[str]) -> list[dict]:
         """For each group column: every other value against the first (sorted) value."""
