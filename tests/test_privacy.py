@@ -68,6 +68,7 @@ def test_inputs_are_named_by_file_name_and_sha256_and_images_relative_to_the_fol
     assert results["manifest"]["options"]["transform"] == "transform.py"
     assert results["failures"] == [{"image": "African/missing.jpg", "reason": "file not found"}]
     assert results["config"]["full_paths"] is False
+    assert f"<code>weights.pt</code> <small title=\"sha256 {weights['sha256']}\">" in reports[0]["default"][0]
 
 
 def test_full_paths_show_them(reports, tutorial_like):
