@@ -93,9 +93,17 @@ def split_objects(options: dict) -> tuple[dict, GivenObjects]:
     images = options.get("images")
     if isinstance(images, (list, tuple)):
         given.image_list = [str(Path(p)) if isinstance(p, os.PathLike) else p for p in options.pop("images")]
+    elif images is not None and not _is_path(images):
+        raise InputError(f"images= takes the image folder or a list of image paths, not {type(images).__name__}")
     annotations = options.get("annotations")
     if isinstance(annotations, (list, tuple, Mapping)):
         given.rows = options.pop("annotations")
+    elif hasattr(annotations, "to_dict") and hasattr(annotations, "columns"):
+        # A pandas DataFrame (reportgen does not need pandas): its columns, the index left out as in to_csv(index=False).
+        given.rows = options.pop("annotations").to_dict("list")
+    elif annotations is not None and not _is_path(annotations):
+        raise InputError(f"annotations= takes a file, a list of row dicts or a dict of columns, not "
+                         f"{type(annotations).__name__}")
     return options, given
 
 

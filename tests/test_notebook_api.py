@@ -95,6 +95,17 @@ def test_a_dict_of_columns_and_weights_from_a_file_work_too(tutorial_like, cache
     assert results["manifest"]["inputs"]["weights"]["sha256"] == from_files["manifest"]["inputs"]["weights"]["sha256"]
 
 
+def test_a_dataframe_is_read_by_its_columns(tutorial_like, in_memory):
+    """pandas is not needed, but a DataFrame is what many notebooks hold: its columns are the table."""
+    pandas = pytest.importorskip("pandas")
+    model, transform, rows = in_memory
+    frame = pandas.DataFrame(rows)
+    frame["task"] = "cat"  # a broken label shows that the table was read (and stops before heavy work)
+    with pytest.raises(InputError, match=r"annotations=rows, row 1: column 'task' has 'cat'"):
+        reportgen.analyze(images=tutorial_like["images"], annotations=frame, target="task", model=model,
+                          transform=transform)
+
+
 def test_a_list_of_images_needs_no_annotations(tutorial_like, cache, in_memory):
     model, transform, _ = in_memory
     images = sorted(tutorial_like["images"].rglob("*.jpg"))
@@ -127,6 +138,7 @@ def test_a_broken_table_is_one_clear_line(tutorial_like, in_memory, table, messa
     (dict(model_file="model.py"), "give the model as model= (an object) or as model_file= (a file), not both"),
     (dict(model="model.py"), "model= takes a torch.nn.Module; give a model file as model_file="),
     (dict(transform=42), "transform= takes a callable"),
+    (dict(annotations=42), "annotations= takes a file, a list of row dicts or a dict of columns, not int"),
 ])
 def test_objects_and_files_cannot_be_mixed_up(tutorial_like, in_memory, options, message):
     model, transform, rows = in_memory
