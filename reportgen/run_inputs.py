@@ -139,8 +139,9 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
     a broken annotation file is reported before the model file runs)."""
     given = given or GivenObjects()
     require_inputs(config, given)
-    needed = {**{column: "--protected" for column in config.protected}, **({config.target: "--target"}
-                                                                           if config.target else {})}
+    needed = {column: "--protected" for column in config.protected}
+    if config.target:
+        needed[config.target] = "--target"
     shown: dict[str, str] = {}
     entries: dict[str, dict | None] = {}
     if given.image_list is not None:
@@ -171,8 +172,6 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
         name = type(given.model).__name__
         shown.update(model_file=f"{name} object given in Python", model_name=name,
                      weights=str(config.weights) if config.weights else "the object's own parameters")
-        entries["model_file"] = {"given": "object", "class": model_entry(model, True)["class"],
-                                 "note": "a Python object: no file to digest; see model.parameters_sha256"}
         if not config.weights:
             entries["weights"] = {"given": "object", "note": "the object's own parameters: see "
                                                              "model.parameters_sha256"}
@@ -183,6 +182,9 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
                      model_name=config.model_class or config.model_var or "model")
     model.eval()
     entries["model"] = model_entry(model, given.model is not None)
+    if given.model is not None:
+        entries["model_file"] = {"given": "object", "class": entries["model"]["class"],
+                                 "note": "a Python object: no file to digest; see model.parameters_sha256"}
 
     if given.transform is not None:
         described = one_line(repr(given.transform))
