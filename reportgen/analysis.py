@@ -23,26 +23,23 @@ from . import __version__
 from .attribution import BASELINES, METHODS, make_method
 from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
-from .dataset import label_values, read_dataset
+from .dataset import label_values
 from .errors import InputError
 from .heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
 from .methods import method_settings
-from .model import LayerInfo, describe_layers, load_model, load_weights, pick_layer, use_channels_last
-from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
+from .model import LayerInfo, describe_layers, pick_layer, use_channels_last
+from .preprocess import Preprocessing, measure_geometry
+from .privacy import machine_folders
 from .regions import REGION_IDS
+from .results import Results
+from .run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
 from .scores import bootstrap_weights, region_scores
 from .state import RunState, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
-
-
-def _preprocessing(config: RunConfig) -> Preprocessing:
-    if config.transform:
-        return load_transform(config.transform)
-    return build_transform(config.image_size, config.mean, config.std)
 
 
 def _input_shape(preprocessing: Preprocessing) -> tuple[tuple[int, int], int]:
@@ -61,19 +58,29 @@ def _versions() -> dict:
 
 
 def _check_device(device: str) -> torch.device:
+    """The torch device for --device; ``auto``: CUDA when available, else Apple's MPS, else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps: Apple's MPS is not available here; use --device cpu")
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise InputError(f"--device {device!r}: use cpu, cuda (or cuda:N) or mps")
+        raise InputError(f"--device {device!r}: use auto, cpu, cuda (or cuda:N) or mps")
     return torch.device(device)
 
 
-def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: Preprocessing, device) -> dict:
+def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: Preprocessing, device,
+                inputs: RunInputs | None = None) -> dict:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
-    and a fingerprint of the inputs so that only matching partial states are resumed or merged."""
+    and a fingerprint of the inputs so that only matching partial states are resumed or merged.
+    ``inputs``: where the dataset, model and transform came from (files or objects, see run_inputs)."""
     layer, head, input_size = setup.layer, setup.head, setup.input_size
+    shown = inputs.shown if inputs else {
+        "images": str(config.images), "annotations": str(config.annotations), "model_file": str(config.model_file),
+        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights)}
     run = {
         "target": config.target, "target_class": setup.target_class, "target_class_name": setup.target_class_name,
         "head": head.kind, "head_detail": head.describe(), "head_source": head.source, "head_reason": head.reason,
@@ -93,28 +100,30 @@ def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: 
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
-        "images": str(config.images), "annotations": str(config.annotations),
-        "annotation_format": dataset.format, "model_file": str(config.model_file),
-        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
+        "images": shown["images"], "annotations": shown["annotations"], "annotation_format": dataset.format,
+        "model_file": shown["model_file"], "model_name": shown["model_name"], "weights": shown["weights"],
         "transform": preprocessing.description, "input_size": list(input_size),
         "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
         "workers": config.workers, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    notes = []
+    notes = list(inputs.notes) if inputs else []
     if dataset.missing:
         notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
-    # Options that change what is computed; batch size, workers, device and outputs do not.
+    # Options that change what is computed; batch size, workers, device, outputs and how paths are shown do not.
     same_when = {k: v for k, v in config.to_dict().items()
                  if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
-                              "cache_dir", "no_cache")}
+                              "cache_dir", "no_cache", "full_paths")}
     versions = _versions()
-    manifest = build_manifest(config, versions)
-    # The manifest already holds the sha256 of the annotation, model, weights and transform files.
-    digests = {name: (entry or {}).get("sha256") for name, entry in manifest["inputs"].items()}
+    manifest = build_manifest(config, versions, inputs=inputs.manifest if inputs else None)
+    # The manifest already holds the sha256 of the annotation, model, weights and transform files, and of the
+    # model's parameters (which is all there is to compare for a model given as an object).
+    digests = {name: (entry or {}).get("sha256") or (entry or {}).get("parameters_sha256") or (entry or {}).get("repr")
+               for name, entry in manifest["inputs"].items()}
     fingerprint = hashlib.sha256(json.dumps(
         {"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
+    # "machine": the folders that say whose machine this is, which the shared results leave out (privacy.py).
     return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
-            "manifest": manifest}
+            "manifest": manifest, "machine": machine_folders()}
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -169,28 +178,33 @@ class _Rows(torch.utils.data.Dataset):
     prepare = __getitem__
 
 
-def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> dict:
-    """Run the whole analysis and return the results dict (docs/results.md).
+def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> Results:
+    """Run the whole analysis and return the results (docs/results.md): a dict that also shows itself
+    in Jupyter.
 
     Give a RunConfig, or the same options as keywords (``analyze(images=..., annotations=..., ...)``).
+    Inputs may be Python objects instead of files: ``model=`` a torch.nn.Module (with ``weights=`` a
+    state_dict file, or its own parameters), ``transform=`` a callable, ``images=`` a list of image
+    paths (no labels) or ``annotations=`` a table, as a list of row dicts or a dict of columns whose
+    first column holds image paths relative to ``images`` (see reportgen.run_inputs).
     ``progress(done, total)`` is called after every batch. Raises InputError for bad inputs before
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
     ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
     (``resume=True``, the default) continues from it.
     """
+    options, given = split_objects(options)
     config = config or make_config(**options)
-    state, context = run_analysis(config, progress)
-    return state.results(context)
+    state, context = run_analysis(config, progress, given)
+    return Results(state.results(context))
 
 
-def run_analysis(config: RunConfig, progress: Progress | None = None):
-    """The analysis itself: returns (RunState, context), saving checkpoints on the way."""
+def run_analysis(config: RunConfig, progress: Progress | None = None, given: GivenObjects | None = None):
+    """The analysis itself: returns (RunState, context), saving checkpoints on the way. ``given``: inputs
+    passed as Python objects instead of files."""
     started = time.time()
     torch.manual_seed(0)  # the same inputs give the same results (methods with randomness draw from here)
-    for name in ("images", "annotations", "target", "model_file", "weights"):
-        if getattr(config, name) in (None, ""):
-            raise InputError(f"--{name.replace('_', '-')} is required")
+    require_inputs(config, given)
     if config.method not in METHODS:
         raise InputError(f"--method {config.method!r}: available methods are {', '.join(METHODS)}")
     if config.baseline not in BASELINES:
@@ -210,15 +224,11 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     if config.pairs and config.reference:
         raise InputError("--pairs and --reference: give one; pairs compare the two images of each row, a reference "
                          "photo is compared with every image")
-    dataset = read_dataset(config.images, config.annotations,
-                           {**{column: "--protected" for column in config.protected}, config.target: "--target"},
-                           pairs=config.pairs)
-    model = load_model(config.model_file, config.model_var, config.model_class)
-    load_weights(model, config.weights)
-    model.eval()
-    preprocessing = _preprocessing(config)
+    inputs = resolve_inputs(config, given)  # from files or objects
+    dataset, true_labels, model, preprocessing = inputs.dataset, inputs.labels, inputs.model, inputs.preprocessing
     setup = set_up_model(model, config, dataset, preprocessing)
-    true_labels = label_values(dataset, setup.label_column)
+    if setup.label_column != config.target:
+        true_labels = label_values(dataset, setup.label_column)  # a multi-label model's explained attribute
     # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
     check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
     if verifying(config):
@@ -232,7 +242,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
         channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
         explainer = Explainer(explained, setup, config, device, check_rows, channels_last)
         explainer.attribute_labels = _attribute_labels(dataset, setup)
-    context = run_context(config, dataset, setup, preprocessing, device)
+    context = run_context(config, dataset, setup, preprocessing, device, inputs)
     context["run"]["channels_last"] = channels_last
 
     checkpoint = checkpoint_path(config)
@@ -251,7 +261,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
     preparer = explainer.preparer(ImagePreparer(dataset, preprocessing, cache), dataset)
-    workers = choose_workers(config.workers)
+    workers = choose_workers(config.workers) if inputs.portable else 0  # see run_inputs.crosses_processes
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()

@@ -35,6 +35,22 @@ BASELINE_HELP = ("What replaces a removed region or window ("
                  + " or ".join(f"{key} ({words})" for key, words in BASELINES.items()) + f" [default: {DEFAULT.baseline}].")
 
 
+def _version(show: bool):
+    if show:
+        from . import __version__
+
+        out.print(f"reportgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print reportgen's version and exit."),
+):
+    """Find the face regions that drive a vision model's decisions; write one self-contained HTML report."""
+
+
 def _fail(message: str, code: int = 2):
     err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
@@ -105,7 +121,7 @@ def _explained_line(run: dict) -> str:
         what = str(run["target_class"]) + (f" ({run['target_class_name']})" if run.get("target_class_name") else "")
     head = run.get("head") or "softmax"
     head_source = " (automatic)" if run.get("head_source") == "automatic" else ""
-    line = f"{where}; method: {run['method']}; head: {head}{head_source}; class: {what}"
+    line = f"{where}; method: {run['method']}; head: {head}{head_source}; class: {what}; device: {run.get('device')}"
     if run.get("output") and run["output"] != "the model's output":
         line += f"; scores: {run['output']}"
     return line
@@ -181,10 +197,11 @@ def run(
     out_path: Optional[Path] = typer.Option(None, "--out", help=f"HTML report to write [default: {DEFAULT.out}].", rich_help_panel=OUTPUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
     patches: Optional[int] = typer.Option(None, help=f"Top patches shown per region [default: {DEFAULT.patches}].", rich_help_panel=OUTPUT),
+    full_paths: bool = typer.Option(False, "--full-paths", help="Show absolute paths of the inputs in the report and JSON [default: file names only, image paths relative to --images].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
     batch_size: Optional[int] = typer.Option(None, help=f"Images per model batch [default: {DEFAULT.batch_size}].", rich_help_panel=RUNNING),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none (a thread of this process does it, one batch ahead) [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
-    device: Optional[str] = typer.Option(None, help=f"cpu, cuda or mps [default: {DEFAULT.device}].", rich_help_panel=RUNNING),
+    device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda (or cuda:N) or mps; auto: CUDA when available, else MPS, else CPU [default: {DEFAULT.device}].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
     shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),
@@ -204,7 +221,8 @@ def run(
         method=method,
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
-        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None), debug)
+        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None,
+        full_paths=full_paths or None), debug)
     if settings.partial is None and not settings.shard:
         # The command line checkpoints beside the report, so running it again after Ctrl-C resumes.
         settings.partial = settings.out.with_name(settings.out.stem + ".partial.json")

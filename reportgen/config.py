@@ -54,7 +54,7 @@ class RunConfig:
     batch_size: int = 16
     # Processes that decode images and find faces while the model runs; one core stays with the model.
     workers: int | None = None  # None: automatic (analysis.choose_workers)
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA when available, else Apple's MPS, else the CPU
     patches: int = 12  # top patches kept per region
     cache_dir: Path | None = None  # None: the user's cache folder
     no_cache: bool = False
@@ -64,6 +64,9 @@ class RunConfig:
     partial: Path | None = None  # where partial state goes [default: beside --out]
     resume: bool = True  # continue from a matching checkpoint of an interrupted run
     checkpoint_seconds: float = 30.0  # how often a long run saves its partial state
+    # False: the report and results.json name files without their folders (a report is shared widely and
+    # folders reveal user names and layouts); True: absolute paths, as given.
+    full_paths: bool = False
 
     def to_dict(self) -> dict:
         """Plain values (paths as strings) for results.json and the report."""
@@ -156,10 +159,11 @@ transform = "transform.py"          # file assigning `transform`; or remove it a
 # --- how to run --------------------------------------------------------------------------------
 {batch_size}
 # workers = 1                       # processes finding faces while the model runs [default: automatic]
-{device:<35} # or "cuda", "mps"
+{device:<35} # CUDA when available, else MPS, else CPU; or "cpu", "cuda", "mps"
 {patches:<35} # top patches shown per region
 {out}
 json = "results.json"
+# full-paths = false                # true: the report shows absolute paths (default: file names only)
 '''
 
 

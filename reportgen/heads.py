@@ -260,8 +260,8 @@ def resolve_target_class(value, head: Head, target: str | None = None) -> int | 
             f"give an index 0 to {head.classes - 1} or one of the attribute names"
         raise InputError(f"--target-class {text!r} is not one of the model's attributes; {hint}") from None
     if not 0 <= index < head.classes:
-        what = {True: f"a binary sigmoid model explains class 1 (its logit) or 0 (the negated logit)"}.get(
-            head.binary, f"the model has {head.classes} outputs (classes 0 to {head.classes - 1})")
+        what = ("a binary sigmoid model explains class 1 (its logit) or 0 (the negated logit)" if head.binary
+                else f"the model has {head.classes} outputs (classes 0 to {head.classes - 1})")
         raise InputError(f"--target-class {index}: {what}")
     return index
 

@@ -268,6 +268,7 @@ class RunState:
     def results(self, context: dict) -> dict:
         """The results dict (docs/results.md). ``context``: what the run was (see analysis.run_context)."""
         from .findings import findings
+        from .privacy import shareable
 
         scored = self.overall.images
         notes = list(context.get("notes", []))
@@ -319,7 +320,7 @@ class RunState:
             results["verification"] = self.similarity.summary(self.group_keys)
             results["predictions"] = None  # class predictions do not apply; "verification" holds the decisions
         results["findings"] = findings(results)
-        return results
+        return shareable(results, context)  # no folder of this machine in what is shared (unless --full-paths)
 
     def _attribute_table(self, names: list[str] | None) -> list[dict] | None:
         """Multi-label models: per attribute, accuracy of "present when probability > 0.5" against its own
