@@ -143,7 +143,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _read_csv(path: Path, text: str) -> tuple[list[str], dict[str, list[str]], list[int], str | None]:
+def _read_csv(path: Path, text: str, pairs: bool = False) -> tuple[list[str], dict[str, list[str]], list[int], str | None]:
+    example = "'img1,img2,is_same,race' (the two images first" if pairs else "'img,task,protected' (image path first"
     first = next(line for line in text.splitlines() if line.strip())
     delimiter = _delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"')
@@ -161,11 +162,11 @@ def _read_csv(path: Path, text: str) -> tuple[list[str], dict[str, list[str]], l
     if len(header) < 2:
         hint = ("; it looks separated by spaces: use commas, or CelebA's list_attr layout with the row count on line 1"
                 if len(first.split()) > 1 else "")
-        raise InputError(f"{path}, line {header_line}: expected a header line like 'img,task,protected' "
-                         f"(image path first, then label columns){hint}")
+        raise InputError(f"{path}, line {header_line}: expected a header line like {example}, then label "
+                         f"columns){hint}" + ("; --pairs reads pair files" if pairs else ""))
     if header[0].lower().endswith(IMAGE_SUFFIXES) or all(_is_number(name) for name in header[1:]):
         raise InputError(f"{path}, line {header_line}: looks like a data row, not a header; add a first line "
-                         f"naming the columns, like 'img,task,protected' (image path first)")
+                         f"naming the columns, like {example})")
     _unique_names(path, header[1:], f"line {header_line}")
     paths, columns, numbers = [], {name: [] for name in header[1:]}, []
     for number, row in rows[1:]:
@@ -250,7 +251,7 @@ def read_dataset(images: Path, annotations: Path,
     if _is_celeba(lines):
         kind, (paths, columns, numbers, path_column) = "celeba", _read_celeba(annotations, lines)
     else:
-        kind, (paths, columns, numbers, path_column) = "csv", _read_csv(annotations, text)
+        kind, (paths, columns, numbers, path_column) = "csv", _read_csv(annotations, text, pairs)
     if not paths:
         raise InputError(f"--annotations {annotations}: the file lists no images")
     partners = partner_column = None
