@@ -255,17 +255,22 @@ def merge(
 
 @app.command()
 def demo(
-    out_path: Path = typer.Option(Path("demo_report.html"), "--out", help="HTML report to write."),
+    out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: demo_report.html; with --pairs verification_report.html]."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
+    pairs: bool = typer.Option(False, "--pairs", help="The face-verification demo: pairs of the sample images and an embedding model."),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
 ):
-    """Run on the bundled samples (a small face dataset with a planted cue and a model trained on it)."""
+    """Run on the bundled samples (a small face dataset with a planted cue and a model trained on it; with
+    --pairs, face verification over pairs of the same images)."""
     from .config import make_config
     from .resources import samples_dir
 
     started = time.time()
-    settings = _guarded(lambda: make_config(samples_dir() / "demo.toml", out=out_path, json=json_path), debug)
-    out.print(f"demo: {settings.images} with {settings.model_file.name}; the planted cue is described in "
+    name, default_out = ("verification.toml", "verification_report.html") if pairs else ("demo.toml", "demo_report.html")
+    settings = _guarded(lambda: make_config(samples_dir() / name, out=out_path or Path(default_out), json=json_path),
+                        debug)
+    what = "the pairs (photos of two people) are" if pairs else "the planted cue is"
+    out.print(f"demo: {settings.images} with {settings.model_file.name}; {what} described in "
               f"{samples_dir() / 'README.md'}")
     state, context = _run_with_progress(settings, debug)
     _write_outputs(_guarded(lambda: state.results(context), debug), settings, debug, started)

@@ -834,6 +834,19 @@ class _CosineClassifier(nn.Module):
         return self.scale * embedding @ nn.functional.normalize(self.centres, dim=1).T
 
 
+def train_embedding(dataset_dir: Path, annotations: str, column: str, identities: int, seed: int = 0,
+                    epochs: int = DEFAULT_EPOCHS) -> tuple[nn.Module, float]:
+    """A ``SmallFaceNet`` whose last layer is an ``EMBEDDING_SIZE``-d embedding, trained (``train_classifier``
+    with a cosine classifier over the ``identities`` values of ``column`` in ``dataset_dir/annotations``) so
+    that images of one identity have a high cosine similarity; returns (embedding model, held-out accuracy)."""
+    inputs, labels, groups = _load_dataset(dataset_dir, (column,), annotations=annotations)
+    torch.manual_seed(seed)
+    embedding = SmallFaceNet(num_classes=EMBEDDING_SIZE)
+    trained, accuracy = train_classifier(_CosineClassifier(embedding, identities), inputs, labels, groups, epochs,
+                                         seed)
+    return trained.embedding.eval(), accuracy
+
+
 def make_verification_case(out_dir: Path, region_id: str = "forehead", count: int = 96, pairs: int = 96,
                            seed: int = 0, epochs: int = DEFAULT_EPOCHS) -> dict:
     """A face-verification known answer: ``count`` augmented portraits, each carrying a sticker in ``region_id``
@@ -882,14 +895,10 @@ def make_verification_case(out_dir: Path, region_id: str = "forehead", count: in
     with open(out_dir / "pairs.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([("img1", "img2", "is_same", "protected"), *pair_rows])
 
-    inputs, labels, groups = _load_dataset(out_dir, ("identity",), annotations="images.csv")
-    torch.manual_seed(seed)
-    embedding = SmallFaceNet(num_classes=EMBEDDING_SIZE)
-    trained, accuracy = train_classifier(_CosineClassifier(embedding, identities), inputs, labels, groups, epochs,
-                                         seed)
+    embedding, accuracy = train_embedding(out_dir, "images.csv", "identity", identities, seed, epochs)
     model_file, weights, transform = out_dir / "model.py", out_dir / "weights.pt", out_dir / "transform.py"
     model_file.write_text(EMBEDDING_MODEL_FILE.format(region=region_id.replace("_", " "), size=EMBEDDING_SIZE))
-    torch.save(trained.embedding.state_dict(), weights)
+    torch.save(embedding.state_dict(), weights)
     transform.write_text(TRANSFORM_FILE)
     (out_dir / "training.json").write_text(json.dumps({"region": region_id, "identities": identities,
                                                        "count": count, "pairs": pairs, "seed": seed,
