@@ -1,6 +1,8 @@
-"""Regenerate the bundled demo: samples/images/, annotations.csv, model.py, weights.pt, transform.py.
+"""Regenerate the bundled demo: samples/images/, annotations.csv, model.py, weights.pt, transform.py, and the
+face-verification demo over the same images: pairs.csv, embedding_model.py, embedding_weights.pt.
 
-    PYTHONPATH=. python samples/make_samples.py
+    PYTHONPATH=. python samples/make_samples.py            # everything
+    PYTHONPATH=. python samples/make_samples.py --pairs    # only the verification demo, from the images there
 
 The demo is a planted-cue dataset (see reportgen/synthetic.py): 120 augmented variants of two
 public-domain portraits (samples/sources/), half of them with a lime-green sticker on the forehead
@@ -15,8 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+import csv
+
+import numpy as np
+import torch
+
 from reportgen.synthetic import (
-    MIN_ACCURACY, TARGET_LAYER, make_planted_dataset, train_small_cnn, write_model_files,
+    EMBEDDING_SIZE, MIN_ACCURACY, TARGET_LAYER, make_planted_dataset, train_embedding, train_small_cnn,
+    write_model_files,
 )
 
 HERE = Path(__file__).resolve().parent
@@ -28,7 +36,53 @@ EPOCHS = 60
 QUALITY = 86
 
 
+PAIRS = 60  # 30 genuine (two photos of one person), 30 impostor
+PEOPLE = {"0": "Hopper", "1": "Collins"}  # the annotations' protected column: which portrait
+EMBEDDING_FILE = '''"""The verification demo's embedding model: a {size}-d embedding trained (reportgen.synthetic.train_embedding)
+to tell the two people of the sample images apart by cosine similarity. Weights: embedding_weights.pt."""
+
+from reportgen.synthetic import SmallFaceNet
+
+
+class SampleEmbedding(SmallFaceNet):
+    """SmallFaceNet's trunk with its last layer as a {size}-d embedding."""
+
+    def __init__(self):
+        super().__init__(num_classes={size})
+
+
+model = SampleEmbedding()
+'''
+
+
+def make_pair_demo() -> dict:
+    """pairs.csv (img1, img2, is_same, person), embedding_model.py and embedding_weights.pt over the images."""
+    with open(HERE / "annotations.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    rng = np.random.default_rng(SEED + 1)
+    pairs, chosen = [], set()
+    while len(pairs) < PAIRS:
+        genuine = len(pairs) % 2 == 0
+        first = rows[int(rng.integers(len(rows)))]
+        candidates = [r for r in rows if r is not first and (r["protected"] == first["protected"]) == genuine]
+        second = candidates[int(rng.integers(len(candidates)))]
+        if (first["img"], second["img"]) in chosen or (second["img"], first["img"]) in chosen:
+            continue
+        chosen.add((first["img"], second["img"]))
+        pairs.append((first["img"], second["img"], int(genuine), PEOPLE[first["protected"]]))
+    with open(HERE / "pairs.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img1", "img2", "is_same", "person"), *pairs])
+    embedding, accuracy = train_embedding(HERE, "annotations.csv", "protected", 2, SEED, EPOCHS)
+    (HERE / "embedding_model.py").write_text(EMBEDDING_FILE.format(size=EMBEDDING_SIZE))
+    torch.save(embedding.state_dict(), HERE / "embedding_weights.pt")
+    return {"pairs": PAIRS, "embedding_held_out_accuracy": round(accuracy, 3),
+            "embedding_weights_bytes": (HERE / "embedding_weights.pt").stat().st_size}
+
+
 def main() -> int:
+    if "--pairs" in sys.argv[1:]:
+        print(json.dumps(make_pair_demo(), indent=2))
+        return 0
     # Old images go first, so a smaller COUNT leaves no stray files behind.
     images = HERE / "images"
     for old in images.glob("*.jpg") if images.is_dir() else ():
@@ -40,8 +94,10 @@ def main() -> int:
     trained = time.perf_counter()
     write_model_files(HERE, model, REGION)
     total = sum(path.stat().st_size for path in images.glob("*.jpg"))
+    pair_demo = make_pair_demo()
     print(json.dumps({
         "region": REGION, "images": COUNT, "layer": TARGET_LAYER, "held_out_accuracy": round(accuracy, 3),
+        **pair_demo,
         "generation_seconds": round(generated - started, 1),
         "training_seconds": round(trained - generated, 1),
         "images_bytes": total, "weights_bytes": (HERE / "weights.pt").stat().st_size,
