@@ -284,7 +284,8 @@ def read_dataset(images: Path, annotations: Path,
         if name not in columns:
             asked = f"{option} {name}: " if option else ""
             if name in (path_column, partner_column):
-                raise InputError(f"{asked}{annotations}: {name!r} is an image path column, not a label column; "
+                which = "the image path column" if name == path_column else "the partner image column"
+                raise InputError(f"{asked}{annotations}: {name!r} is {which}, not a label column; "
                                  f"{_suggest(name, list(columns))}")
             raise InputError(f"{asked}{annotations} has no column {name!r}; {_suggest(name, list(columns))}")
     files = paths + (partners or [])

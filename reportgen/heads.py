@@ -208,7 +208,9 @@ def choose_head(wanted: str | None, outputs: int, annotation_format: str | None 
     when there are as many of them.
     """
     columns = list(label_columns or [])
-    names = tuple(columns) if outputs > 1 and len(columns) == outputs else None
+    # Only a CelebA attribute file names the outputs: a CSV's label columns also hold the protected attributes,
+    # so matching their count to the outputs would be a coincidence, not a naming.
+    names = tuple(columns) if annotation_format == "celeba" and outputs > 1 and len(columns) == outputs else None
     if wanted not in (None, "", *HEADS):
         raise InputError(f"--head {wanted!r}: use softmax or sigmoid (or leave it out to choose automatically)")
     if wanted == "softmax":
@@ -221,7 +223,7 @@ def choose_head(wanted: str | None, outputs: int, annotation_format: str | None 
         return Head("sigmoid", outputs, "option", reason, names if outputs > 1 else None)
     if outputs == 1:
         return Head("sigmoid", 1, "automatic", "the model has one output")
-    if annotation_format == "celeba" and names is not None:
+    if names is not None:
         return Head("sigmoid", outputs, "automatic",
                     f"CelebA-format annotations list {outputs} attributes and the model has {outputs} outputs",
                     names)

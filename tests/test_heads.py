@@ -35,6 +35,9 @@ def test_celeba_annotations_with_as_many_attributes_as_outputs_make_a_multi_labe
     assert choose_head(None, 4, "celeba", CELEBA[:3]).kind == "softmax"
     forced = choose_head("sigmoid", 4, "csv", ["a", "b"])
     assert forced.multi_label and forced.source == "option" and forced.class_names is None
+    # A CSV whose label columns happen to be as many as the outputs does not name them.
+    assert choose_head("sigmoid", 2, "csv", ["task", "protected"]).class_names is None
+    assert choose_head("sigmoid", 4, "celeba", CELEBA).class_names == tuple(CELEBA)
 
 
 def test_multi_label_predictions_are_per_attribute_at_probability_one_half():
