@@ -21,7 +21,8 @@ import torch
 
 from . import __version__
 from .attribution import BASELINES, METHODS, make_method
-from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
+from .check_passes import deletion_curves, randomisation_cascade
+from .checks import sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
@@ -276,7 +277,7 @@ class Explainer:
         self.model, self.setup, self.config, self.device, self.check_rows = model, setup, config, device, check_rows
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.method = self._method(model)
-        self._randomised = None  # the sanity check's model, made when first needed
+        self._cascade = None  # the sanity check's randomised models, made when first needed
         # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
         self.attribute_labels: np.ndarray | None = None
 
@@ -320,23 +321,35 @@ class Explainer:
             positions, rows, scores = zip(*checked)
             self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state)
 
-    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState) -> None:
-        """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images: their
-        positions in the batch, their dataset rows and their region scores."""
+    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState,
+               extra: tuple = ()) -> None:
+        """Faithfulness (deletion curves) and sanity (cascading randomisation) for the sampled images: their
+        positions in the batch, their dataset rows and their region scores; ``extra``: the batch's per-image
+        model inputs beyond the images (none for a classifier). ``probabilities`` is not needed (the deletion
+        curves measure the evidence themselves) and kept so that every batch path calls this alike."""
         count = len(REGION_IDS)
-        picked = torch.tensor(positions)
+        picked = torch.tensor(positions, device=batch.device)
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
+        extra = tuple(e[picked] for e in extra)
         densities = np.stack([s["density"][:count] for s in scores])
         areas = np.stack([s["area"][:count] for s in scores])
-        state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, rows,
-                                             self.config.baseline, probabilities[picked])
-        if self._randomised is None:
-            self._randomised = self._method(randomised_copy(self.model))
-        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)
+        state.faithfulness += deletion_curves(self.model, inputs, wanted, labels, densities, areas, rows,
+                                              self.config.baseline, extra, batch_size=2 * self.config.batch_size)
+        if self._cascade is None:
+            steps = randomisation_cascade(self.model, inputs[:1], tuple(e[:1] for e in extra))
+            self._cascade = [(step, self._method(step.model)) for step in steps]
+        randomised = []  # per step: (B,) region densities of the randomised model's maps, None where zero
+        for step, method in self._cascade:
+            explanation, _ = _explain(method.model, method, inputs, labels, None, wanted)
+            densities_of_step = []
+            for k in range(len(rows)):
+                effects = None if explanation.effects is None else explanation.effects[k].numpy()
+                other = region_scores(explanation.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
+                densities_of_step.append(None if other is None else other["density"][:count])
+            randomised.append(densities_of_step)
+        names = [step.name for step, _ in self._cascade]
         for k, row in enumerate(rows):
-            effects = None if randomised.effects is None else randomised.effects[k].numpy()
-            other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
-            state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
+            state.sanity.append(sanity_record(row, densities[k], [step[k] for step in randomised], names))
 
 
 @dataclass
