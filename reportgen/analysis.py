@@ -22,7 +22,7 @@ import torch
 from . import __version__
 from .attribution import BASELINES, METHODS, make_method
 from .check_passes import deletion_curves, randomisation_cascade
-from .checks import sample_rows, sanity_record
+from .checks import cascade_subset, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values, read_dataset
 from .errors import InputError
@@ -278,6 +278,8 @@ class Explainer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.method = self._method(model)
         self._cascade = None  # the sanity check's randomised models, made when first needed
+        # An expensive method (many passes per image) runs the cascade's earlier steps on a subset only.
+        self.cascade_rows = check_rows if self.method.single_forward else cascade_subset(check_rows)
         # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
         self.attribute_labels: np.ndarray | None = None
 
@@ -328,7 +330,7 @@ class Explainer:
         model inputs beyond the images (none for a classifier). ``probabilities`` is not needed (the deletion
         curves measure the evidence themselves) and kept so that every batch path calls this alike."""
         count = len(REGION_IDS)
-        picked = torch.tensor(positions, device=batch.device)
+        picked = torch.tensor(positions)  # a CPU index: it picks from the batch (any device) and the CPU labels
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
         extra = tuple(e[picked] for e in extra)
         densities = np.stack([s["density"][:count] for s in scores])
@@ -338,18 +340,26 @@ class Explainer:
         if self._cascade is None:
             steps = randomisation_cascade(self.model, inputs[:1], tuple(e[:1] for e in extra))
             self._cascade = [(step, self._method(step.model)) for step in steps]
-        randomised = []  # per step: (B,) region densities of the randomised model's maps, None where zero
-        for step, method in self._cascade:
-            explanation, _ = _explain(method.model, method, inputs, labels, None, wanted)
-            densities_of_step = []
-            for k in range(len(rows)):
-                effects = None if explanation.effects is None else explanation.effects[k].numpy()
-                other = region_scores(explanation.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
-                densities_of_step.append(None if other is None else other["density"][:count])
+        randomised = []  # per step: each image's randomised region densities (None: zero map, or not run)
+        skipped = []  # per step: which images it was not run on (an expensive method's earlier steps)
+        last = len(self._cascade) - 1
+        for index, (step, method) in enumerate(self._cascade):
+            run = [k for k, row in enumerate(rows) if index == last or row in self.cascade_rows]
+            skipped.append([k not in run for k in range(len(rows))])
+            densities_of_step: list = [None] * len(rows)
+            if run:
+                chosen = torch.tensor(run)
+                explanation, _ = _explain(method.model, method, inputs[chosen], labels[chosen], None, wanted[chosen])
+                for position, k in enumerate(run):
+                    effects = None if explanation.effects is None else explanation.effects[position].numpy()
+                    other = region_scores(explanation.maps[position].numpy().astype(np.float64), labels[k].numpy(),
+                                          effects)
+                    densities_of_step[k] = None if other is None else other["density"][:count]
             randomised.append(densities_of_step)
         names = [step.name for step, _ in self._cascade]
         for k, row in enumerate(rows):
-            state.sanity.append(sanity_record(row, densities[k], [step[k] for step in randomised], names))
+            state.sanity.append(sanity_record(row, densities[k], [step[k] for step in randomised], names,
+                                              [step[k] for step in skipped]))
 
 
 @dataclass

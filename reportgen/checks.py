@@ -36,11 +36,13 @@ DEFAULT_CHECK_IMAGES = 64
 CHECK_SEED = 1
 RESAMPLES = 2000
 
-# Deletion curves are compared from 0 to this fraction of the image removed. Half the image: in the
-# tutorial's aligned crops the face regions (brows to chin, cheek to cheek) cover about 40% of the picture
-# and in the known-answer images 15-35%, so the ranked order can remove the whole face and what it ranks
-# next; beyond half, most of the input is baseline, every order has destroyed the evidence and the curves
-# only meet (measured in docs/methods.md: a limit of 1.0 narrowed the gap without changing a verdict).
+# Deletion curves are compared from 0 to this fraction of the image removed. The face regions (brows to chin,
+# cheek to cheek) cover 27% of the tutorial's aligned crops and 30% of the known-answer images on average,
+# and more in tighter crops: half the image lets the ranked order remove the whole face and what it ranks
+# next, while beyond half most of the input is baseline, every order has destroyed the evidence and the
+# curves only converge. Measured (benchmarks/check_settings.py, docs/methods.md): the interval's width
+# relative to the difference is 0.35 at 0.5 against 0.39 at 0.25 and 0.54 at 0.1 on the tutorial, 0.88 against
+# 0.97 and 1.07 on the both-eyes known answer, for a third more forward passes than at 0.25.
 AREA_LIMIT = 0.5
 # A step of a deletion curve removes at least this fraction of the image: smaller regions (an eye, a brow,
 # the mouth opening: 0.3-1.5% each) are removed together with the next ones, which saves forward passes
@@ -48,14 +50,21 @@ AREA_LIMIT = 0.5
 STEP_AREA = 0.025
 # Points of the area grid (0 to AREA_LIMIT) at which curves are read and averaged (trapezoid rule).
 AREA_POINTS = 51
-# Random region orders per image. The bootstrap interval over images is what the verdict reads; random
-# orders add their own noise to each image's baseline curve. Measured on the tutorial and the known-answer
-# cases (docs/methods.md): beyond 4 orders the interval hardly narrows, while the cost grows linearly.
+# Random region orders per image. The verdict reads the bootstrap interval over images; each image's random
+# curve adds its own noise, which more orders average out. On the tutorial the variance of an image's
+# difference between orders (8.6, log-odds squared) exceeds that between images (5.8), so orders matter:
+# the interval is 2.0 wide with 1 order, 1.5 with 2, 1.2 with 4 and 1.2 with 8, for 9.5, 14, 23 and 41
+# forward passes per image (docs/methods.md). Four is where more orders stop paying.
 RANDOM_ORDERS = 4
 
 # Cascading randomisation steps, from the output down: (name, fraction of the model's layers randomised,
-# counted from the output). The first is the output layer alone (see ``cascade_layers``).
+# counted from the output). The first is the output layer alone (``check_passes.randomisation_cascade``).
 CASCADE = (("the output layer", 0.0), ("the top half of the layers", 0.5), ("every layer", 1.0))
+# Methods that need many passes per image (integrated gradients 32, region ablation 18, occlusion ~170) run the
+# cascade's earlier steps on this many of the sampled images (a fixed random subset) and only the last step,
+# which gives the verdict, on all of them: the sanity check then costs 1.5x one explanation of the sample
+# instead of 3x. One-pass methods (Grad-CAM, HiResCAM) run every step on every image.
+CASCADE_SUBSET = 16
 # Rank correlation between real and randomised-model region densities (after the last step) at or above
 # which the method is judged blind to the weights; between the two, doubtful.
 SANITY_FAIL = 0.7
@@ -67,6 +76,13 @@ def sample_rows(total: int, count: int, seed: int = CHECK_SEED) -> set[int]:
     if count <= 0 or total <= 0:
         return set()
     return set(np.random.default_rng(seed).permutation(total)[:count].tolist())
+
+
+def cascade_subset(check_rows: set[int], count: int = CASCADE_SUBSET) -> set[int]:
+    """The sampled rows on which an expensive method runs the cascade's earlier steps: a fixed random subset
+    of ``count`` of them (the same in every shard: it depends only on the sample)."""
+    rows = sorted(check_rows)
+    return set(np.random.default_rng(CHECK_SEED + 1).permutation(rows)[:count].tolist()) if rows else set()
 
 
 def area_grid(limit: float = AREA_LIMIT, points: int = AREA_POINTS) -> np.ndarray:
@@ -297,13 +313,22 @@ def step_correlation(real: np.ndarray, randomised: np.ndarray | None) -> float |
     return 0.0 if correlation is None else correlation
 
 
-def sanity_record(row: int, real: np.ndarray, randomised: list[np.ndarray | None], steps: list[str]) -> dict:
+def sanity_record(row: int, real: np.ndarray, randomised: list[np.ndarray | None], steps: list[str],
+                  skipped: list[bool] | None = None) -> dict:
     """One image's sanity record: its real region densities (REGION_IDS order), and for each cascade step
     (``steps``: what it randomised, in words) the randomised model's densities (None: the map was zero
-    everywhere) and their rank correlation with the real ones (``step_correlation``)."""
+    everywhere) and their rank correlation with the real ones (``step_correlation``). ``skipped``: the steps
+    not run on this image (an expensive method's earlier steps outside ``cascade_subset``); their
+    correlation is None and they count in no number."""
+    skipped = list(skipped or [False] * len(steps))
     return {"row": row, "real": [_number(v) for v in real],
-            "randomised": [None if r is None else [_number(v) for v in r] for r in randomised],
-            "rank_correlation": [step_correlation(real, r) for r in randomised], "steps": list(steps)}
+            "randomised": [None if r is None or skip else [_number(v) for v in r] for r, skip in zip(randomised, skipped)],
+            "rank_correlation": [None if skip else step_correlation(real, r) for r, skip in zip(randomised, skipped)],
+            "steps": list(steps), "skipped": skipped}
+
+
+def _skipped(record: dict, step: int) -> bool:
+    return bool((record.get("skipped") or [False] * (step + 1))[step])
 
 
 def _column_means(rows: list[list[float | None]]) -> np.ndarray:
@@ -332,13 +357,14 @@ def sanity_summary(records: list[dict]) -> dict | None:
         correlations = np.array([r["rank_correlation"][k] for r in used], dtype=np.float64)
         mean, interval = (_mean_and_interval(correlations, _resample_counts(len(used), CHECK_SEED + 3 + k))
                           if used else (None, [None, None]))
-        drawn = [r["randomised"][k] for r in records if r["randomised"][k] is not None]
+        run = [r for r in records if not _skipped(r, k)]
+        drawn = [r["randomised"][k] for r in run if r["randomised"][k] is not None]
         randomised = _column_means(drawn) if drawn else np.full(len(REGION_IDS), np.nan)
-        ranking = rank_correlation(real, randomised)
+        ranking = rank_correlation(_column_means([r["real"] for r in run]) if run else real, randomised)
         steps.append({"randomised": name, "images": len(used), "rank_correlation": mean,
                       "rank_correlation_ci": interval,
                       "mean_ranking_correlation": None if ranking is None else _number(ranking),
-                      "zero_maps": sum(1 for r in records if r["randomised"][k] is None),
+                      "zero_maps": sum(1 for r in run if r["randomised"][k] is None),
                       "top_region_randomised": _top(randomised)})
     last = steps[-1]
     rho = last["rank_correlation"]

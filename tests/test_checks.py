@@ -6,7 +6,7 @@ import torch
 
 from reportgen.check_passes import (deletion_curves, layers_in_forward_order, randomisation_cascade,
                                     randomised_copy)
-from reportgen.checks import (AREA_LIMIT, CASCADE, area_grid, deletion_orders, drop_curve, faithfulness_summary,
+from reportgen.checks import (AREA_LIMIT, CASCADE, area_grid, cascade_subset, deletion_orders, drop_curve, faithfulness_summary,
                               rank_correlation, sample_rows, sanity_record, sanity_summary, step_correlation)
 from reportgen.heads import ExplainedModel, Head, OutputChoice
 from reportgen.regions import REGION_IDS
@@ -365,6 +365,19 @@ def test_a_map_that_becomes_zero_counts_as_changed_not_as_missing():
     assert (first["images"], first["zero_maps"], first["rank_correlation"]) == (10, 10, 0.0)
     assert (last["images"], last["zero_maps"]) == (10, 0) and last["rank_correlation"] == pytest.approx(1.0)
     assert summary["rank_correlation"] == last["rank_correlation"] and summary["verdict"] == "failed"
+
+
+def test_expensive_methods_run_the_earlier_steps_on_a_fixed_subset_and_say_so():
+    rows = set(range(0, 200, 3))
+    subset = cascade_subset(rows, 16)
+    assert len(subset) == 16 and subset <= rows and subset == cascade_subset(set(sorted(rows, reverse=True)), 16)
+    assert max(subset) > 100  # a random subset of the sample, not its first rows
+    real = np.array([3.0, 2.0, 1.0, 0.5] + [np.nan] * (len(REGION_IDS) - 4))
+    steps = ["the output layer (fc)", "every layer (3)"]
+    records = [sanity_record(row, real, [None, real[::-1]], steps, [row not in subset, False]) for row in sorted(rows)]
+    first, last = sanity_summary(records)["steps"]
+    assert (first["images"], first["zero_maps"]) == (16, 16)  # skipped images are neither zero maps nor numbers
+    assert last["images"] == len(rows)
 
 
 def test_sanity_verdicts():
