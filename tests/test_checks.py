@@ -4,11 +4,14 @@ import numpy as np
 import pytest
 import torch
 
+import reportgen
+from reportgen.attribution import Explanation, Method
 from reportgen.check_passes import (deletion_curves, layers_in_forward_order, randomisation_cascade,
                                     randomised_copy)
-from reportgen.checks import (AREA_LIMIT, CASCADE, area_grid, cascade_subset, deletion_orders, drop_curve, faithfulness_summary,
+from reportgen.checks import (AREA_LIMIT, CASCADE, cascade_subset, deletion_orders, drop_curve, faithfulness_summary,
                               rank_correlation, sample_rows, sanity_record, sanity_summary, step_correlation)
 from reportgen.heads import ExplainedModel, Head, OutputChoice
+from reportgen.methods import METHODS as REGISTRY
 from reportgen.regions import REGION_IDS
 from reportgen.scores import (SCORED_IDS, RunningScores, bootstrap_p_value, bootstrap_weights, compare,
                               region_scores)
@@ -399,3 +402,29 @@ def test_the_statistics_load_no_torch():
     code = "import sys, reportgen.state, reportgen.checks; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False", result.stderr
+
+
+class _Brightness(Method):
+    """A "method" that ignores the model: its map is the image's own brightness. Any model, trained or
+    randomised, gets the same map, so the sanity check must fail it."""
+
+    about = REGISTRY["gradcam"]
+
+    def attribute(self, inputs, targets, regions=None, extra=()):
+        brightness = inputs.sum(1)
+        return Explanation((brightness - brightness.amin((1, 2), keepdim=True)).detach() + 1e-3)
+
+
+def test_sanity_check_fails_for_a_map_that_ignores_the_model(tutorial_like, tmp_path, monkeypatch):
+    from reportgen import analysis
+
+    monkeypatch.setattr(analysis, "make_method", lambda name, model, layer, **options: _Brightness(model, layer))
+    results = reportgen.analyze(images=tutorial_like["images"], annotations=tutorial_like["annotations"],
+                                target="task", model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                                transform=tutorial_like["transform"], target_class=1, check_images=6, bootstrap=0,
+                                workers=0, cache_dir=tmp_path / "cache")
+    sanity = results["sanity"]
+    assert sanity["verdict"] == "failed" and sanity["rank_correlation"] == pytest.approx(1.0)
+    assert [step["images"] for step in sanity["steps"]] == [6, 6, 6]
+    assert all(step["rank_correlation"] == pytest.approx(1.0) for step in sanity["steps"])
+    assert any(f["kind"] == "sanity" and f["severity"] == "warning" for f in results["findings"])
