@@ -224,7 +224,7 @@ def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA
     ``orders`` (the first that many random orders of each image; default all) are for measuring the
     check's settings (benchmarks/check_settings.py); records must reach ``limit``."""
     # In row order: the intervals' resamples must not depend on batch order, shards or resuming.
-    records = sorted((r for r in records if r.get("ranked")), key=lambda r: r["row"])
+    records = sorted((r for r in records if r.get("ranked") and _finite_curves(r)), key=lambda r: r["row"])
     if not records:
         return None
     if orders is not None:
@@ -267,6 +267,13 @@ def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA
                              "evidence": r["evidence"], "probability": r["probability"],
                              "difference": _number(d)} for r, d in zip(records, per_image)]
     return summary
+
+
+def _finite_curves(record: dict) -> bool:
+    """Whether the record's evidence is a number everywhere (a model that returned NaN or infinite scores for
+    an image leaves that image out of the deletion check rather than poisoning its means)."""
+    curves = [record["ranked"], *record["random"]]
+    return record.get("evidence") is not None and all(v is not None for c in curves for v in c["evidence"])
 
 
 def _value(value) -> float:

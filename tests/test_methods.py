@@ -25,6 +25,10 @@ PLANTED = ("left_eye", "forehead", "nose", "chin")
 # One sticker over several regions: removing the top region alone leaves the cue in the other(s).
 SPANNING = ("both_eyes", "lips_and_mouth")
 CHECK_IMAGES = 32
+# The methods that need many passes per image run under ``-m slow`` only for the cases added with the deletion
+# curves (both directions still run for them on the single-region cases).
+EXPENSIVE = ("integrated-gradients", "occlusion")
+EVERY_METHOD = [pytest.param(method, marks=pytest.mark.slow) if method in EXPENSIVE else method for method in METHODS]
 
 
 def _analyse(case: dict, method: str, cache, **options) -> dict:
@@ -111,7 +115,7 @@ def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_facto
 
 
 @pytest.mark.parametrize("cue", SPANNING)
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", EVERY_METHOD)
 def test_cue_spanning_regions_ranks_them_first_and_passes_the_deletion_check(known_cases, tmp_path_factory,
                                                                             deletion_inputs, cue, method):
     """A sticker over both eyes, or over the lips and the mouth opening: the explanation ranks the cue's
@@ -139,7 +143,7 @@ def saturated_case(known_cases, tmp_path_factory):
 SATURATION = 8.0
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", EVERY_METHOD)
 def test_saturated_model_passes_the_deletion_check(saturated_case, tmp_path_factory, deletion_inputs, method):
     results = _analyse(saturated_case, method, tmp_path_factory.getbasetemp() / "cache")
     assert results["predictions"]["mean_probability"] > 0.999
