@@ -21,7 +21,8 @@ import torch
 
 from . import __version__
 from .attribution import BASELINES, METHODS, make_method
-from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
+from .check_passes import deletion_curves, randomisation_cascade
+from .checks import cascade_subset, sample_rows, sanity_record
 from .config import RunConfig, make_config
 from .dataset import label_values
 from .errors import InputError
@@ -298,7 +299,9 @@ class Explainer:
         self.model, self.setup, self.config, self.device, self.check_rows = model, setup, config, device, check_rows
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.method = self._method(model)
-        self._randomised = None  # the sanity check's model, made when first needed
+        self._cascade = None  # the sanity check's randomised models, made when first needed
+        # An expensive method (many passes per image) runs the cascade's earlier steps on a subset only.
+        self.cascade_rows = check_rows if self.method.single_forward else cascade_subset(check_rows)
         # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
         self.attribute_labels: np.ndarray | None = None
 
@@ -390,23 +393,42 @@ class Explainer:
 
     def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState,
                extra: tuple = ()) -> None:
-        """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images: their
-        positions in the batch, their dataset rows and their region scores."""
+        """Faithfulness (deletion curves) and sanity (cascading randomisation) for the sampled images: their
+        positions in the batch, their dataset rows and their region scores; ``extra``: the batch's per-image
+        model inputs beyond the images (none for a classifier). ``probabilities`` is not needed (the deletion
+        curves measure the evidence themselves) and kept so that every batch path calls this alike."""
         count = len(REGION_IDS)
-        picked = torch.tensor(positions)
+        picked = torch.tensor(positions)  # a CPU index: it picks from the batch (any device) and the CPU labels
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
         extra = tuple(tensor[picked.to(tensor.device)] for tensor in extra)
         densities = np.stack([s["density"][:count] for s in scores])
         areas = np.stack([s["area"][:count] for s in scores])
-        state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, rows,
-                                             self.config.baseline, probabilities[picked], extra)
-        if self._randomised is None:
-            self._randomised = self._method(randomised_copy(self.model))
-        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted, extra)
+        state.faithfulness += deletion_curves(self.model, inputs, wanted, labels, densities, areas, rows,
+                                              self.config.baseline, extra, batch_size=2 * self.config.batch_size)
+        if self._cascade is None:
+            steps = randomisation_cascade(self.model, inputs[:1], tuple(e[:1] for e in extra))
+            self._cascade = [(step, self._method(step.model)) for step in steps]
+        randomised = []  # per step: each image's randomised region densities (None: zero map, or not run)
+        skipped = []  # per step: which images it was not run on (an expensive method's earlier steps)
+        last = len(self._cascade) - 1
+        for index, (step, method) in enumerate(self._cascade):
+            run = [k for k, row in enumerate(rows) if index == last or row in self.cascade_rows]
+            skipped.append([k not in run for k in range(len(rows))])
+            densities_of_step: list = [None] * len(rows)
+            if run:
+                chosen = torch.tensor(run)
+                explanation, _ = _explain(method.model, method, inputs[chosen], labels[chosen], None, wanted[chosen],
+                                              tuple(tensor[chosen.to(tensor.device)] for tensor in extra))
+                for position, k in enumerate(run):
+                    effects = None if explanation.effects is None else explanation.effects[position].numpy()
+                    other = region_scores(explanation.maps[position].numpy().astype(np.float64), labels[k].numpy(),
+                                          effects)
+                    densities_of_step[k] = None if other is None else other["density"][:count]
+            randomised.append(densities_of_step)
+        names = [step.name for step, _ in self._cascade]
         for k, row in enumerate(rows):
-            effects = None if randomised.effects is None else randomised.effects[k].numpy()
-            other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
-            state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
+            state.sanity.append(sanity_record(row, densities[k], [step[k] for step in randomised], names,
+                                              [step[k] for step in skipped]))
 
 
 @dataclass

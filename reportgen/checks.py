@@ -1,43 +1,74 @@
-"""Can the explanation be trusted? Two checks on a bounded sample of images.
+"""Can the explanation be trusted? The statistics of the two checks: curves, correlations, bootstrap
+intervals and verdicts, from one small record per sampled image. No torch here: ``state.py`` (shards,
+resume, merge) and the report read this module; the model passes that make the records live in
+``reportgen.check_passes``.
 
-Faithfulness (region deletion): for each sampled image, its top region (highest density) is replaced
-by the baseline image and the drop of the class probability is recorded; so is the drop for another
-region of similar area, picked at random. If the explanation points at what the model uses, deleting
-the top region must hurt clearly more than deleting a random one (Samek et al., 2017, "Evaluating the
-visualization of what a deep neural network has learned", in its region form).
+Deletion (faithfulness; Samek et al., 2017, "Evaluating the visualization of what a deep neural network
+has learned", in its region form): each sampled image's regions are replaced by the baseline one after
+another, cumulatively, in the order the explanation ranks them (highest density first), and the model's
+evidence for the explained class is measured after each step; so it is for a few random orders of the
+same regions. Evidence is the model's own non-saturating scale (``evidence_name``): the log-odds
+log(p / (1 - p)) of the class for a classifier, so a confident model (p = 0.9999) still shows how much a
+deletion cost it. Both kinds of curve are read at the same removed *area* (linear interpolation between
+steps, never "after k regions": a ranked order of large regions would otherwise look better only for
+removing more of the picture), from 0 up to ``AREA_LIMIT`` of the image. Per image, the drop of the
+ranked curve minus the mean drop of the random curves, averaged over that area range, is the area
+between the curves divided by the range; its mean over images gets a bootstrap interval, and the check
+passes when the whole interval lies above zero.
 
-Sanity (Adebayo et al., 2018, "Sanity checks for saliency maps", model parameter randomisation): the
-region scores are computed again with every weight of the model re-initialised at random (all layers at
-once). An explanation of what the model *learned* must change; a high rank correlation between the
-real and the randomised region densities means the method mostly shows the image (edges, the face)
-whatever the weights, and its region ranking says little about the model.
-
-Both checks keep one small record per sampled image, so they merge across shards like everything else.
+Sanity (Adebayo et al., 2018, "Sanity checks for saliency maps", cascading model parameter
+randomisation): the region scores are computed again with the model's weights re-initialised from the
+output layer down, cumulatively, in ``CASCADE`` steps (the output layer; the top half of the layers;
+all of them). After each step, each image's Spearman rank correlation between its real and randomised
+region densities is recorded. A map that becomes zero (or flat) ranks nothing: it counts as changed,
+correlation 0, and the image stays in the numbers. The verdict reads the last step: an explanation of
+what the model *learned* must change when all the learning is erased.
 """
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
-import torch
 
-from .attribution import baseline_images
 from .regions import REGION_IDS
 from .scores import _number, percentile_interval
 
 DEFAULT_CHECK_IMAGES = 64
 CHECK_SEED = 1
-# Another region "of similar area": within this factor of the top region's area, else the closest.
-SIMILAR_AREA = 2.0
-# "Clearly larger": the paired difference's 95% interval lies above zero and the mean difference is at
-# least this (1 percentage point of class probability); smaller drops matter to no decision.
-MIN_DIFFERENCE = 0.01
-# Rank correlation between real and randomised-model region densities above which the method is judged
-# blind to the weights; between the two, partly.
+RESAMPLES = 2000
+
+# Deletion curves are compared from 0 to this fraction of the image removed. The face regions (brows to chin,
+# cheek to cheek) cover 27% of the tutorial's aligned crops and 30% of the known-answer images on average,
+# and more in tighter crops: half the image lets the ranked order remove the whole face and what it ranks
+# next, while beyond half most of the input is baseline, every order has destroyed the evidence and the
+# curves only converge. Measured (benchmarks/check_settings.py, docs/methods.md): the interval's width
+# relative to the difference is 0.35 at 0.5 against 0.39 at 0.25 and 0.54 at 0.1 on the tutorial, 0.88 against
+# 0.97 and 1.07 on the both-eyes known answer, for a third more forward passes than at 0.25.
+AREA_LIMIT = 0.5
+# A step of a deletion curve removes at least this fraction of the image: smaller regions (an eye, a brow,
+# the mouth opening: 0.3-1.5% each) are removed together with the next ones, which saves forward passes
+# where the curve changes least with area; the ranked order's first region is always a step of its own.
+STEP_AREA = 0.025
+# Points of the area grid (0 to AREA_LIMIT) at which curves are read and averaged (trapezoid rule).
+AREA_POINTS = 51
+# Random region orders per image. The verdict reads the bootstrap interval over images; each image's random
+# curve adds its own noise, which more orders average out. On the tutorial the variance of an image's
+# difference between orders (8.6, log-odds squared) exceeds that between images (5.8), so orders matter:
+# the interval is 2.0 wide with 1 order, 1.5 with 2, 1.2 with 4 and 1.2 with 8, for 9.5, 14, 23 and 41
+# forward passes per image (docs/methods.md). Four is where more orders stop paying.
+RANDOM_ORDERS = 4
+
+# Cascading randomisation steps, from the output down: (name, fraction of the model's layers randomised,
+# counted from the output). The first is the output layer alone (``check_passes.randomisation_cascade``).
+CASCADE = (("the output layer", 0.0), ("the top half of the layers", 0.5), ("every layer", 1.0))
+# Methods that need many passes per image (integrated gradients 32, region ablation 18, occlusion ~170) run the
+# cascade's earlier steps on this many of the sampled images (a fixed random subset) and only the last step,
+# which gives the verdict, on all of them: the sanity check then costs 1.5x one explanation of the sample
+# instead of 3x. One-pass methods (Grad-CAM, HiResCAM) run every step on every image.
+CASCADE_SUBSET = 16
+# Rank correlation between real and randomised-model region densities (after the last step) at or above
+# which the method is judged blind to the weights; between the two, doubtful.
 SANITY_FAIL = 0.7
 SANITY_WARN = 0.4
-RESAMPLES = 1000
 
 
 def sample_rows(total: int, count: int, seed: int = CHECK_SEED) -> set[int]:
@@ -47,79 +78,214 @@ def sample_rows(total: int, count: int, seed: int = CHECK_SEED) -> set[int]:
     return set(np.random.default_rng(seed).permutation(total)[:count].tolist())
 
 
-def randomised_copy(model: torch.nn.Module, seed: int = CHECK_SEED) -> torch.nn.Module:
-    """A copy of the model with every parameter re-initialised (each layer's own ``reset_parameters``,
-    else Gaussian noise of the parameter's own spread), the global random state left untouched."""
-    randomised = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(seed)
-        reset = set()
-        for module in randomised.modules():
-            if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False)):
-                module.reset_parameters()
-                reset.update(id(p) for p in module.parameters(recurse=False))
-        for parameter in randomised.parameters():
-            if id(parameter) not in reset:
-                parameter.normal_(0.0, float(parameter.std()) if parameter.numel() > 1 else 1.0)
-    return randomised.eval()
+def cascade_subset(check_rows: set[int], count: int = CASCADE_SUBSET) -> set[int]:
+    """The sampled rows on which an expensive method runs the cascade's earlier steps: a fixed random subset
+    of ``count`` of them (the same in every shard: it depends only on the sample)."""
+    rows = sorted(check_rows)
+    return set(np.random.default_rng(CHECK_SEED + 1).permutation(rows)[:count].tolist()) if rows else set()
 
 
-def _other_region(areas: np.ndarray, top: int, rng: np.random.Generator) -> int | None:
-    """A region other than ``top`` whose area is within SIMILAR_AREA of it (random among those), else
-    the one closest in area; None when the image shows no other region."""
-    others = [r for r in range(len(REGION_IDS)) if r != top and areas[r] > 0]
-    if not others:
+def area_grid(limit: float = AREA_LIMIT, points: int = AREA_POINTS) -> np.ndarray:
+    """The removed areas (fractions of the image, 0 to ``limit``) at which the deletion curves are compared."""
+    return np.linspace(0.0, limit, points)
+
+
+# -- deletion: which regions go in which order ------------------------------------------------------------
+
+def deletion_orders(row: int, densities: np.ndarray, areas: np.ndarray, orders: int = RANDOM_ORDERS,
+                    limit: float = AREA_LIMIT, step_area: float = STEP_AREA,
+                    ) -> tuple[list[list[int]], list[list[list[int]]]]:
+    """The steps one image's deletion curves take: (ranked, [random order, ...]), each a list of steps and each
+    step the regions (indices into REGION_IDS) removed together at that step.
+
+    densities, areas: (len(REGION_IDS),) the image's region scores. Only regions the image shows (area > 0)
+    take part. Ranked: highest density first; regions of equal density (region-ablation gives many zeros)
+    in random order, since the explanation does not order them. Regions are removed one by one, except
+    that a step smaller than ``step_area`` of the image takes the next region(s) with it (the ranked order's
+    first region always stands alone: the single-region detail reads it). Each order stops at the first
+    step whose cumulative area reaches ``limit``: later steps are never read. Random orders depend only on
+    the row (seeded), so shards and resumed runs draw the same ones.
+    """
+    areas = np.asarray(areas, dtype=np.float64)[:len(REGION_IDS)]
+    shown = np.flatnonzero(areas > 0)
+    rng = np.random.default_rng([CHECK_SEED, row])
+    tie_break = rng.random(len(shown))
+    density = np.nan_to_num(np.asarray(densities, dtype=np.float64)[shown], nan=-np.inf)
+    ranked = shown[np.lexsort((tie_break, -density))]
+    randoms = [rng.permutation(shown) for _ in range(orders)]
+
+    def steps(order: np.ndarray, first_alone: bool) -> list[list[int]]:
+        grouped: list[list[int]] = []
+        current: list[int] = []
+        added = removed = 0.0
+        for region in order.tolist():
+            current.append(region)
+            added += areas[region]
+            removed += areas[region]
+            if added >= step_area or removed >= limit - 1e-9 or (first_alone and not grouped):
+                grouped.append(current)
+                current, added = [], 0.0
+            if removed >= limit - 1e-9:
+                break
+        if current:
+            grouped.append(current)
+        return grouped
+
+    return steps(ranked, True), [steps(order, False) for order in randoms]
+
+
+def deletion_record(row: int, before: tuple[float, float | None], ranked: list[list[int]], ranked_after: list,
+                    randoms: list[list[list[int]]], randoms_after: list[list], areas: np.ndarray,
+                    evidence_name: str) -> dict:
+    """One image's deletion record (plain data for the run state).
+
+    before: (evidence, probability or None) of the untouched image; ranked / randoms: the steps of each order
+    (``deletion_orders``); ranked_after / randoms_after: (evidence, probability or None) after each
+    cumulative step of that order; areas: (len(REGION_IDS),) the image's region areas.
+    """
+    areas = np.asarray(areas, dtype=np.float64)
+
+    def curve(steps, after) -> dict:
+        return {"area": [round(float(v), 6) for v in np.cumsum([areas[step].sum() for step in steps])],
+                "evidence": [_rounded(e) for e, _ in after],
+                "probability": None if before[1] is None else [_rounded(p) for _, p in after]}
+
+    top = ranked[0][0]
+    return {"row": row, "evidence_name": evidence_name, "evidence": _rounded(before[0]),
+            "probability": None if before[1] is None else _rounded(before[1]),
+            "top_region": REGION_IDS[top], "top_area": round(float(areas[top]), 6),
+            "ranked": curve(ranked, ranked_after),
+            "random": [curve(order, after) for order, after in zip(randoms, randoms_after)]}
+
+
+def _rounded(value) -> float | None:
+    value = float(value)
+    return round(value, 5) if np.isfinite(value) else None
+
+
+def drop_curve(curve: dict, before: float, grid: np.ndarray, kind: str = "evidence") -> np.ndarray:
+    """(len(grid),) the drop ``before - value`` of one deletion curve at each removed area of ``grid``,
+    linear between its steps (0 at area 0). kind: "evidence" or "probability"."""
+    values = np.array([np.nan if v is None else v for v in curve[kind]], dtype=np.float64)
+    areas = np.concatenate([[0.0], np.asarray(curve["area"], dtype=np.float64)])
+    drops = np.concatenate([[0.0], before - values])
+    return np.interp(grid, areas, drops)
+
+
+def image_curves(record: dict, grid: np.ndarray, kind: str = "evidence") -> tuple[np.ndarray, np.ndarray] | None:
+    """(ranked drop (G,), mean random drop (G,)) of one image on ``grid``; None when the record has no
+    such measure (probabilities of a model without them)."""
+    before = record.get(kind)
+    if before is None or record["ranked"].get(kind) is None:
         return None
-    ratio = {r: abs(np.log(areas[r] / areas[top])) for r in others}
-    similar = [r for r in others if ratio[r] <= np.log(SIMILAR_AREA)]
-    return int(rng.choice(similar)) if similar else min(others, key=ratio.get)
+    ranked = drop_curve(record["ranked"], before, grid, kind)
+    randoms = [drop_curve(curve, before, grid, kind) for curve in record["random"]]
+    return ranked, np.mean(randoms, axis=0) if randoms else np.full_like(ranked, np.nan)
 
 
-def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, regions: torch.Tensor,
-                   densities: np.ndarray, areas: np.ndarray, rows: list[int], baseline: str,
-                   probabilities: torch.Tensor | None = None, extra: tuple = ()) -> list[dict]:
-    """For each image: top region by density, a random region of similar area, and the class
-    probability drop when each is replaced by the baseline. densities/areas: (B, R) per image;
-    probabilities: the model's (B, K) class probabilities for ``inputs`` when already known."""
-    plans = []
-    for j, row in enumerate(rows):
-        shown = np.where(areas[j] > 0, densities[j], -np.inf)
-        top = int(np.argmax(shown))
-        other = _other_region(areas[j], top, np.random.default_rng([CHECK_SEED, row]))
-        plans.append((top, other))
-    filler = baseline_images(inputs, baseline)
-    regions = regions.to(inputs.device)
-    deleted = []
-    for j, (top, other) in enumerate(plans):
-        for region in (top, other if other is not None else top):
-            mask = (regions[j] == region)[None]
-            deleted.append(torch.where(mask, filler[j], inputs[j]))
-    twice = tuple(tensor.repeat_interleave(2, dim=0) for tensor in extra)  # each image is deleted twice
+def mean_over_area(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The mean of ``values`` (..., G) over the area range of ``grid`` (trapezoid rule): the area under the
+    curve divided by the range."""
+    widths = np.diff(grid)
+    return ((values[..., 1:] + values[..., :-1]) / 2 * widths).sum(-1) / (grid[-1] - grid[0])
 
-    def probability(batch, *more):  # the model's head decides: softmax, or each class's own sigmoid
-        return model.probabilities(batch, *more) if hasattr(model, "probabilities") else torch.softmax(model(batch), 1)
 
-    with torch.no_grad():
-        if probabilities is None:
-            probabilities = probability(inputs, *extra)
-        before = probabilities.to(targets.device).gather(1, targets[:, None])[:, 0].cpu()
-        after = probability(torch.stack(deleted), *twice).cpu()
-    records = []
-    for j, (row, (top, other)) in enumerate(zip(rows, plans)):
-        target = int(targets[j])
-        top_drop = float(before[j] - after[2 * j, target])
-        record = {"row": row, "top_region": REGION_IDS[top], "top_drop": top_drop,
-                  "top_area": float(areas[j][top]), "probability": float(before[j])}
-        if other is not None:
-            record.update(random_region=REGION_IDS[other], random_drop=float(before[j] - after[2 * j + 1, target]),
-                          random_area=float(areas[j][other]))
-        records.append(record)
-    return records
+# -- bootstrap over images -------------------------------------------------------------------------------
 
+def _resample_counts(images: int, seed: int) -> np.ndarray:
+    """(RESAMPLES, images) how often each image is drawn in each bootstrap resample (fixed seed)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, images, (RESAMPLES, images))
+    return np.stack([np.bincount(d, minlength=images) for d in draws]).astype(np.float64)
+
+
+def _mean_and_interval(values: np.ndarray, counts: np.ndarray) -> tuple:
+    """Mean over images (axis 0) and its 95% bootstrap interval, for (n,) or (n, G) values with the
+    resample ``counts`` (RESAMPLES, n). Returns (mean, [low, high]) or, for (n, G), (means, [[low, high], ...])."""
+    n = len(values)
+    means = counts @ values / n
+    if values.ndim == 1:
+        interval = percentile_interval(means) if n >= 2 else [None, None]
+        return _number(values.mean()), interval
+    if n < 2:
+        return [_number(v) for v in values.mean(0)], [[None, None]] * values.shape[1]
+    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    return [_number(v) for v in values.mean(0)], [[_number(a), _number(b)] for a, b in zip(low, high)]
+
+
+# -- deletion summary ------------------------------------------------------------------------------------
+
+def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA_LIMIT,
+                         orders: int | None = None) -> dict | None:
+    """results.json ``faithfulness``: the mean deletion curves (ranked and random orders, evidence drop
+    against removed area, with pointwise 95% bands), their difference averaged over the area range with
+    its interval, the verdict (``faithful``: the interval lies above zero), and the same read in
+    probability points for readers, plus the single-region detail (the top region alone). ``limit`` and
+    ``orders`` (the first that many random orders of each image; default all) are for measuring the
+    check's settings (benchmarks/check_settings.py); records must reach ``limit``."""
+    # In row order: the intervals' resamples must not depend on batch order, shards or resuming.
+    records = sorted((r for r in records if r.get("ranked") and _finite_curves(r)), key=lambda r: r["row"])
+    if not records:
+        return None
+    if orders is not None:
+        records = [dict(r, random=r["random"][:orders]) for r in records]
+    grid = area_grid(limit)
+    counts = _resample_counts(len(records), CHECK_SEED)
+    summary = {"images": len(records), "baseline": baseline,
+               "evidence": records[0].get("evidence_name") or "evidence for the explained class",
+               "area_limit": limit, "random_orders": max(len(r["random"]) for r in records),
+               "areas": [round(float(a), 4) for a in grid]}
+    for kind, suffix in (("evidence", ""), ("probability", "_probability")):
+        curves = [image_curves(r, grid, kind) for r in records]
+        if any(c is None for c in curves):
+            continue  # a model without probabilities: the evidence alone
+        ranked, random = (np.stack(part) for part in zip(*curves))
+        differences = mean_over_area(ranked - random, grid)
+        for name, curves_of_kind in (("ranked", ranked), ("random", random)):
+            summary[f"{name}_mean{suffix}"], summary[f"{name}_mean{suffix}_ci"] = _mean_and_interval(
+                mean_over_area(curves_of_kind, grid), counts)
+        summary[f"ranked_drop{suffix}"], summary[f"ranked_drop{suffix}_ci"] = _mean_and_interval(ranked, counts)
+        summary[f"random_drop{suffix}"], summary[f"random_drop{suffix}_ci"] = _mean_and_interval(random, counts)
+        summary[f"difference{suffix}"], summary[f"difference{suffix}_ci"] = _mean_and_interval(differences, counts)
+        if kind == "evidence":
+            per_image = differences
+        # The top region alone (the ranked curve's first step) against random orders at the same area.
+        top = np.array([r[kind] - _value(r["ranked"][kind][0]) for r in records])
+        at_top = np.array([np.mean([drop_curve(c, r[kind], np.array([r["top_area"]]), kind)[0] for c in r["random"]])
+                           for r in records])
+        single = summary.setdefault("single_region", {})
+        single[f"top_drop{suffix}"], single[f"top_drop{suffix}_ci"] = _mean_and_interval(top, counts)
+        single[f"random_drop{suffix}"], single[f"random_drop{suffix}_ci"] = _mean_and_interval(at_top, counts)
+    low = summary["difference_ci"][0]
+    summary["faithful"] = low is not None and low > 0
+    summary["single_region"]["top_area"] = _number(np.mean([r["top_area"] for r in records]))
+    top_regions: dict[str, int] = {}
+    for r in records:
+        top_regions[r["top_region"]] = top_regions.get(r["top_region"], 0) + 1
+    summary["top_regions"] = dict(sorted(top_regions.items(), key=lambda kv: -kv[1]))
+    summary["per_image"] = [{"row": r["row"], "top_region": r["top_region"], "top_area": r["top_area"],
+                             "evidence": r["evidence"], "probability": r["probability"],
+                             "difference": _number(d)} for r, d in zip(records, per_image)]
+    return summary
+
+
+def _finite_curves(record: dict) -> bool:
+    """Whether the record's evidence is a number everywhere (a model that returned NaN or infinite scores for
+    an image leaves that image out of the deletion check rather than poisoning its means)."""
+    curves = [record["ranked"], *record["random"]]
+    return record.get("evidence") is not None and all(v is not None for c in curves for v in c["evidence"])
+
+
+def _value(value) -> float:
+    return np.nan if value is None else float(value)
+
+
+# -- sanity ----------------------------------------------------------------------------------------------
 
 def rank_correlation(a: np.ndarray, b: np.ndarray) -> float | None:
     """Spearman's rank correlation of two score vectors over the entries both define (average ranks for
     ties); None with fewer than 3 entries or no spread."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     if keep.sum() < 3:
         return None
@@ -139,24 +305,37 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def sanity_record(row: int, real: np.ndarray, randomised: np.ndarray | None) -> dict:
-    """One image's sanity record: region densities (REGION_IDS order) from the real and the randomised
-    model (None: the randomised model's map was zero everywhere) and their rank correlation."""
-    record = {"row": row, "real": [_number(v) for v in real], "randomised": None, "rank_correlation": None}
-    if randomised is not None:
-        record["randomised"] = [_number(v) for v in randomised]
-        record["rank_correlation"] = rank_correlation(real, randomised)
-    return record
+def step_correlation(real: np.ndarray, randomised: np.ndarray | None) -> float | None:
+    """The rank correlation of one image's real and randomised-model region densities, with the two cases
+    a plain correlation leaves undefined settled: a randomised map that is zero everywhere (None) or flat
+    over the regions the image shows ranks nothing, so it shares nothing with the real ranking: 0. None
+    only when the *real* densities rank nothing (fewer than 3 regions or no spread), which the checked
+    images never are in practice."""
+    real = np.asarray(real, dtype=np.float64)
+    if rank_correlation(real, real) is None:
+        return None
+    if randomised is None:
+        return 0.0
+    correlation = rank_correlation(real, np.asarray(randomised, dtype=np.float64))
+    return 0.0 if correlation is None else correlation
 
 
-def _mean_interval(values: list[float], seed: int) -> tuple[float | None, list[float | None]]:
-    """Mean and its 95% bootstrap interval (fixed seed) of a small list of numbers."""
-    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if len(values) == 0:
-        return None, [None, None]
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(1)
-    return _number(values.mean()), percentile_interval(means) if len(values) >= 2 else [None, None]
+def sanity_record(row: int, real: np.ndarray, randomised: list[np.ndarray | None], steps: list[str],
+                  skipped: list[bool] | None = None) -> dict:
+    """One image's sanity record: its real region densities (REGION_IDS order), and for each cascade step
+    (``steps``: what it randomised, in words) the randomised model's densities (None: the map was zero
+    everywhere) and their rank correlation with the real ones (``step_correlation``). ``skipped``: the steps
+    not run on this image (an expensive method's earlier steps outside ``cascade_subset``); their
+    correlation is None and they count in no number."""
+    skipped = list(skipped or [False] * len(steps))
+    return {"row": row, "real": [_number(v) for v in real],
+            "randomised": [None if r is None or skip else [_number(v) for v in r] for r, skip in zip(randomised, skipped)],
+            "rank_correlation": [None if skip else step_correlation(real, r) for r, skip in zip(randomised, skipped)],
+            "steps": list(steps), "skipped": skipped}
+
+
+def _skipped(record: dict, step: int) -> bool:
+    return bool((record.get("skipped") or [False] * (step + 1))[step])
 
 
 def _column_means(rows: list[list[float | None]]) -> np.ndarray:
@@ -167,61 +346,49 @@ def _column_means(rows: list[list[float | None]]) -> np.ndarray:
         return np.where(counts > 0, np.nansum(values, 0) / counts, np.nan)
 
 
-def faithfulness_summary(records: list[dict], baseline: str) -> dict | None:
-    """results.json ``faithfulness``: mean drops for top vs random regions and whether top is clearly
-    larger (the 95% interval of the paired difference lies above zero and the difference is at least
-    ``MIN_DIFFERENCE``)."""
-    # In row order: the intervals' resamples must not depend on batch order, shards or resuming.
-    paired = sorted((r for r in records if "random_drop" in r), key=lambda r: r["row"])
-    if not paired:
-        return None
-    top, top_ci = _mean_interval([r["top_drop"] for r in paired], CHECK_SEED)
-    random, random_ci = _mean_interval([r["random_drop"] for r in paired], CHECK_SEED + 1)
-    difference, difference_ci = _mean_interval([r["top_drop"] - r["random_drop"] for r in paired], CHECK_SEED + 2)
-    faithful = difference_ci[0] is not None and difference_ci[0] > 0 and difference >= MIN_DIFFERENCE
-    counts: dict[str, int] = {}
-    for r in paired:
-        counts[r["top_region"]] = counts.get(r["top_region"], 0) + 1
-    return {
-        "images": len(paired), "baseline": baseline, "top_drop": top, "top_drop_ci": top_ci,
-        "random_drop": random, "random_drop_ci": random_ci, "difference": difference,
-        "difference_ci": difference_ci, "faithful": faithful,
-        "top_area": _number(np.mean([r["top_area"] for r in paired])),
-        "random_area": _number(np.mean([r["random_area"] for r in paired])),
-        "top_regions": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
-        "per_image": [{k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()} for r in paired],
-    }
+def _top(means: np.ndarray) -> str | None:
+    return REGION_IDS[int(np.nanargmax(means))] if np.isfinite(means).any() else None
 
 
 def sanity_summary(records: list[dict]) -> dict | None:
-    """results.json ``sanity``: rank correlation of real vs randomised-model region densities, per image
-    (mean with interval) and of the mean ranking; a verdict in words."""
+    """results.json ``sanity``: for each cascade step, the mean rank correlation of real vs randomised region
+    densities over the images (zero maps counted as 0) with its interval and the number of images behind
+    it; the last step's numbers at the top level, with the verdict they give."""
+    records = sorted((r for r in records if r.get("steps")), key=lambda r: r["row"])
     if not records:
         return None
-    records = sorted(records, key=lambda r: r["row"])
-    correlations = [r["rank_correlation"] for r in records if r["rank_correlation"] is not None]
-    mean, interval = _mean_interval(correlations, CHECK_SEED + 3)
     real = _column_means([r["real"] for r in records])
-    usable = [r for r in records if r["randomised"] is not None]
-    if usable:
-        randomised = _column_means([r["randomised"] for r in usable])
-        ranking_correlation = rank_correlation(real, randomised)
-        top_randomised = REGION_IDS[int(np.nanargmax(randomised))] if np.isfinite(randomised).any() else None
-    else:
-        ranking_correlation, top_randomised = None, None
-    if mean is None:
+    steps = []
+    for k, name in enumerate(records[0]["steps"]):
+        used = [r for r in records if r["rank_correlation"][k] is not None]
+        correlations = np.array([r["rank_correlation"][k] for r in used], dtype=np.float64)
+        mean, interval = (_mean_and_interval(correlations, _resample_counts(len(used), CHECK_SEED + 3 + k))
+                          if used else (None, [None, None]))
+        run = [r for r in records if not _skipped(r, k)]
+        drawn = [r["randomised"][k] for r in run if r["randomised"][k] is not None]
+        randomised = _column_means(drawn) if drawn else np.full(len(REGION_IDS), np.nan)
+        ranking = rank_correlation(_column_means([r["real"] for r in run]) if run else real, randomised)
+        steps.append({"randomised": name, "images": len(used), "rank_correlation": mean,
+                      "rank_correlation_ci": interval,
+                      "mean_ranking_correlation": None if ranking is None else _number(ranking),
+                      "zero_maps": sum(1 for r in run if r["randomised"][k] is None),
+                      "top_region_randomised": _top(randomised)})
+    last = steps[-1]
+    rho = last["rank_correlation"]
+    if rho is None:
         verdict = "unknown"
-    elif mean >= SANITY_FAIL:
+    elif rho >= SANITY_FAIL:
         verdict = "failed"
-    elif mean >= SANITY_WARN:
+    elif rho >= SANITY_WARN:
         verdict = "doubtful"
     else:
         verdict = "passed"
     return {
-        "images": len(records), "randomisation": "all layers at once (each layer's default initialisation)",
-        "rank_correlation": mean, "rank_correlation_ci": interval, "mean_ranking_correlation":
-            None if ranking_correlation is None else _number(ranking_correlation),
-        "top_region": REGION_IDS[int(np.nanargmax(real))] if np.isfinite(real).any() else None,
-        "top_region_randomised": top_randomised, "zero_maps": len(records) - len(usable), "verdict": verdict,
-        "thresholds": {"failed": SANITY_FAIL, "doubtful": SANITY_WARN},
+        "images": last["images"], "checked_images": len(records),
+        "randomisation": "cascading, from the output layer down (each layer's default initialisation): "
+                         + "; ".join(step["randomised"] for step in steps),
+        "rank_correlation": rho, "rank_correlation_ci": last["rank_correlation_ci"],
+        "mean_ranking_correlation": last["mean_ranking_correlation"], "top_region": _top(real),
+        "top_region_randomised": last["top_region_randomised"], "zero_maps": last["zero_maps"],
+        "steps": steps, "verdict": verdict, "thresholds": {"failed": SANITY_FAIL, "doubtful": SANITY_WARN},
     }

@@ -14,7 +14,7 @@ from rich.console import Console
 from .config import RunConfig
 from .errors import InputError
 from .methods import BASELINES, METHODS
-from .report.format import points_text
+from .report.format import points_text, signed_text
 
 app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
@@ -158,13 +158,30 @@ def nothing_scored(results: dict) -> str:
 def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
     """One console line on the trust checks; failures in red (the report explains them)."""
     parts = []
-    if faithfulness:
+    if faithfulness and isinstance(faithfulness.get("ranked_drop"), list):
+        verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
+        low, high = faithfulness.get("difference_ci") or (None, None)
+        evidence = faithfulness.get("evidence") or "evidence"
+        numbers = (f"{signed_text(faithfulness['difference'])} in {evidence}" if faithfulness.get("difference") is not None
+                   else "–")
+        if low is not None and high is not None:
+            numbers += f", 95% CI {signed_text(low)} to {signed_text(high)}"
+        if faithfulness.get("difference_probability") is not None:
+            numbers += f"; {points_text(faithfulness['difference_probability'])} probability points"
+        parts.append(f"deletion check {verdict} (ranked minus random orders, mean evidence drop over "
+                     f"0-{100 * faithfulness['area_limit']:.0f}% removed: {numbers})")
+    elif faithfulness:
         verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
         parts.append(f"deletion check {verdict} (class probability drop: top region "
                      f"{points_text(faithfulness['top_drop'])} points, random region {points_text(faithfulness['random_drop'])})")
     if sanity and sanity.get("rank_correlation") is not None:
         verdict = {"failed": "[red]FAILED[/]", "doubtful": "[yellow]doubtful[/]"}.get(sanity["verdict"], sanity["verdict"])
-        parts.append(f"sanity check {verdict} (rank correlation with a randomised model {sanity['rank_correlation']:.2f})")
+        steps = sanity.get("steps") or []
+        detail = f"{sanity['rank_correlation']:.2f}"
+        if len(steps) > 1 and steps[0].get("rank_correlation") is not None:
+            detail += f"; output layer alone {steps[0]['rank_correlation']:.2f}"
+        parts.append(f"sanity check {verdict} (rank correlation with a randomised model {detail}; "
+                     f"{sanity['images']} images)")
     return "checks: " + "; ".join(parts) if parts else None
 
 

@@ -104,23 +104,56 @@ def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
     ci = _interval(sanity.get("rank_correlation_ci"))
     numbers = f"rank correlation {correlation_text(rho)}" + (f", 95% CI {_range(ci, correlation_text)}" if ci else "")
     numbers += f", {sanity['images']} images"
+    zero = sanity.get("zero_maps")
+    if sanity.get("steps") and zero:
+        numbers += f", {zero} of them with a map that became zero, counted as changed"
+    randomised = "every weight of the model randomised" if sanity.get("steps") else "the model's weights randomised"
     if sanity.get("verdict") == "failed":
-        text = (f"Sanity check failed: with every weight of the model randomised, the regions rank almost the same "
+        text = (f"Sanity check failed: with {randomised}, the regions rank almost the same "
                 f"({numbers}). This method shows mostly the image, not what the model learned, so do not read "
                 f"its region ranking as the model's reasons; try another method or layer.")
         return [(-1, _finding("sanity", "warning", text))]
     if sanity.get("verdict") == "doubtful":
-        text = (f"Sanity check doubtful: with the model's weights randomised, the region ranking changes only "
+        text = (f"Sanity check doubtful: with {randomised}, the region ranking changes only "
                 f"partly ({numbers}). Part of what this map shows is the image itself rather than what the model "
                 f"learned; compare with another method before relying on small differences.")
         return [(5, _finding("sanity", "warning", text))]
-    text = (f"Sanity check passed: with the model's weights randomised the region ranking changes ({numbers}), "
+    text = (f"Sanity check passed: with {randomised} the region ranking changes ({numbers}), "
             f"so the map reflects what the model learned, not just the image.")
     return [(7.5, _finding("sanity", "info", text))]
 
 
 def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
-    if not check or not _finite(check.get("top_drop")) or not _finite(check.get("random_drop")):
+    if not check:
+        return []
+    if not isinstance(check.get("ranked_drop"), list):
+        return _single_region_check(check)  # results from before the deletion curves
+    if not _finite(check.get("difference")):
+        return []
+    ci = _interval(check.get("difference_ci"))
+    evidence = check.get("evidence") or "evidence for the explained class"
+    limit = percent_text(check["area_limit"]) if _finite(check.get("area_limit")) else "half"
+    numbers = f"{signed_text(check['difference'])} in {evidence}" + (f", 95% CI {_range(ci, signed_text)}" if ci else "")
+    if _finite(check.get("difference_probability")):
+        numbers += f"; {points_text(check['difference_probability'])} points of class probability"
+    numbers += f"; {check['images']} images"
+    how = "a blurred copy" if check.get("baseline") == "blur" else "the mean colour"
+    if not check.get("faithful"):
+        text = (f"The explanation may not be faithful: replacing each image's regions with {how} in the order the "
+                f"explanation ranks them does not lower the model's evidence for the class clearly faster than "
+                f"random orders of the same regions (difference averaged over 0-{limit} of the image removed: "
+                f"{numbers}). The map may not show what this model uses.")
+        return [(0.5, _finding("faithfulness", "warning", text))]
+    text = (f"Deletion check: replacing each image's regions with {how} in the order the explanation ranks them "
+            f"lowers the model's evidence for the class faster than random orders of the same regions, at equal "
+            f"area removed (averaged over 0-{limit} of the image: {numbers}), so the ranking points at what the "
+            f"model uses.")
+    return [(7, _finding("faithfulness", "info", text))]
+
+
+def _single_region_check(check: dict) -> list[tuple[float, dict]]:
+    """The deletion check of older results: the top region against one random region, in probability points."""
+    if not _finite(check.get("top_drop")) or not _finite(check.get("random_drop")):
         return []
     top, random = check["top_drop"], check["random_drop"]
     top_ci, random_ci = _interval(check.get("top_drop_ci")), _interval(check.get("random_drop_ci"))

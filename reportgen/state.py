@@ -30,9 +30,10 @@ from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 from .similarity import SimilarityCounts
 
 # /2: bootstrap resamples, check records and the piecewise-affine canonical face; /3: the canonical face
-# summed at 128 x 128 points (canonical.SAMPLES). An older checkpoint is not resumed (the run starts over)
-# and an older part is refused by merge.
-FORMAT = "reportgen-partial/3"
+# summed at 128 x 128 points (canonical.SAMPLES); /4: the checks' records hold deletion curves and the
+# randomisation cascade. An older checkpoint is not resumed (the run starts over) and an older part is
+# refused by merge.
+FORMAT = "reportgen-partial/4"
 # The counts kept per attribute of a multi-label model (RunState.add_attributes).
 ATTRIBUTE_COUNTS = ("labelled", "correct", "predicted", "present")
 

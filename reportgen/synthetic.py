@@ -79,6 +79,24 @@ MAX_ATTEMPTS = 60  # augmentations tried per image before giving up
 MIN_ACCURACY = 0.95
 
 
+# Cues that span several regions: one sticker over the union of the regions (both eye almonds; the lips
+# with the mouth opening between them). Deleting the top region alone leaves such a cue in the other
+# region(s), which a deletion check must not misread as an unfaithful explanation (issue 13).
+MULTI_REGION_CUES: dict[str, tuple[str, ...]] = {
+    "both_eyes": ("left_eye", "right_eye"),
+    "lips_and_mouth": ("upper_lip", "lower_lip", "mouth"),
+}
+
+
+def cue_regions(cue: str) -> tuple[str, ...]:
+    """The regions a cue covers: ``(cue,)`` for a region id, the regions of a ``MULTI_REGION_CUES`` entry."""
+    if cue in MULTI_REGION_CUES:
+        return MULTI_REGION_CUES[cue]
+    if cue not in REGION_IDS:
+        raise ValueError(f"unknown region {cue!r}; expected one of {', '.join(REGION_IDS + tuple(MULTI_REGION_CUES))}")
+    return (cue,)
+
+
 class CueDoesNotFit(ValueError):
     """The region is too small (or absent) in this image to hold a sticker."""
 
@@ -335,14 +353,34 @@ def _cue_mask(labels: np.ndarray, landmarks: np.ndarray, region_id: str,
     return mask, centre, min(max_radius, float(distance[ys[k], xs[k]]))
 
 
+def _union_mask(labels: np.ndarray, landmarks: np.ndarray, cue: str) -> tuple[np.ndarray, np.ndarray]:
+    """Where a multi-region sticker goes: (bool mask, bool core), both (height, width). The mask is the union
+    of the cue's regions shrunk by one pixel (as a single-region sticker, so antialiasing and JPEG do not
+    bleed it over the edge); the core (second colour) is its thickest part. Every region of the cue must
+    hold part of it, or CueDoesNotFit: a cue "over both eyes" with one eye bare would be a one-region cue."""
+    ids = [REGION_IDS.index(region) for region in MULTI_REGION_CUES[cue]]
+    union = np.isin(labels, ids)
+    distance = _inner_distance(union, int(0.5 * _face_width(landmarks)))
+    mask = distance > 1
+    if not all((mask & (labels == i)).any() for i in ids):
+        raise CueDoesNotFit(f"cue {cue!r}: one of its regions is too small here to hold part of the sticker")
+    peak = int(distance.max())
+    return mask, distance >= max(3, int(np.ceil(0.6 * peak)))
+
+
 def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str, rng: np.random.Generator,
            colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (CUE_COLOUR, CUE_CORE_COLOUR),
            ) -> tuple[Image.Image, np.ndarray]:
-    if region_id not in REGION_IDS:
-        raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
+    regions = cue_regions(region_id)
     image = image.convert("RGB")
     landmarks = np.asarray(landmarks, dtype=np.float64)
     labels = label_image(landmarks, image.width, image.height)
+    if len(regions) > 1:
+        mask, core = _union_mask(labels, landmarks, region_id)
+        pixels = np.asarray(image).copy()
+        pixels[mask] = colours[0]
+        pixels[core] = colours[1]
+        return Image.fromarray(pixels), mask
     mask, centre, radius = _cue_mask(labels, landmarks, region_id, rng)
     if not mask.any():
         raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
@@ -432,8 +470,8 @@ def _one_image(source: Image.Image, cues: list[Cue], rng: np.random.Generator, s
             continue
         if masks:
             labels = label_image(again.landmarks, size, size)
-            if any((labels[mask] == REGION_IDS.index(region)).mean() < CUE_INSIDE_REDETECTED_MIN
-                   for region, mask in masks):
+            if any(np.isin(labels[mask], [REGION_IDS.index(r) for r in cue_regions(region)]).mean()
+                   < CUE_INSIDE_REDETECTED_MIN for region, mask in masks):
                 misses["the sticker moved the landmarks"] += 1
                 continue
         return data
@@ -461,9 +499,10 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
     a given seed. Returns the path of annotations.csv. Raises ``CueDoesNotFit`` for a region that
     cannot hold a sticker in one of the portraits: ``mouth`` (the opening; Grace Hopper's is closed).
     ``colours``: the sticker's (ring, core) colours (``GRAY_CUE_COLOURS`` for a grayscale model).
+    ``region_id`` may also name a multi-region cue (``MULTI_REGION_CUES``: ``both_eyes``, ``lips_and_mouth``):
+    one sticker over the union of its regions.
     """
-    if region_id not in REGION_IDS:
-        raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
+    cue_regions(region_id)  # ValueError for an unknown region or cue
     out_dir = Path(out_dir)
     images_dir = out_dir / "images"
     images_dir.mkdir(parents=True, exist_ok=True)

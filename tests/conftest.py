@@ -72,7 +72,9 @@ def tutorial_like(tmp_path_factory) -> dict:
 def known_cases(tmp_path_factory):
     """``known_cases(region, kind="softmax")``: a known-answer case (``synthetic.make_known_answer_case``: 96
     images with a sticker in ``region`` and a model of shape ``kind`` trained on them), made once per session
-    and shared by every test that asks for it. Kinds with the same sticker colours share one set of images."""
+    and shared by every test that asks for it. Kinds with the same sticker colours share one set of images.
+    ``region`` may also be a cue spanning several regions (``synthetic.MULTI_REGION_CUES``: ``both_eyes``,
+    ``lips_and_mouth``), one sticker over all of them."""
     from reportgen.synthetic import make_known_answer_case
 
     made: dict = {}

@@ -188,3 +188,46 @@ def test_percentages_are_rounded_sensibly(fraction, text):
 @pytest.mark.parametrize("value, text", [(3.14, "3.1"), (12.4, "12"), (0.456, "0.5"), (0.047, "0.05")])
 def test_densities_are_rounded_sensibly(value, text):
     assert times_text(value) == text
+
+
+def _check_findings(results: dict) -> dict:
+    return {f["kind"]: f for f in findings(results)}
+
+
+def test_deletion_check_finding_states_the_curves_difference_in_log_odds_and_points():
+    results = build_results(with_groups=False)
+    # information when passed, so kept only while there is room: leave out the other candidates
+    text = _check_findings(dict(results, sanity=None, regions=results["regions"][:1]))["faithfulness"]["text"]
+    assert text.startswith("Deletion check: replacing each image's regions with the mean colour in the order the "
+                           "explanation ranks them lowers the model's evidence for the class faster than random orders")
+    assert ("averaged over 0-50% of the image: 2.5 in log-odds of the explained class, 95% CI 2.0-3.0; "
+            "22 points of class probability; 64 images") in text
+
+
+def test_failed_deletion_check_is_a_warning_near_the_top():
+    results = build_results(with_groups=False)
+    results["faithfulness"].update(difference=0.05, difference_ci=[-0.21, 0.3], faithful=False)
+    found = findings(results)
+    warning = next(f for f in found if f["kind"] == "faithfulness")
+    assert warning["severity"] == "warning" and found.index(warning) <= 1
+    assert warning["text"].startswith("The explanation may not be faithful:")
+    assert "does not lower the model's evidence for the class clearly faster than random orders" in warning["text"]
+
+
+def test_sanity_finding_counts_zero_maps_as_changed():
+    results = build_results(with_groups=False)
+    results["sanity"].update(verdict="failed", rank_correlation=0.86, rank_correlation_ci=[0.8, 0.91])
+    warning = _check_findings(results)["sanity"]
+    assert warning["severity"] == "warning"
+    assert ("with every weight of the model randomised, the regions rank almost the same (rank correlation 0.86, "
+            "95% CI 0.80-0.91, 64 images, 2 of them with a map that became zero, counted as changed)") in warning["text"]
+
+
+def test_older_single_region_deletion_results_keep_their_finding():
+    from report_fixture import LEGACY_FAITHFULNESS
+
+    results = build_results(with_groups=False)
+    results["faithfulness"] = dict(LEGACY_FAITHFULNESS, faithful=False)
+    warning = _check_findings(results)["faithfulness"]
+    assert "lowers the class probability by 23 points (95% CI 18-28), not clearly more than replacing a random " \
+           "region of similar area" in warning["text"]

@@ -1,23 +1,34 @@
 """Known answers for every attribution method: a small CNN trained to rely on a sticker planted in one
-face region must be explained by that region, the deletion check must find the explanation faithful,
-and the model with randomised weights must not give the same ranking (issue 5).
+face region (or one sticker over several regions) must be explained by that region, the deletion check
+must find the explanation faithful, and the model with randomised weights must not give the same ranking
+(issues 5 and 13). Negative controls: the same images with a ranking known to be wrong (reversed, or
+pointing at regions the model ignores) must fail the deletion check, for every method.
 
 Each planted region's case (96 images, a trained SmallFaceNet) is made once and shared by the methods.
 ``benchmarks/known_answers.py`` prints the same as a table with run times.
 """
 
+import numpy as np
 import pytest
 import torch
 
 import reportgen
+from reportgen import analysis
 from reportgen.attribution import METHODS, Explanation, make_method
-from reportgen.checks import SANITY_FAIL
+from reportgen.checks import SANITY_FAIL, faithfulness_summary
 from reportgen.regions import REGION_IDS
+from reportgen.synthetic import cue_regions
 
 # Four regions in different parts of the face where every method ranks the planted cue first (the
 # background cue is ranked second by integrated gradients: see test_background_cue below).
 PLANTED = ("left_eye", "forehead", "nose", "chin")
+# One sticker over several regions: removing the top region alone leaves the cue in the other(s).
+SPANNING = ("both_eyes", "lips_and_mouth")
 CHECK_IMAGES = 32
+# The methods that need many passes per image run under ``-m slow`` only for the cases added with the deletion
+# curves (both directions still run for them on the single-region cases).
+EXPENSIVE = ("integrated-gradients", "occlusion")
+EVERY_METHOD = [pytest.param(method, marks=pytest.mark.slow) if method in EXPENSIVE else method for method in METHODS]
 
 
 def _analyse(case: dict, method: str, cache, **options) -> dict:
@@ -32,17 +43,67 @@ def _ranking(results: dict) -> list[str]:
     return [row["id"] for row in results["regions"]]
 
 
+@pytest.fixture
+def deletion_inputs(monkeypatch):
+    """What the run handed the deletion check (the model, the sampled images, their region scores...), kept
+    so a test can run the check again on the same images with a ranking known to be wrong."""
+    calls = []
+    original = analysis.deletion_curves
+
+    def recorded(*args, **kwargs):
+        calls.append((args, kwargs))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "deletion_curves", recorded)
+    return calls
+
+
+def _wrong_rankings(calls: list, cue: tuple[str, ...]) -> dict[str, dict]:
+    """The deletion check's summary for two explanations known to be wrong, on the images the run checked:
+    ``reversed`` (the real ranking upside down) and ``ignored`` (the real densities permuted across regions,
+    the cue's regions moved to the bottom: the map points at regions the model provably does not use)."""
+    from reportgen.check_passes import deletion_curves
+
+    cue_ids = [REGION_IDS.index(region) for region in cue]
+    rng = np.random.default_rng(0)
+    summaries = {}
+    for kind in ("reversed", "ignored"):
+        records = []
+        for args, kwargs in calls:
+            model, inputs, targets, regions, densities, areas, rows, baseline, *rest = args
+            wrong = np.array(densities, dtype=np.float64)
+            for j in range(len(wrong)):
+                shown = np.flatnonzero(areas[j][:len(REGION_IDS)] > 0)
+                if kind == "reversed":
+                    wrong[j, shown] = -wrong[j, shown]
+                else:
+                    wrong[j, shown] = rng.permutation(wrong[j, shown])
+                    wrong[j, [r for r in cue_ids if r in shown]] = np.nanmin(wrong[j, shown]) - 1.0
+            records += deletion_curves(model, inputs, targets, regions, wrong, areas, rows, baseline, *rest, **kwargs)
+        summaries[kind] = faithfulness_summary(records, "mean")
+    return summaries
+
+
+def _assert_checks(results: dict, method: str, cue: str, calls: list) -> None:
+    faithfulness, sanity = results["faithfulness"], results["sanity"]
+    assert faithfulness["faithful"], {k: faithfulness[k] for k in ("difference", "difference_ci", "single_region")}
+    assert sanity["rank_correlation"] < SANITY_FAIL, sanity
+    assert sanity["verdict"] != "failed"
+    assert sanity["images"] == faithfulness["images"]  # no image dropped out of the sanity check
+    for kind, summary in _wrong_rankings(calls, cue_regions(cue)).items():
+        assert not summary["faithful"], (kind, summary["difference"], summary["difference_ci"])
+
+
 @pytest.mark.parametrize("region", PLANTED)
 @pytest.mark.parametrize("method", list(METHODS))
-def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_factory, region, method):
+def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_factory, deletion_inputs, region, method):
     results = _analyse(known_cases(region), method, tmp_path_factory.getbasetemp() / "cache")
     assert results["counts"]["failed"] == 0
     assert _ranking(results)[0] == region, _ranking(results)[:5]
-    faithfulness, sanity = results["faithfulness"], results["sanity"]
-    assert faithfulness["faithful"], faithfulness
-    assert faithfulness["top_drop"] > faithfulness["random_drop"] + 0.1
-    assert sanity["rank_correlation"] < SANITY_FAIL, sanity
-    assert sanity["verdict"] != "failed"
+    _assert_checks(results, method, region, deletion_inputs)
+    single = results["faithfulness"]["single_region"]
+    assert single["top_drop"] > single["random_drop"] + 1  # the planted region alone: over 1 log-odds more
+    sanity = results["sanity"]
     if method in ("gradcam", "hirescam"):
         # The input and perturbation methods still find some central regions (nose, chin) first in a random
         # network, because they respond to image content whatever the weights; their ranking as a whole
@@ -51,6 +112,43 @@ def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_facto
     if method == "region-ablation":
         top = results["regions"][0]
         assert top["effect"] > 0.1 and top["effect_ci"][0] > 0  # removing the cue costs probability
+
+
+@pytest.mark.parametrize("cue", SPANNING)
+@pytest.mark.parametrize("method", EVERY_METHOD)
+def test_cue_spanning_regions_ranks_them_first_and_passes_the_deletion_check(known_cases, tmp_path_factory,
+                                                                            deletion_inputs, cue, method):
+    """A sticker over both eyes, or over the lips and the mouth opening: the explanation ranks the cue's
+    regions first, and the deletion check passes although the top region alone removes only part of it."""
+    regions = cue_regions(cue)
+    results = _analyse(known_cases(cue), method, tmp_path_factory.getbasetemp() / "cache")
+    assert results["counts"]["failed"] == 0
+    assert set(_ranking(results)[:len(regions)]) == set(regions), _ranking(results)[:5]
+    _assert_checks(results, method, cue, deletion_inputs)
+
+
+@pytest.fixture(scope="session")
+def saturated_case(known_cases, tmp_path_factory):
+    """The forehead case with its classifier's weights scaled up: the same decisions, made with a mean
+    probability above 0.999 (a probability drop of one region then reads as almost nothing)."""
+    case = known_cases("forehead")
+    weights = torch.load(case["weights"], weights_only=True)
+    for name in ("classifier.weight", "classifier.bias"):
+        weights[name] = weights[name] * SATURATION
+    path = tmp_path_factory.mktemp("saturated") / "weights.pt"
+    torch.save(weights, path)
+    return dict(case, weights=path)
+
+
+SATURATION = 8.0
+
+
+@pytest.mark.parametrize("method", EVERY_METHOD)
+def test_saturated_model_passes_the_deletion_check(saturated_case, tmp_path_factory, deletion_inputs, method):
+    results = _analyse(saturated_case, method, tmp_path_factory.getbasetemp() / "cache")
+    assert results["predictions"]["mean_probability"] > 0.999
+    assert _ranking(results)[0] == "forehead"
+    _assert_checks(results, method, "forehead", deletion_inputs)
 
 
 def test_background_cue(known_cases, tmp_path_factory):

@@ -492,35 +492,44 @@ def test_checks_section_shows_the_deletion_and_sanity_numbers(results, html, pag
     text = text_of(html, "checks")
     assert text.startswith("Can this explanation be trusted?")
     assert 'href="#checks"' in masthead(html)
-    # deletion: drops in percentage points with their intervals, n, the baseline, which regions were top
-    assert "Passed." in text and "by 19 percentage points more (95% CI 14–25)" in text
-    assert "Top-ranked region 23 pts 18–28" in text
-    assert "Random region of similar area 4.1 pts 2.3–6.2" in text
-    assert "Difference (top − random) 19 pts 14–25" in text
-    assert "64 sampled images" in text and "replaced by the mean colour" in text
+    # deletion: the difference of the curves in log-odds with its interval, probability points beside it
+    assert "Passed. Removing each image's regions in the order the explanation ranks them" in text
+    assert ("averaged over 0–50% of the image removed, by 2.5 more in log-odds of the explained class "
+            "(95% CI 2.0 to 3.0), or 22 percentage points of class probability") in text
+    assert "Explanation's order 3.1 2.6 to 3.5 27" in text and "Random orders 0.6 0.4 to 0.8 5.0" in text
+    assert "Difference (area between the curves) 2.5 2.0 to 3.0 22" in text
+    assert "The top-ranked region alone (1.3% of the image on average) lowers the evidence by 1.9" in text
+    assert "64 sampled images" in text and "replaced by the mean colour" in text and "in 4 random orders" in text
     assert "Left eye × 29" in text and "Right eye × 21" in text and "Hair × 5" in text
-    # sanity: the correlation with its interval, the verdict in words, the real and randomised top regions
-    assert "Rank correlation, real vs randomised 0.18 (95% CI 0.10 to 0.26)" in text
+    # sanity: each cascade step with its correlation, interval and images; the verdict in words
+    assert "Output layer (fc) −0.12 −0.21 to −0.03 64 (5 zero)" in text
+    assert "Top half of the layers (21 of 41, from layer3.0.conv1 up) 0.08 −0.01 to 0.17 64" in text
+    assert "Every layer (41) 0.18 0.10 to 0.26 64 (2 zero)" in text
     assert "Passed. The region ranking changes when the model's weights are randomised" in text
-    assert "Top region, real model Left eye" in text and "Top region, randomised model Background" in text
-    assert "2 left out" in text
-    # both as figures: the deletion bars in points, the correlation on its verdict bands
+    assert "Top region, real model Left eye" in text and "Top region, randomised model (every layer) Background" in text
+    assert "counts as changed: correlation 0, and its image stays in the numbers" in text
+    # both as figures: the two deletion curves with their bands, the cascade on its verdict bands
     deletion = json.loads(page.script("figure-checks-deletion"))
-    assert [round(v, 2) for v in deletion["data"][0]["x"]] == [23.15, 4.12]
-    assert [round(v, 2) for v in deletion["data"][0]["error_x"]["array"]] == [5.26, 2.06]
+    curves = {trace.get("name"): trace for trace in deletion["data"] if trace.get("name")}
+    ranked = curves["regions removed in the explanation's order"]
+    random = curves["regions removed in random orders"]
+    assert ranked["x"][-1] == 50 and ranked["y"] == results["faithfulness"]["ranked_drop"]
+    assert random["y"] == results["faithfulness"]["random_drop"]
+    assert sum(1 for trace in deletion["data"] if trace.get("fill") == "tonexty") == 2  # the two bands
+    assert "area between the curves: <b>2.5</b> (95% CI 2.0 to 3.0)" in deletion["layout"]["annotations"][0]["text"]
+    assert deletion["layout"]["yaxis"]["title"]["text"] == "drop, log-odds"
     sanity = json.loads(page.script("figure-checks-sanity"))
-    assert sanity["data"][0]["x"] == [results["sanity"]["rank_correlation"]]
-    assert [a["text"] for a in sanity["layout"]["annotations"]] == ["passed", "doubtful", "failed"]
-    assert [(b["x0"], b["x1"]) for b in sanity["layout"]["shapes"]] == [(-1.0, 0.4), (0.4, 0.7), (0.7, 1.0)]
+    assert sanity["data"][0]["y"] == [step["rank_correlation"] for step in results["sanity"]["steps"]]
+    assert sanity["data"][0]["x"][0] == "output layer<br>(fc)"
+    assert [a["text"] for a in sanity["layout"]["annotations"]] == ["passed", "doubtful", "failed"] + ["n = 64"] * 3
+    assert [(b["y0"], b["y1"]) for b in sanity["layout"]["shapes"]] == [(-1.0, 0.4), (0.4, 0.7), (0.7, 1.0)]
 
 
 def failing(sanity_verdict="passed", faithful=True) -> dict:
     results = build_results(with_groups=False)
     results["sanity"].update(verdict=sanity_verdict, rank_correlation=0.86, rank_correlation_ci=[0.8, 0.91])
     if not faithful:
-        results["faithfulness"].update(top_drop=0.043, top_drop_ci=[0.031, 0.056], random_drop=0.039,
-                                       random_drop_ci=[0.027, 0.051], difference=0.004,
-                                       difference_ci=[-0.012, 0.02], faithful=False)
+        results["faithfulness"].update(difference=0.05, difference_ci=[-0.21, 0.3], faithful=False)
     return results
 
 
@@ -537,7 +546,8 @@ def test_failed_checks_raise_a_warning_under_the_lede(verdict, faithful, warned)
     if "sanity" in warned:
         assert "rank correlation 0.86, 95% CI 0.80 to 0.91" in top
     if "deletion" in warned:
-        assert "by 4.3 percentage points, not clearly more than a random region of similar area (3.9 points)" in top
+        assert ("lowers the model's evidence for the class not clearly faster than removing the same regions in "
+                "random order (difference 0.05 in log-odds of the explained class, 95% CI −0.21 to 0.3)") in top
         assert "Not passed: the explanation may not be faithful." in text_of(html, "checks")
     if warned:
         assert top.index("class=\"lede\"") < top.index("Caution") < top.index('class="toc"')
@@ -570,11 +580,30 @@ def test_one_missing_check_is_named_and_the_other_still_shown():
     assert "figure-checks-sanity" in html and "figure-checks-deletion" not in html
 
 
-def test_the_deletion_check_notes_when_random_regions_were_much_smaller():
+def test_results_from_before_the_curves_and_the_cascade_still_render():
+    """Older results: one top and one random region in probability points, one randomisation of every layer
+    with its zero maps left out. They keep their numbers, their warning and their charts."""
+    from report_fixture import LEGACY_FAITHFULNESS, LEGACY_SANITY
+
     results = build_results(with_groups=False)
-    assert "much smaller" not in text_of(render_html(results), "checks")
-    results["faithfulness"].update(top_area=0.31, random_area=0.09)
-    assert "much smaller than the top-ranked ones (9% against 31% of the image)" in text_of(render_html(results), "checks")
+    results["faithfulness"], results["sanity"] = dict(LEGACY_FAITHFULNESS), dict(LEGACY_SANITY)
+    results["findings"] = None
+    html = render_html(results)
+    text = text_of(html, "checks")
+    assert parse(html).errors == []
+    assert "lowered the class probability by 23 points, against 4.1 for a random region" in text
+    assert "(difference 19 points, 95% CI 14–25; 64 images)" in text
+    assert "Run again for the deletion curves." in text
+    assert "Every layer 0.18 0.10 to 0.26 64" in text and "2 left out" in text
+    deletion = json.loads(parse(html).script("figure-checks-deletion"))
+    assert [round(v, 2) for v in deletion["data"][0]["x"]] == [23.15, 4.12]
+    assert "figure-checks-sanity" in html
+    results["faithfulness"].update(top_drop=0.043, random_drop=0.039, difference=0.004, difference_ci=[-0.012, 0.02],
+                                   faithful=False, top_area=0.31, random_area=0.09)
+    html = render_html(results)
+    assert "by 4.3 percentage points, not clearly more than a random region of similar area (3.9 points)" in \
+        re.sub(r"\s+", " ", masthead(html))
+    assert "much smaller than the top-ranked ones (9% against 31% of the image)" in text_of(html, "checks")
 
 
 METHOD_TEXT = {
@@ -679,8 +708,10 @@ def test_text_in_the_checks_stays_escaped():
     results = build_results(with_groups=False)
     results["faithfulness"]["top_regions"] = {EVIL: 3}
     results["faithfulness"]["baseline"] = EVIL
+    results["faithfulness"]["evidence"] = EVIL
     results["sanity"]["randomisation"] = EVIL
     results["sanity"]["top_region"] = EVIL
+    results["sanity"]["steps"][0]["randomised"] = f"the output layer ({EVIL})"
     html = render_html(results)
     assert EVIL not in html and "<script>alert(1)" not in html
     assert parse(html).errors == []

@@ -223,8 +223,62 @@ def ranked_chart(regions: list[dict]) -> go.Figure:
 
 
 def deletion_chart(check: dict) -> go.Figure:
-    """The deletion check: mean drop of the class probability (percentage points, 95% CI) when each image's
-    top-ranked region, or a random region of similar area, is replaced by the baseline."""
+    """The deletion check: the mean drop of the model's evidence (log-odds) as regions are removed in the
+    explanation's order and in random orders, against the removed area (% of the image), each with its
+    pointwise 95% band; the area between the curves and its interval are written on the chart. Results
+    from before the curves (one top and one random region) get the two bars they had."""
+    if not isinstance(check.get("ranked_drop"), list):
+        return _single_region_bars(check)
+    areas = [100 * a for a in check.get("areas") or []]
+    evidence = _escape(check.get("evidence") or "evidence")
+    figure = go.Figure()
+    lines = (("ranked", "in the explanation's order", "#1d4e89", "rgba(29,78,137,0.16)"),
+             ("random", "in random orders", "#7b8794", "rgba(123,135,148,0.18)"))
+    for key, words, ink, fill in lines:
+        means = check.get(f"{key}_drop") or []
+        band = check.get(f"{key}_drop_ci") or []
+        probability = check.get(f"{key}_drop_probability") or [None] * len(means)
+        low = [b[0] if bounds(b) else None for b in band]
+        high = [b[1] if bounds(b) else None for b in band]
+        if any(v is not None for v in low):
+            figure.add_trace(go.Scatter(x=areas, y=high, mode="lines", line=dict(width=0), hoverinfo="skip",
+                                        showlegend=False))
+            figure.add_trace(go.Scatter(x=areas, y=low, mode="lines", line=dict(width=0), fill="tonexty",
+                                        fillcolor=fill, hoverinfo="skip", showlegend=False))
+        hover = [f"<b>regions removed {words}</b><br>{percent(a / 100)} of the image removed<br>"
+                 f"{evidence} drops by {signed(m)} (95% CI {ci_signed(b)})"
+                 + (f"<br>and {drop_words(p)}" if is_number(p) else "")
+                 for a, m, b, p in zip(areas, means, band, probability)]
+        figure.add_trace(go.Scatter(x=areas, y=means, mode="lines", name=f"regions removed {words}",
+                                    line=dict(color=ink, width=2.6 if key == "ranked" else 2, dash=None if key == "ranked" else "dash"),
+                                    hovertext=hover, hoverinfo="text"))
+    text = (f"area between the curves: <b>{signed(check.get('difference'))}</b> "
+            f"(95% CI {ci_signed(check.get('difference_ci'))})")
+    if is_number(check.get("difference_probability")):
+        text += f"<br>in class probability: {points(check.get('difference_probability'))} points"
+    figure.add_annotation(x=0.01, xref="paper", xanchor="left", y=0.99, yref="paper", yanchor="top", showarrow=False,
+                          align="left", text=text, font=dict(size=12, color="#1f2933"), bgcolor="rgba(255,255,255,0.85)")
+    figure.update_layout(
+        height=320, margin=dict(l=8, r=12, t=10, b=44), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)", dragmode=False, hovermode="closest", hoverlabel=HOVER_LABEL,
+        legend=dict(orientation="h", x=0, xanchor="left", y=-0.2, yanchor="top", font=dict(size=12), traceorder="normal"),
+        xaxis=dict(title=dict(text="area removed, % of the image"), range=[0, areas[-1] if areas else 50],
+                   ticksuffix="%", gridcolor="#e4e7eb", zeroline=False, fixedrange=True),
+        yaxis=dict(title=dict(text=f"drop, {evidence_unit(check.get('evidence'))}"), gridcolor="#e4e7eb", zeroline=True,
+                   zerolinecolor="#1f2933", fixedrange=True, automargin=True),
+    )
+    return figure
+
+
+def evidence_unit(name) -> str:
+    """The evidence's unit in a word or two, for axis titles and table heads: "log-odds of the explained class"
+    -> "log-odds"."""
+    return _escape(str(name or "evidence").split(" of ")[0])
+
+
+def _single_region_bars(check: dict) -> go.Figure:
+    """Older results: the drop of the class probability (points, 95% CI) for the top-ranked region and a
+    random region of similar area."""
     names = ["top-ranked region", "random region,<br>similar area"]
     means = [check.get("top_drop"), check.get("random_drop")]
     intervals = [bounds(check.get("top_drop_ci")), bounds(check.get("random_drop_ci"))]
@@ -241,9 +295,6 @@ def deletion_chart(check: dict) -> go.Figure:
     ends = [v + u for v, u in zip(values, upper) if v is not None] + [v - lo for v, lo in zip(values, lower)
                                                                        if v is not None]
     high, low = max(ends + [1.0]), min(ends + [0.0])
-    for name, m in zip(names, means):
-        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=name, yref="y", showarrow=False,
-                              text=f"<b>{points(m)}</b>", font=dict(size=13, color="#1f2933"), xshift=10)
     figure.update_layout(
         height=170, margin=dict(l=8, r=56, t=10, b=44), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, bargap=0.35, hoverlabel=HOVER_LABEL,
@@ -255,33 +306,69 @@ def deletion_chart(check: dict) -> go.Figure:
     return figure
 
 
+def sanity_steps(sanity: dict) -> list[dict]:
+    """The cascade's steps as the sanity results hold them; older results (one randomisation of every
+    layer) as a single step."""
+    steps = [s for s in sanity.get("steps") or [] if isinstance(s, dict)]
+    if steps:
+        return steps
+    return [{"randomised": "every layer", "images": sanity.get("images"), "rank_correlation": sanity.get("rank_correlation"),
+             "rank_correlation_ci": sanity.get("rank_correlation_ci"), "zero_maps": sanity.get("zero_maps")}]
+
+
+def step_words(name) -> tuple[str, str]:
+    """A cascade step's name in two parts: 'the top half of the layers (21 of 41, from layer3.0.conv1 up)' ->
+    ('top half of the layers', '21 of 41, from layer3.0.conv1 up')."""
+    words, _, detail = str(name).partition(" (")
+    return words.removeprefix("the "), detail.removesuffix(")")
+
+
+def _step_label(name) -> str:
+    words, detail = step_words(name)
+    return f"{_escape(words)}<br>({_escape(detail)})" if detail else _escape(words)
+
+
 def sanity_chart(sanity: dict) -> go.Figure:
-    """The sanity check on the rank-correlation scale (-1 to 1): the mean correlation between the real and
-    the randomised model's region rankings with its 95% CI, over bands for the verdicts."""
+    """The sanity check's cascade: for each step (the output layer, the top half, every layer randomised),
+    the mean rank correlation between the real and the randomised model's region rankings with its 95% CI
+    and the number of images behind it, over bands for the verdicts (read at the last step)."""
     thresholds = sanity.get("thresholds") if isinstance(sanity.get("thresholds"), dict) else {}
     doubtful = thresholds.get("doubtful") if is_number(thresholds.get("doubtful")) else 0.4
     failed = thresholds.get("failed") if is_number(thresholds.get("failed")) else 0.7
-    rho = sanity["rank_correlation"]
-    ci = bounds(sanity.get("rank_correlation_ci"))
+    steps = sanity_steps(sanity)
+    labels = [_step_label(s.get("randomised")) for s in steps]
+    values = [s.get("rank_correlation") if is_number(s.get("rank_correlation")) else None for s in steps]
+    intervals = [bounds(s.get("rank_correlation_ci")) for s in steps]
+    hover = [f"<b>randomised: {_escape(s.get('randomised'))}</b><br>rank correlation {correlation(v)} "
+             f"(95% CI {ci_correlation(ci)})<br>{count(s.get('images'))} images"
+             + (f", {count(s.get('zero_maps'))} of them with a zero map (counted as 0)" if s.get("zero_maps") else "")
+             for s, v, ci in zip(steps, values, intervals)]
     figure = go.Figure(go.Scatter(
-        x=[rho], y=[0], mode="markers", marker=dict(size=13, color="#1f2933", symbol="diamond"),
-        error_x=dict(type="data", array=[ci[1] - rho if ci else 0], arrayminus=[rho - ci[0] if ci else 0],
+        x=labels, y=values, mode="lines+markers", marker=dict(size=12, color="#1f2933", symbol="diamond"),
+        line=dict(color="#9aa5b1", width=1.2, dash="dot"),
+        error_y=dict(type="data", array=[ci[1] - v if ci and v is not None else 0 for v, ci in zip(values, intervals)],
+                     arrayminus=[v - ci[0] if ci and v is not None else 0 for v, ci in zip(values, intervals)],
                      color="#1f2933", thickness=1.6, width=7),
-        hovertext=[f"rank correlation {correlation(rho)}<br>95% CI {ci_correlation(ci)}"], hoverinfo="text",
+        hovertext=hover, hoverinfo="text",
     ))
     bands = (("passed", -1.0, doubtful, "#eef2f6", "#52606d"), ("doubtful", doubtful, failed, "#fff8e6", "#8d5b00"),
              ("failed", failed, 1.0, "#fbe5e7", "#a61b29"))
     for name, start, end, fill, ink in bands:
-        figure.add_shape(type="rect", x0=start, x1=end, xref="x", y0=0, y1=1, yref="paper", fillcolor=fill,
+        figure.add_shape(type="rect", x0=0, x1=1, xref="paper", y0=start, y1=end, yref="y", fillcolor=fill,
                          line=dict(width=0), layer="below")
-        figure.add_annotation(x=(start + end) / 2, xref="x", y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+        figure.add_annotation(x=1.0, xref="paper", xanchor="right", y=(start + end) / 2, yref="y", showarrow=False,
                               text=name, font=dict(size=12, color=ink))
+    for label, s in zip(labels, steps):
+        figure.add_annotation(x=label, xref="x", y=-1.0, yref="y", yanchor="bottom", showarrow=False,
+                              text=f"n = {count(s.get('images'))}", font=dict(size=11, color="#52606d"))
     figure.update_layout(
-        height=140, margin=dict(l=12, r=12, t=24, b=44), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
+        height=300, margin=dict(l=12, r=12, t=10, b=60), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, hoverlabel=HOVER_LABEL,
-        xaxis=dict(title=dict(text="rank correlation, real vs randomised model (95% CI)"), range=[-1, 1],
-                   tickvals=[-1, -0.5, 0, doubtful, failed, 1], gridcolor="#d9dde3", zeroline=False, fixedrange=True),
-        yaxis=dict(visible=False, range=[-1, 1], fixedrange=True),
+        xaxis=dict(title=dict(text="randomised, from the output layer down (cumulative)"), fixedrange=True,
+                   tickfont=dict(size=11)),
+        yaxis=dict(title=dict(text="rank correlation"), range=[-1.05, 1.05],
+                   tickvals=[-1, -0.5, 0, doubtful, failed, 1], gridcolor="#d9dde3", zeroline=True,
+                   zerolinecolor="#9aa5b1", fixedrange=True),
     )
     return figure
 

@@ -22,7 +22,7 @@ from ..findings import SMALL_GROUP, findings
 from ..methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
 from ..regions import ESTIMATED, REGION_BY_ID, REGION_IDS
 from .figures import (LOG2_LIMIT, comparison_maps, deletion_chart, mean_map, ranked_chart, region_map,
-                      sanity_chart)
+                      evidence_unit, sanity_chart, sanity_steps, step_words)
 from .format import is_number, points
 
 # Sanity-check verdicts (reportgen/checks.py), in words.
@@ -34,8 +34,7 @@ SANITY_VERDICTS = {
     "failed": ("Failed", "The region ranking hardly changes when every weight is randomised, so the method shows "
                          "mostly the image, not what the model learned. Do not read the ranking as the model's "
                          "reasons."),
-    "unknown": ("Unknown", "No rank correlation could be computed (for instance, the randomised model's maps were "
-                           "all zero)."),
+    "unknown": ("Unknown", "No rank correlation could be computed (the real maps ranked no regions)."),
 }
 DETECTION_NAMES = {
     "hog": "face detector (HOG)", "hog-upsampled": "face detector on a 2× enlarged image",
@@ -66,7 +65,7 @@ def context(results: dict) -> dict:
     checks = _checks_view(results, run)
     if checks["deletion"]:
         figures["checks-deletion"] = deletion_chart(checks["deletion"])
-    if checks["sanity"] and is_number(checks["sanity"].get("rank_correlation")):
+    if checks["sanity"] and any(is_number(step.get("rank_correlation")) for step in checks["sanity"]["step_rows"]):
         figures["checks-sanity"] = sanity_chart(checks["sanity"])
     comparisons = []
     for index, comparison in enumerate(results.get("comparisons") or []):
@@ -157,17 +156,25 @@ def _region_name(region_id) -> str:
 
 def _checks_view(results: dict, run: dict) -> dict:
     """The faithfulness (deletion) and sanity checks as the "Can this explanation be trusted?" section
-    shows them, and the warnings the masthead repeats (a failed sanity check, an unfaithful explanation)."""
+    shows them, and the warnings the masthead repeats (a failed sanity check, an unfaithful explanation).
+    Results from before the deletion curves and the randomisation cascade (``legacy``) keep their own
+    numbers: one top and one random region, one randomisation of every layer."""
     deletion = results.get("faithfulness") if isinstance(results.get("faithfulness"), dict) else None
     sanity = results.get("sanity") if isinstance(results.get("sanity"), dict) else None
     warnings = []
     if deletion is not None:
         counts = deletion.get("top_regions") if isinstance(deletion.get("top_regions"), dict) else {}
+        single = deletion.get("single_region") if isinstance(deletion.get("single_region"), dict) else {}
         top_area, random_area = deletion.get("top_area"), deletion.get("random_area")
         deletion = dict(deletion, top_list=[(_region_name(rid), n) for rid, n in counts.items()],
                         baseline_name=BASELINES.get(str(deletion.get("baseline")),
                                                          deletion.get("baseline") or "the baseline"),
-                        # the random regions were much smaller than the top ones: size may explain part of the gap
+                        legacy=not isinstance(deletion.get("ranked_drop"), list), single=single,
+                        evidence_name=deletion.get("evidence") or "evidence for the explained class",
+                        evidence_unit=evidence_unit(deletion.get("evidence")),
+                        probabilities=is_number(deletion.get("difference_probability")),
+                        # older results: the random regions were much smaller than the top ones, so size may
+                        # explain part of the gap (the curves compare at equal area)
                         size_gap=is_number(top_area) and is_number(random_area) and top_area > 1.5 * random_area)
         if deletion.get("faithful") is False:
             warnings.append("deletion")
@@ -176,7 +183,10 @@ def _checks_view(results: dict, run: dict) -> dict:
         sanity = dict(sanity, verdict_label=verdict[0], verdict_text=verdict[1],
                       top_name=_region_name(sanity.get("top_region")) if sanity.get("top_region") else None,
                       top_randomised_name=_region_name(sanity.get("top_region_randomised"))
-                      if sanity.get("top_region_randomised") else None)
+                      if sanity.get("top_region_randomised") else None,
+                      legacy=not sanity.get("steps"),
+                      step_rows=[dict(step, label=step_words(step.get("randomised")))
+                                 for step in sanity_steps(sanity)])
         if sanity.get("verdict") == "failed":
             warnings.append("sanity")
     check_images = run.get("check_images")
