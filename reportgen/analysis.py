@@ -98,8 +98,6 @@ def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: 
         "pairs": bool(config.pairs), "reference": str(config.reference) if config.reference else None,
         "threshold": config.threshold,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
-        "check_sample": ("genuine pairs" if check_population(config, inputs.labels if inputs else None) is not None
-                         else "all images"),
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
@@ -233,8 +231,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None, given: Giv
     if setup.label_column != config.target:
         true_labels = label_values(dataset, setup.label_column)  # a multi-label model's explained attribute
     # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
-    check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images,
-                             among=check_population(config, true_labels))
+    check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
     if verifying(config):
         from .verification import SimilarityModel, VerificationExplainer
 
@@ -432,17 +429,6 @@ class Explainer:
         for k, row in enumerate(rows):
             state.sanity.append(sanity_record(row, densities[k], [step[k] for step in randomised], names,
                                               [step[k] for step in skipped]))
-
-
-def check_population(config: RunConfig, labels: list | None) -> list[int] | None:
-    """The rows the checks sample from; None: all of them. A verification run whose --target marks genuine pairs
-    checks those: the explanation of why two faces match is what it claims to show, while an impostor pair's
-    similarity is near nothing and its map mostly noise, so a sample of mostly impostors (a reference photo
-    against a dataset of other people) could not confirm even a right explanation."""
-    if not verifying(config) or not labels:
-        return None
-    genuine = [row for row, label in enumerate(labels) if label == 1]
-    return genuine or None
 
 
 @dataclass

@@ -71,13 +71,11 @@ SANITY_FAIL = 0.7
 SANITY_WARN = 0.4
 
 
-def sample_rows(total: int, count: int, seed: int = CHECK_SEED, among: list[int] | None = None) -> set[int]:
-    """The rows the checks use: a fixed random sample of the dataset (of the rows ``among``, when given), the
-    same in every shard."""
-    pool = np.arange(total) if among is None else np.asarray(sorted(among), dtype=np.int64)
-    if count <= 0 or len(pool) == 0:
+def sample_rows(total: int, count: int, seed: int = CHECK_SEED) -> set[int]:
+    """The rows the checks use: a fixed random sample of the dataset, the same in every shard."""
+    if count <= 0 or total <= 0:
         return set()
-    return set(pool[np.random.default_rng(seed).permutation(len(pool))[:count]].tolist())
+    return set(np.random.default_rng(seed).permutation(total)[:count].tolist())
 
 
 def cascade_subset(check_rows: set[int], count: int = CASCADE_SUBSET) -> set[int]:

@@ -42,7 +42,7 @@ class SimilarityModel(torch.nn.Module):
     (B, 2) scores: [1 - cosine similarity, cosine similarity] of each image's embedding with its partner's
     fixed, unit-length embedding (B, D)."""
 
-    evidence_name = "cosine similarity"
+    evidence_name = "Fisher z of the cosine similarity, atanh(cos)"
 
     def __init__(self, model: torch.nn.Module, output: OutputChoice):
         super().__init__()
@@ -62,8 +62,13 @@ class SimilarityModel(torch.nn.Module):
         return self(inputs, partner)
 
     def evidence(self, inputs: torch.Tensor, targets: torch.Tensor, partner: torch.Tensor) -> torch.Tensor:
-        """(B,) similarity (target 1) or dissimilarity (target 0): what the checks measure drops of."""
-        return self(inputs, partner).gather(1, targets[:, None].to(inputs.device))[:, 0]
+        """(B,) what the checks measure drops of: the similarity's Fisher z, atanh(cosine) (target 1), or its
+        negation (target 0, dissimilarity). Cosine similarity saturates near 1 as a probability does: two
+        photos of one person sit at 0.99, and removing what makes them match moves them to 0.9, a drop a
+        linear scale weighs like 0.5 to 0.41; atanh, like log-odds for a probability, does not saturate."""
+        similarity = self(inputs, partner)[:, 1].double().clamp(-1 + 1e-6, 1 - 1e-6)
+        sign = torch.where(targets.to(inputs.device) == 1, 1.0, -1.0).double()
+        return (torch.atanh(similarity) * sign).float()
 
 
 def check_embedding(raw, output: OutputChoice, model_file) -> int:

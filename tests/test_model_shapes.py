@@ -100,7 +100,9 @@ def test_multi_label_class_by_name_and_errors(multi_label_case, known_cases, cac
 
 def test_small_vision_transformer_on_its_default_layer(known_cases, cache):
     case = known_cases("forehead", "vit")
-    results = _analyse(case, cache)  # no layer given
+    # No layer given. The default 64 checked images: a ViT's token maps are noisier image by image than a CNN's
+    # (measured: 24 images leave the deletion check's interval at [-0.10, 1.46]; 64 give [0.39, 1.70]).
+    results = _analyse(case, cache, check_images=64)
     _assert_known_answer(results, "forehead", zero_maps=3)
     run = results["run"]
     assert run["layer"] == "encoder.layers.encoder_layer_1.ln_1" and run["layer_source"] == "default"

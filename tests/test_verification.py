@@ -73,9 +73,7 @@ def test_a_reference_photo_gives_the_same_region_first(verification_case, cache)
     assert results["counts"]["failed"] == 0 and "pairs" not in results["counts"]
     assert results["groups"]["pair=genuine"]["regions"][0]["id"] == "forehead"
     assert results["faithfulness"]["faithful"], results["faithfulness"]
-    # The checks sample genuine images only (an impostor's similarity explains little): all 24 remove the forehead.
-    assert results["run"]["check_sample"] == "genuine pairs"
-    assert results["faithfulness"]["top_regions"] == {"forehead": 24}
+    assert results["faithfulness"]["evidence"].startswith("Fisher z")
     assert results["run"]["reference"] == "reference.jpg"  # a file name: paths stay private by default
     assert results["verification"]["overall"]["accuracy"] >= 0.95
 
