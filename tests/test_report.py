@@ -155,7 +155,7 @@ def test_every_image_is_a_data_uri_from_the_results(results, page):
         elif "data-picture" in attributes:
             assert _resolve(results, json.loads(attributes["data-picture"])).startswith("data:image/jpeg;base64,")
         else:  # the whole-image view's pictures, filled in when it opens
-            assert attributes["id"] in ("viewer-attention", "viewer-regions")
+            assert attributes["id"] in ("viewer-attention", "viewer-regions", "viewer-partner", "viewer-partner-regions")
     pictures = [json.loads(a["data-picture"]) for a in images if "data-picture" in a]
     assert sum(p[0] == "patches" for p in pictures) == sum(len(v) for v in results["patches"].values())
     assert sum(p[0] == "examples" for p in pictures) == sum(1 + bool(e.get("regions_uri")) for e in results["examples"])
