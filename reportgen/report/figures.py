@@ -471,9 +471,10 @@ def similarity_histograms(verification: dict) -> go.Figure:
     for index, row in enumerate(rows):
         histogram, place = row["histogram"], dict(row=index // columns + 1, col=index % columns + 1)
         edges = histogram["edges"]
-        for kind, colour, fill, words, rank in (
-                ("impostor", IMPOSTOR_COLOUR, "rgba(217,119,6,0.22)", "impostor pairs (different people)", 2),
-                ("genuine", GENUINE_COLOUR, "rgba(29,78,137,0.22)", "genuine pairs (same person)", 1)):
+        kinds = verification.get("kinds") or {}
+        for kind, colour, fill, rank in (("impostor", IMPOSTOR_COLOUR, "rgba(217,119,6,0.22)", 2),
+                                         ("genuine", GENUINE_COLOUR, "rgba(29,78,137,0.22)", 1)):
+            words = _escape(kinds.get(kind, f"{kind} pairs"))
             counts = [int(n) for n in histogram.get(kind) or []]
             total = sum(counts)
             shares = [n / total if total else 0.0 for n in counts]

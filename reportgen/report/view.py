@@ -322,7 +322,7 @@ def _task_view(run: dict) -> dict:
 
 # The group column a verification run adds (verification.PAIR_COLUMN), its values in words.
 PAIR_NAMES = {"genuine": "genuine pairs (same person)", "impostor": "impostor pairs (different people)"}
-REFERENCE_NAMES = {"genuine": "same person as the reference", "impostor": "other people than the reference"}
+REFERENCE_NAMES = {"genuine": "photos of the reference person", "impostor": "photos of other people"}
 
 
 def group_name(key, groups: dict, task: dict) -> str:
@@ -374,6 +374,8 @@ def _verification_view(quality, groups: dict, task: dict) -> dict | None:
     return {"threshold": quality.get("threshold"), "chosen": quality.get("threshold_source") != "option",
             "unlabelled": quality.get("unlabelled_pairs") or 0, "rows": rows, "comparisons": comparisons,
             "gaps": gaps, "measure": task["score"],
+            # the two kinds of pair (or of image, against a reference photo) in the similarity figure's legend
+            "kinds": dict(REFERENCE_NAMES if task["reference"] else PAIR_NAMES),
             "unit": "images" if task["reference"] else "pairs", "one": "image" if task["reference"] else "pair",
             "bin_width": edges[1] - edges[0] if len(edges) > 1 and all(is_number(e) for e in edges[:2]) else None}
 
