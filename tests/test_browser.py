@@ -292,14 +292,16 @@ def test_downloads_are_made_in_the_page(report, results):
 def test_the_page_reads_numbers_by_the_rule_of_the_tables(report):
     """report.js's formatters give the text the Python filters give, on the same table of cases
     (tests/number_cases.py), and Python's rounding is the browser's own toFixed."""
-    shown = report.page.evaluate("""([percent, probability, fixed]) => ({
+    shown = report.page.evaluate("""([percent, probability, similarity, fixed]) => ({
         percent: percent.map(v => window.reportgen.format.percent(v)),
         probability: probability.map(v => window.reportgen.format.probability(v)),
+        similarity: similarity.map(v => window.reportgen.format.similarity(v)),
         fixed: fixed.map(([v, d]) => v.toFixed(d))})""",
         [[v for v, _ in number_cases.PERCENT], [v for v, _ in number_cases.PROBABILITY],
-         [[v, d] for v, d, _ in number_cases.FIXED]])
+         [v for v, _ in number_cases.SIMILARITY], [[v, d] for v, d, _ in number_cases.FIXED]])
     assert shown["percent"] == [text for _, text in number_cases.PERCENT]
     assert shown["probability"] == [text for _, text in number_cases.PROBABILITY]
+    assert shown["similarity"] == [text for _, text in number_cases.SIMILARITY]
     assert shown["fixed"] == [text for _, _, text in number_cases.FIXED]
 
 

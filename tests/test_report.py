@@ -706,6 +706,11 @@ def test_probabilities_read_by_one_rule(value, text):
     assert number_format.probability(value) == text
 
 
+@pytest.mark.parametrize("value, text", number_cases.SIMILARITY)
+def test_similarities_read_by_one_rule(value, text):
+    assert number_format.similarity(value) == text
+
+
 @pytest.mark.parametrize("value, digits, text", number_cases.FIXED)
 def test_decimals_are_rounded_as_javascript_rounds_them(value, digits, text):
     assert number_format.fixed(value, digits) == text
@@ -733,7 +738,7 @@ def _text(html: str) -> str:
     """The page's visible words (tags dropped, entities read, whitespace folded), without the embedded data."""
     html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.S)
     html = re.sub(r"<style\b.*?</style>", " ", html, flags=re.S)
-    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", re.sub(r"</?(code|strong|em|a|abbr|small|b)\b[^>]*>", "", html))))
 
 
 def _without_checks(html: str) -> str:

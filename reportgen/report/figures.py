@@ -413,7 +413,7 @@ def accuracy_chart(verification: dict) -> go.Figure:
         hover.append("<br>".join(lines))
     colours = ["#1f2933" if row.get("key") is None else "#a61b29" if row["name"] in worse else "#1d4e89" for row in rows]
     figure = go.Figure(go.Scatter(
-        x=values, y=names, mode="markers", marker=dict(size=12, color=colours, symbol="diamond"),
+        x=values, y=names, mode="markers", marker=dict(size=12, color=colours, symbol="diamond"), cliponaxis=False,
         error_x=dict(type="data", array=[ci[1] - v if ci else 0 for ci, v in zip(intervals, values)],
                      arrayminus=[v - ci[0] if ci else 0 for ci, v in zip(intervals, values)],
                      color="#3e4c59", thickness=1.4, width=5),

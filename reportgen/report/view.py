@@ -144,7 +144,7 @@ def context(results: dict) -> dict:
         "task": task,
         "verification": verification,
         "reference_view": _reference_view(results.get("views") or {}, run),
-        "browser": _browser_view(results.get("browser"), regions, run),
+        "browser": _browser_view(results.get("browser"), regions, run, task),
         "legend": _region_legend(),
         "failures_shown": failures[:FAILURES_SHOWN],
         "failure_reasons": Counter(str(f.get("reason")) for f in failures).most_common(),
@@ -216,8 +216,9 @@ def _checks_view(results: dict, run: dict) -> dict:
             "check_images": check_images}
 
 
-def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
-    """What the image browser's controls offer: sort keys for the group columns and each region."""
+def _browser_view(browser, regions: list[dict], run: dict, task: dict | None = None) -> dict | None:
+    """What the image browser's controls offer: sort keys for the group columns (``column_options``: column,
+    its name in the list) and each region."""
     if not isinstance(browser, dict) or not browser.get("images"):
         return None
     images = [r for r in browser["images"] if isinstance(r, dict)]
@@ -226,7 +227,10 @@ def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
     order = [r.get("id") for r in regions] or list(browser.get("regions") or REGION_IDS)
     region_ids = [rid for rid in order if rid in (browser.get("regions") or REGION_IDS)]
     labels = {r.get("id"): r.get("label") for r in regions}
+    pair = "photo of the reference person or not" if (task or {}).get("reference") else "genuine or impostor pair"
+    names = {"pair": pair} if (task or {}).get("verification") else {}
     return dict(browser, shown=len(images), columns=columns,
+                column_options=[(column, f"{column} ({names[column]})" if column in names else column) for column in columns],
                 region_options=[(rid, labels.get(rid) or getattr(REGION_BY_ID.get(rid), "label", rid))
                                 for rid in region_ids])
 
