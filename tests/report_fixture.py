@@ -404,8 +404,8 @@ def verification(results: dict, reference: bool = False, gap: bool = True, thres
             view = results["views"][patch["view"]]
             patch.update(label=view["label"], similarity=view["similarity"], probability=view["similarity"],
                          prediction=view["prediction"], partner=view["partner"])
-    for example in results["examples"]:
-        example.update(similarity=similar(example), partner=partner_of("celeba/000777.jpg"),
+    for k, example in enumerate(results["examples"]):
+        example.update(similarity=similar(example), partner=partner_of(f"celeba/{9000 + 2 * k:06d}.jpg"),
                        partner_uri=partner_pictures[next(number) % 2][0],
                        why={"highest confidence": "most confident", "lowest confidence": "least confident"}[example["why"]])
         example.update(probability=example["similarity"], prediction=decided(example["similarity"]))

@@ -892,6 +892,16 @@ def test_patches_and_examples_show_the_other_image_of_the_pair_beside_each_pictu
     assert "highest similarity" in examples and "lowest similarity" in examples and "confident" not in examples
 
 
+def test_a_pair_among_the_examples_from_both_sides_is_shown_once():
+    results = _verification()
+    first, second = results["examples"][:2]
+    second.update(image=first["partner"], partner=first["image"])  # the same pair, seen from its other image
+    page = parse(render_html(results))
+    shown = {json.loads(a["data-picture"])[1] for tag, a in page.tags if tag == "img" and "data-picture" in a
+             and json.loads(a["data-picture"])[0] == "examples"}
+    assert shown == set(range(len(results["examples"]))) - {1}
+
+
 def test_a_verification_region_ablation_reads_as_a_drop_of_similarity():
     results = region_ablation(_verification())
     html = render_html(results)

@@ -138,8 +138,7 @@ def context(results: dict) -> dict:
         "comparisons": comparisons,
         "patch_regions": patch_regions,
         "patches": patches,
-        "examples": [dict(e, why=task["why"].get(e.get("why"), e.get("why"))) for e in results.get("examples") or []
-                     if isinstance(e, dict)],
+        "examples": _examples_view(results.get("examples") or [], task),
         "views": results.get("views") or {},
         "task": task,
         "verification": verification,
@@ -233,6 +232,23 @@ def _browser_view(browser, regions: list[dict], run: dict, task: dict | None = N
                 column_options=[(column, f"{column} ({names[column]})" if column in names else column) for column in columns],
                 region_options=[(rid, labels.get(rid) or getattr(REGION_BY_ID.get(rid), "label", rid))
                                 for rid in region_ids])
+
+
+def _examples_view(examples: list, task: dict) -> list[dict]:
+    """The examples as the section shows them, each with its ``index`` in ``results.examples`` (where its
+    pictures are) and its reason in the run's words. Both images of a verification pair have the same
+    similarity, so a pair often comes twice, once from each side: it is shown once."""
+    shown, pairs = [], set()
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            continue
+        if task.get("verification") and not task.get("reference") and example.get("partner"):
+            pair = frozenset((str(example.get("image")), str(example["partner"])))
+            if pair in pairs:
+                continue
+            pairs.add(pair)
+        shown.append(dict(example, index=index, why=task["why"].get(example.get("why"), example.get("why"))))
+    return shown
 
 
 def _region_legend() -> list[tuple[str, str]]:
