@@ -313,6 +313,8 @@ class ImageBrowser:
                   "probability": info.get("probability"), "groups": dict(info.get("groups") or {}),
                   "shares": [round(float(s), 4) for s in np.asarray(shares, dtype=np.float64)[:len(REGION_IDS)]],
                   "uri": Later(_thumbnail_uri, seen, attribution)}
+        # Face verification: the image it was compared with (the browser's tiles and its view name it).
+        record.update({k: info[k] for k in ("similarity", "partner") if k in info})
         tiebreak = next(self._tiebreak)
         for heap, size, key in wanted:
             self._push(heap, size, key, tiebreak, record)

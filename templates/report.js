@@ -12,6 +12,10 @@
   // column names, group values) only ever reaches the page through textContent and setAttribute.
   var results = parsed("reportgen-results") || {};
   var own = Object.prototype.hasOwnProperty;
+  // The words for what is explained (reportgen/report/view.py's task): a class probability, or for face
+  // verification the similarity of each image to the other image of its pair or to the reference photo.
+  var task = parsed("reportgen-task") || {};
+  var verification = task.verification === true;
 
   function lookup(value, path) {
     for (var i = 0; i < path.length; i++) {
@@ -57,8 +61,24 @@
     return isNumber(value) ? value.toFixed(2) : "–";
   }
 
+  function similarity(value) {
+    return isNumber(value) ? value.toFixed(3).replace("-", "\u2212") : "–";
+  }
+
   // Read-only, for the tests and the browser console: the page's own formatters.
-  window.reportgen = Object.freeze({format: Object.freeze({percent: percent, probability: probability})});
+  window.reportgen = Object.freeze({format: Object.freeze({percent: percent, probability: probability,
+                                                           similarity: similarity})});
+
+  // A record's number: its probability, or (face verification) its similarity.
+  function score(record) {
+    return verification ? similarity(isNumber(record.similarity) ? record.similarity : record.probability)
+                        : probability(record.probability);
+  }
+
+  function named(names, value) {
+    var key = value === null || value === undefined ? null : String(value);
+    return key !== null && names && own.call(names, key) ? names[key] : shown(value);
+  }
 
   function shown(value) {
     return value === null || value === undefined || value === "" ? "–" : String(value);
@@ -170,6 +190,36 @@
     list.appendChild(element("dd", null, value));
   }
 
+  // Names of images whose face was not found: a verification partner among them has no map of its own.
+  var failed = {};
+  (results.failures || []).forEach(function (f) { if (f && typeof f.image === "string") failed[f.image] = true; });
+
+  // Face verification: the image compared with (the other image of the pair, or the reference photo) beside
+  // this one, with its own map and face regions when it has them. Returns whether it is shown.
+  function showPartner(view, name) {
+    var figure = document.getElementById("viewer-partner-figure");
+    var regionsFigure = document.getElementById("viewer-partner-regions-figure");
+    var picture = document.getElementById("viewer-partner");
+    var regions = document.getElementById("viewer-partner-regions");
+    picture.removeAttribute("src");
+    regions.removeAttribute("src");
+    var shown = verification && view && isPicture(view.partner_uri);
+    // The reference photo is not explained, and a partner whose face was not found has no map.
+    var mapped = shown && !task.reference && !(typeof name === "string" && failed[name]);
+    figure.hidden = !shown;
+    regionsFigure.hidden = !(mapped && isPicture(view.partner_regions_uri));
+    if (!shown) return false;
+    picture.src = view.partner_uri;
+    picture.alt = task.partner_title + (name ? ": " + name : "");
+    if (!regionsFigure.hidden) {
+      regions.src = view.partner_regions_uri;
+      regions.alt = "Face regions and landmarks found on " + (name || "the other image");
+    }
+    document.getElementById("viewer-partner-caption").textContent = task.partner_title +
+      (mapped ? ": its attention" : task.reference ? " (not explained: no map)" : ": no face found, no map");
+    return true;
+  }
+
   // item: {view: key of results.views or null, record: a browser record or null, region, score, context}
   function showItem() {
     var item = viewer.items[viewer.index];
@@ -193,20 +243,33 @@
     if (hasRegions) regions.src = view.regions_uri;
     document.getElementById("viewer-regions-figure").hidden = !hasRegions;
     document.getElementById("viewer-legend").hidden = !hasRegions;
+    var partnerName = info.partner || record.partner;
+    var hasPartner = showPartner(view, partnerName);
     dialog.classList.toggle("thumbnail-only", !view);
+    dialog.classList.toggle("with-partner", hasPartner);
+    document.getElementById("viewer-attention-caption").textContent = hasPartner ? "This image: its attention" : "Attention";
 
     var facts = document.getElementById("viewer-facts");
     facts.textContent = "";
     var label = info.label, prediction = info.prediction;
-    fact(facts, "Label", shown(label));
-    var predicted = shown(prediction);
-    if (label !== null && label !== undefined && prediction !== null && prediction !== undefined) {
-      predicted += String(label) === String(prediction) ? " · correct" : " · wrong";
+    var decided = prediction !== null && prediction !== undefined;
+    var verdict = decided && label !== null && label !== undefined ?
+      (String(label) === String(prediction) ? " · correct" : " · wrong") : "";
+    if (verification) {
+      fact(facts, task.value, score(info));
+      fact(facts, task.label, named(task.label_names, label));
+      if (decided) fact(facts, task.prediction || "Decision", named(task.prediction_names, prediction) + verdict);
+      if (partnerName && !task.reference) fact(facts, "Compared with", shown(partnerName));
+    } else {
+      fact(facts, "Label", shown(label));
+      fact(facts, "Prediction", shown(prediction) + verdict);
+      fact(facts, "Probability", probability(info.probability));
     }
-    fact(facts, "Prediction", predicted);
-    fact(facts, "Probability", probability(info.probability));
     var groups = info.groups || record.groups || {};
-    Object.keys(groups).forEach(function (column) { fact(facts, column, shown(groups[column])); });
+    Object.keys(groups).forEach(function (column) {
+      // a verification run's genuine/impostor column repeats the truth shown above
+      if (!(verification && column === "pair")) fact(facts, column, shown(groups[column]));
+    });
     if (item.region) fact(facts, "Share in " + regionLabel(item.region).toLowerCase(), percent(item.score));
 
     var shares = document.getElementById("viewer-shares");
@@ -304,9 +367,12 @@
       return {kind: option.value, key: option.getAttribute("data-key")};
     };
 
+    // Wrong: a label and a prediction that differ (a verification run without --threshold decides nothing).
     var wrong = function (r) {
-      return r.label !== null && r.label !== undefined && String(r.label) !== String(r.prediction);
+      return r.label !== null && r.label !== undefined && r.prediction !== null && r.prediction !== undefined &&
+        String(r.label) !== String(r.prediction);
     };
+    var why = function (r) { return task.why && own.call(task.why, r.why) ? task.why[r.why] : r.why; };
 
     // The value a tile is sorted by, and how it is shown on the tile.
     var valueOf = function (r, sort) {
@@ -342,7 +408,7 @@
       });
       grid.textContent = "";
       var items = rows.map(function (row) {
-        return {view: null, record: row.r, context: "Image browser" + (browser.sampled && row.r.why ? " · " + row.r.why : "")};
+        return {view: null, record: row.r, context: "Image browser" + (browser.sampled && row.r.why ? " · " + why(row.r) : "")};
       });
       rows.forEach(function (row, position) {
         var r = row.r;
@@ -358,15 +424,27 @@
         if (isPicture(r.uri)) img.src = r.uri;
         tile.appendChild(img);
         var line = element("span", "tile-main");
-        line.appendChild(element("strong", null, "pred. " + shown(r.prediction)));
-        line.appendChild(document.createTextNode(" · " + probability(r.probability)));
+        if (verification) {
+          line.appendChild(element("strong", null, "sim. " + score(r)));
+          if (r.prediction !== null && r.prediction !== undefined) {
+            line.appendChild(document.createTextNode(" · " + named(task.prediction_names, r.prediction)));
+          }
+        } else {
+          line.appendChild(element("strong", null, "pred. " + shown(r.prediction)));
+          line.appendChild(document.createTextNode(" · " + probability(r.probability)));
+        }
         tile.appendChild(line);
         var detail;
         if (sort.kind === "region") detail = regionLabel(sort.key) + " " + percent(row.v);
         else if (sort.kind === "group") detail = sort.key + " = " + shown(row.v);
+        else if (verification) detail = named(task.label_short, r.label) + (wrong(r) ? " · wrong" : "");
         else detail = "label " + shown(r.label) + (wrong(r) ? " · wrong" : "");
         tile.appendChild(element("span", "tile-detail", detail));
         tile.appendChild(element("span", "tile-file", shown(r.image)));
+        if (verification && r.partner && !task.reference) {
+          tile.appendChild(element("span", "tile-file tile-partner", "with " + shown(r.partner)));
+          tile.title = shown(r.image) + " compared with " + shown(r.partner);
+        }
         tile.addEventListener("click", function () { openViewer(items, position); });
         grid.appendChild(tile);
       });

@@ -24,6 +24,12 @@ PROBABILITY = [
     (None, "–"), (False, "–"), (NAN, "–"),
 ]
 
+# (cosine similarity, text): the ``similarity`` filter and report.js's similarity() (face verification).
+SIMILARITY = [
+    (0.9825, "0.983"), (0.98249, "0.982"), (1, "1.000"), (-0.125, "−0.125"), (0.0005, "0.001"), (-1, "−1.000"),
+    (None, "–"), (True, "–"), (NAN, "–"),
+]
+
 # (value, decimals, text): format.fixed against the browser's own Number.prototype.toFixed.
 FIXED = [
     (0.25, 1, "0.3"), (2.5, 0, "3"), (0.125, 2, "0.13"), (1.005, 2, "1.00"), (-2.5, 0, "-3"), (-0.04, 1, "-0.0"),

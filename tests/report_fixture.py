@@ -6,9 +6,10 @@ dlib nor a model. The attention is synthetic: a few Gaussian blobs (eyes, nose, 
 the background) painted on the canonical face; every region score is then measured from that map with
 the real region geometry, so shares, areas and densities agree with each other and with the map.
 
-Run it as a script to write the fixture report (and its JSON) for a look in a browser::
+Run it as a script to write the fixture report (and its JSON) for a look in a browser (a second argument,
+``verification`` or ``reference``, makes it a face-verification run)::
 
-    PYTHONPATH=. python tests/report_fixture.py /tmp/report.html
+    PYTHONPATH=. python tests/report_fixture.py /tmp/report.html [verification|reference]
 """
 
 from __future__ import annotations
@@ -370,6 +371,102 @@ def region_ablation(results: dict, samples: int = 0) -> dict:
     return results
 
 
+def verification(results: dict, reference: bool = False, gap: bool = True, threshold: float | None = None) -> dict:
+    """The same results as a face-verification run (``run.task`` "verification"): every image explains its
+    similarity to the other image of its pair (or, ``reference=True``, to one reference photo); pictures
+    carry their partner's; the genuine/impostor column ``pair`` is grouped and compared; and
+    ``verification`` holds the decision quality, made by ``reportgen.similarity`` from synthetic similarities
+    (genuine around 0.7, impostor around 0.2). ``gap``: the first protected column's second value is served
+    worse (its impostor pairs look alike: accuracy about 70% against 94%), beyond noise. ``threshold``: as
+    ``--threshold`` (decisions are then recorded per image); None = the best threshold on the pairs."""
+    from reportgen.similarity import SimilarityCounts
+
+    column = results["run"]["protected"][0] if results["run"]["protected"] else "protected"
+    results["run"].update(
+        task="verification", head="similarity", head_source="automatic", target="is_same", label_column="is_same",
+        head_detail="cosine similarity of 512-d embeddings; class 1 = similarity, class 0 = dissimilarity (1 - cosine)",
+        head_reason="--reference reference.jpg" if reference else "--pairs: two images per row", outputs=512,
+        pairs=not reference, reference="reference.jpg" if reference else None, threshold=threshold, target_class=1,
+        annotations="reference.csv" if reference else "pairs.csv")
+    results["config"].update(pairs=not reference, reference="reference.jpg" if reference else None, threshold=threshold,
+                             target="is_same")
+    pairs = results["counts"]["images"] // 2
+    if not reference:
+        results["counts"]["pairs"] = pairs
+
+    # The decision quality, from similarities drawn per group (as VerificationExplainer records them).
+    rng = np.random.default_rng(3)
+    counts = SimilarityCounts(threshold)
+    keys = {}
+    for value in ("0", "1"):
+        key = f"{column}={value}"
+        keys[key] = [column, value]
+        for k in range(64):
+            genuine = k % 2 == 0
+            if genuine:
+                similarity = rng.normal(0.68, 0.1)
+            else:
+                similarity = rng.normal(0.55 if gap and value == "1" else 0.2, 0.14)
+            counts.add(float(np.clip(similarity, -1, 1)), genuine, [key])
+    counts.add(0.5, None, [])  # one unlabelled pair
+    results["verification"] = counts.summary(keys)
+    cut = results["verification"]["threshold"]
+
+    def decided(similarity):
+        return None if threshold is None else int(similarity >= threshold)
+
+    # Genuine and impostor pairs as a group column, compared like any other (their maps: the protected groups').
+    if results["groups"]:
+        first = [k for k in results["groups"] if results["groups"][k]["column"] == column]
+        for key, kind in zip(first, ("genuine", "impostor")):
+            results["groups"][f"pair={kind}"] = dict(copy.deepcopy(results["groups"][key]), column="pair", value=kind)
+        pair = copy.deepcopy(next(c for c in results["comparisons"] if c["column"] == column))
+        pair.update(column="pair", a="pair=genuine", b="pair=impostor")
+        results["comparisons"].append(pair)
+        results["run"]["protected"] = list(results["run"]["protected"])
+
+    # Pictures: each image's partner is the other sample portrait (or the reference photo, without a map).
+    partner_pictures = {}
+    for index, name in enumerate(SOURCE_LANDMARKS):
+        uri, regions_uri = _view_pictures(name)
+        partner_pictures[index] = (uri, uri if reference else regions_uri)
+    number = iter(range(10**6))
+
+    def partner_of(image: str) -> str:
+        return "reference.jpg" if reference else f"celeba/{(int(image[7:13]) + 1) % 10**6:06d}.jpg"
+
+    def similar(record: dict) -> float:
+        genuine = str(record.get("label")) == "1"
+        return round(float(np.clip(rng.normal(0.68 if genuine else 0.25, 0.12), -1, 1)), 4)
+
+    for key, view in results["views"].items():
+        view.update(similarity=similar(view), partner=partner_of(key))
+        view.update(probability=view["similarity"], prediction=decided(view["similarity"]))
+        view["groups"]["pair"] = "genuine" if str(view["label"]) == "1" else "impostor"
+        view["partner_uri"], view["partner_regions_uri"] = partner_pictures[next(number) % 2]
+    for items in results["patches"].values():
+        for patch in items:
+            view = results["views"][patch["view"]]
+            patch.update(label=view["label"], similarity=view["similarity"], probability=view["similarity"],
+                         prediction=view["prediction"], partner=view["partner"])
+    for k, example in enumerate(results["examples"]):
+        example.update(similarity=similar(example), partner=partner_of(f"celeba/{9000 + 2 * k:06d}.jpg"),
+                       partner_uri=partner_pictures[next(number) % 2][0],
+                       why={"highest confidence": "most confident", "lowest confidence": "least confident"}[example["why"]])
+        example.update(probability=example["similarity"], prediction=decided(example["similarity"]))
+    for image in results["browser"]["images"]:
+        view = results["views"].get(image["image"])
+        image.update(similarity=view["similarity"] if view else similar(image),
+                     partner=view["partner"] if view else partner_of(image["image"]))
+        image.update(probability=image["similarity"], prediction=decided(image["similarity"]))
+        image["groups"]["pair"] = "genuine" if str(image["label"]) == "1" else "impostor"
+    results["browser"]["images"].sort(key=lambda r: -r["similarity"])
+    results["predictions"] = None
+    assert cut is not None
+    results["findings"] = findings(results)
+    return results
+
+
 @functools.lru_cache(maxsize=8)
 def _build(column: str, patches_per_region: int, with_groups: bool) -> dict:
     landmarks = canonical_landmarks()
@@ -473,7 +570,10 @@ if __name__ == "__main__":
     from reportgen.report import write_html, write_json
 
     out = sys.argv[1] if len(sys.argv) > 1 else "report.html"
+    kind = sys.argv[2] if len(sys.argv) > 2 else ""  # "verification" or "reference" for a face-verification run
     fixture = build_results()
+    if kind in ("verification", "reference"):
+        fixture = verification(fixture, reference=kind == "reference")
     write_html(fixture, out)
     write_json(fixture, out.rsplit(".", 1)[0] + ".json")
     print(out)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import number_cases
 import pytest
-from report_fixture import build_results, region_ablation
+from report_fixture import build_results, region_ablation, verification
 
 from reportgen.findings import findings, times_text
 from reportgen.regions import PAINT_ORDER
@@ -292,14 +292,16 @@ def test_downloads_are_made_in_the_page(report, results):
 def test_the_page_reads_numbers_by_the_rule_of_the_tables(report):
     """report.js's formatters give the text the Python filters give, on the same table of cases
     (tests/number_cases.py), and Python's rounding is the browser's own toFixed."""
-    shown = report.page.evaluate("""([percent, probability, fixed]) => ({
+    shown = report.page.evaluate("""([percent, probability, similarity, fixed]) => ({
         percent: percent.map(v => window.reportgen.format.percent(v)),
         probability: probability.map(v => window.reportgen.format.probability(v)),
+        similarity: similarity.map(v => window.reportgen.format.similarity(v)),
         fixed: fixed.map(([v, d]) => v.toFixed(d))})""",
         [[v for v, _ in number_cases.PERCENT], [v for v, _ in number_cases.PROBABILITY],
-         [[v, d] for v, d, _ in number_cases.FIXED]])
+         [v for v, _ in number_cases.SIMILARITY], [[v, d] for v, d, _ in number_cases.FIXED]])
     assert shown["percent"] == [text for _, text in number_cases.PERCENT]
     assert shown["probability"] == [text for _, text in number_cases.PROBABILITY]
+    assert shown["similarity"] == [text for _, text in number_cases.SIMILARITY]
     assert shown["fixed"] == [text for _, _, text in number_cases.FIXED]
 
 
@@ -354,6 +356,112 @@ def test_failed_checks_are_shown_and_drawn_without_errors(browser, tmp_path):
             page.click("#download-regions")
         rows = list(csv.DictReader(io.StringIO(Path(info.value.path()).read_text(encoding="utf-8-sig"))))
         assert float(rows[0]["effect"]) == top["effect"] and float(rows[0]["effect_ci_high"]) == top["effect_ci"][1]
+        assert watched.problems() == [] and watched.remote_requests() == []
+    finally:
+        watched.context.close()
+
+
+# -- face verification --------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def verification_report(browser, tmp_path_factory):
+    """A face-verification report; the first left-eye patch's partner is named with a payload."""
+    results = verification(build_results())
+    first = results["patches"]["left_eye"][0]
+    results["views"][first["view"]]["partner"] = first["partner"] = IMG + SCRIPT
+    path = tmp_path_factory.mktemp("verification") / "verification.html"
+    write_html(results, path)
+    watched = Watched(browser, path)
+    yield watched, results
+    watched.context.close()
+
+
+def test_a_verification_report_draws_its_quality_figures_without_errors(verification_report):
+    watched, results = verification_report
+    page = watched.page
+    page.locator("#verification").scroll_into_view_if_needed()
+    sizes = page.evaluate("""ids => ids.map(id => {
+        const d = document.querySelector(`[data-figure="figure-${id}"]`);
+        return d && d._fullLayout && d.querySelector('.main-svg') ? d.getBoundingClientRect().height : 0; })""",
+                          ["verification-accuracy", "verification-similarity"])
+    assert all(height > 100 for height in sizes)
+    # the similarity figure: one filled step line per kind of pair and group, in plotly's own data
+    traces = page.evaluate("""() => document.querySelector('[data-figure="figure-verification-similarity"]')._fullData
+        .filter(t => t.fill === 'tozeroy').map(t => t.line.shape)""")
+    assert traces == ["hv"] * 2 * (1 + len(results["verification"]["groups"]))
+    assert page.locator("#verification .verification-gap").is_visible()
+    OUTPUT.mkdir(exist_ok=True)
+    page.locator("#verification").screenshot(path=str(OUTPUT / "report-verification.png"))
+    assert watched.problems() == [] and watched.remote_requests() == []
+
+
+def test_the_viewer_shows_both_images_of_a_pair_side_by_side(verification_report):
+    watched, results = verification_report
+    page = watched.page
+    patch = results["patches"]["left_eye"][0]
+    view = results["views"][patch["view"]]
+    page.evaluate("document.getElementById('patches-left_eye').open = true")
+    page.locator("#patches-left_eye button.patch-open").first.click()
+    page.wait_for_function("document.getElementById('image-view').open")
+    assert page.get_attribute("#viewer-attention", "src") == view["uri"]
+    assert page.get_attribute("#viewer-partner", "src") == view["partner_uri"]
+    assert page.get_attribute("#viewer-partner-regions", "src") == view["partner_regions_uri"]
+    assert page.evaluate("document.getElementById('viewer-partner').naturalWidth") > 0
+    this, other = (page.locator(selector).bounding_box() for selector in ("#viewer-attention", "#viewer-partner"))
+    assert other["x"] >= this["x"] + this["width"] and abs(other["y"] - this["y"]) < 2  # side by side
+    below = page.locator("#viewer-partner-regions").bounding_box()
+    assert abs(below["x"] - other["x"]) < 2 and below["y"] > other["y"] + other["height"] - 2  # its regions under it
+    facts = page.text_content("#viewer-facts")
+    assert f"Similarity{view['similarity']:.3f}" in facts and f"Compared with{IMG + SCRIPT}" in facts
+    assert "Truthdifferent people (impostor pair)" in facts or "Truthsame person (genuine pair)" in facts
+    assert "Prediction" not in facts and "Probability" not in facts and "pairgenuine" not in facts
+    assert "Other image of the pair: its attention" == page.text_content("#viewer-partner-caption")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=str(OUTPUT / "report-verification-view.png"))
+    close_viewer(page)
+    assert page.evaluate("typeof window.__pwned") == "undefined" and watched.dialogs == []
+    assert watched.problems() == [] and watched.remote_requests() == []
+
+
+def test_browser_tiles_give_the_similarity_and_the_other_image(verification_report):
+    watched, results = verification_report
+    page = watched.page
+    page.locator("#browser").scroll_into_view_if_needed()
+    similarities = [float(v) for v in tile_values(page)]
+    assert similarities == sorted((r["similarity"] for r in results["browser"]["images"]), reverse=True)
+    first = page.locator("#browser-grid .tile").first
+    record = next(r for r in results["browser"]["images"] if r["image"] == first.get_attribute("data-image"))
+    assert first.locator(".tile-main").text_content() == f"sim. {record['similarity']:.3f}"
+    assert first.locator(".tile-partner").text_content() == f"with {record['partner']}"
+    options = page.eval_on_selector_all("#browser-sort option", "os => os.map(o => o.value)")
+    assert "correct" not in options and "prediction" not in options  # nothing decided without --threshold
+    assert page.locator("#browser-grid .tile.wrong").count() == 0
+    tile = next(k for k, r in enumerate(page.eval_on_selector_all("#browser-grid .tile", "ts => ts.map(t => t.dataset.image)"))
+                if r not in results["views"])
+    page.locator("#browser-grid .tile").nth(tile).click()  # only a thumbnail: the partner is named, not shown
+    page.wait_for_function("document.getElementById('image-view').open")
+    assert "Compared with" in page.text_content("#viewer-facts") and not page.is_visible("#viewer-partner")
+    close_viewer(page)
+    assert watched.problems() == []
+
+
+def test_a_reference_run_shows_the_reference_photo_without_a_map(browser, tmp_path):
+    results = verification(build_results(), reference=True, threshold=0.5)
+    path = tmp_path / "reference.html"
+    write_html(results, path)
+    watched = Watched(browser, path)
+    page = watched.page
+    try:
+        assert page.evaluate("document.querySelector('.reference-photo img').naturalWidth") > 0
+        page.locator("#region-detail button.patch-open").first.click()
+        page.wait_for_function("document.getElementById('image-view').open")
+        assert page.is_visible("#viewer-partner") and not page.is_visible("#viewer-partner-regions")
+        assert page.text_content("#viewer-partner-caption") == "Reference photo (not explained: no map)"
+        facts = page.text_content("#viewer-facts")
+        assert "Decision" in facts and "Compared with" not in facts
+        close_viewer(page)
+        options = page.eval_on_selector_all("#browser-sort option", "os => os.map(o => o.value)")
+        assert "correct" in options and "prediction" in options  # --threshold: every image is decided
         assert watched.problems() == [] and watched.remote_requests() == []
     finally:
         watched.context.close()

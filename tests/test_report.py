@@ -14,7 +14,7 @@ from html.parser import HTMLParser
 import plotly.offline
 import pytest
 import number_cases
-from report_fixture import build_results, region_ablation
+from report_fixture import build_results, region_ablation, verification
 
 from reportgen.config import make_config, to_toml
 import reportgen.report.figures
@@ -155,7 +155,7 @@ def test_every_image_is_a_data_uri_from_the_results(results, page):
         elif "data-picture" in attributes:
             assert _resolve(results, json.loads(attributes["data-picture"])).startswith("data:image/jpeg;base64,")
         else:  # the whole-image view's pictures, filled in when it opens
-            assert attributes["id"] in ("viewer-attention", "viewer-regions")
+            assert attributes["id"] in ("viewer-attention", "viewer-regions", "viewer-partner", "viewer-partner-regions")
     pictures = [json.loads(a["data-picture"]) for a in images if "data-picture" in a]
     assert sum(p[0] == "patches" for p in pictures) == sum(len(v) for v in results["patches"].values())
     assert sum(p[0] == "examples" for p in pictures) == sum(1 + bool(e.get("regions_uri")) for e in results["examples"])
@@ -284,11 +284,11 @@ def test_every_figure_uses_a_trace_type_the_partial_plotly_bundle_has():
     bundle = _bundle_traces()
     assert {"bar", "scatter", "heatmap"} <= bundle and "scattergeo" not in bundle  # the partial bundle
     figures = {}
-    for results in (build_results(), region_ablation(build_results(with_groups=False))):
+    for results in (build_results(), region_ablation(build_results(with_groups=False)), verification(build_results())):
         page = parse(render_html(results))
         figures.update({a["id"]: json.loads(text) for a, text in page.scripts if a.get("id", "").startswith("figure-")})
     assert {"figure-region-map", "figure-mean-map", "figure-ranked", "figure-checks-deletion", "figure-checks-sanity",
-            "figure-comparison-0"} <= set(figures)
+            "figure-comparison-0", "figure-verification-accuracy", "figure-verification-similarity"} <= set(figures)
     drawn = {trace.get("type", "scatter") for figure in figures.values() for trace in figure["data"]}
     assert drawn <= bundle, f"figures draw {sorted(drawn - bundle)}, which the plotly.js bundle lacks"
     # every trace class the figures' code can build, drawn by the fixtures or not
@@ -737,6 +737,11 @@ def test_probabilities_read_by_one_rule(value, text):
     assert number_format.probability(value) == text
 
 
+@pytest.mark.parametrize("value, text", number_cases.SIMILARITY)
+def test_similarities_read_by_one_rule(value, text):
+    assert number_format.similarity(value) == text
+
+
 @pytest.mark.parametrize("value, digits, text", number_cases.FIXED)
 def test_decimals_are_rounded_as_javascript_rounds_them(value, digits, text):
     assert number_format.fixed(value, digits) == text
@@ -752,3 +757,204 @@ def test_probabilities_in_the_page_use_the_rule():
     example = results["examples"][0]
     example["probability"] = 0.125  # a tie: "%.2f" would write 0.12, the browser's toFixed 0.13
     assert "with probability 0.13" in text_of(render_html(results), "examples")
+
+
+# -- face verification ---------------------------------------------------------------------------------------
+
+def _verification(**options) -> dict:
+    return verification(build_results(), **options)
+
+
+def _text(html: str) -> str:
+    """The page's visible words (tags dropped, entities read, whitespace folded), without the embedded data."""
+    html = re.sub(r"<script\b.*?</script>", " ", html, flags=re.S)
+    html = re.sub(r"<style\b.*?</style>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", re.sub(r"</?(code|strong|em|a|abbr|small|b)\b[^>]*>", "", html))))
+
+
+def _without_checks(html: str) -> str:
+    """The page without the checks section and the masthead's check warning (their words are the checks' own)."""
+    html = re.sub(r'<section id="checks".*?</section>', " ", html, flags=re.S)
+    return re.sub(r'<div class="callout alert trust-warning".*?</div>', " ", html, flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def verification_html():
+    return render_html(_verification())
+
+
+def test_a_verification_report_speaks_of_similarity_not_of_class_probabilities(verification_html):
+    text = _text(_without_checks(verification_html))
+    for words in ("class probability", "predicted class", "most confident", "least confident", "Class explained",
+                  "class it explains", "explained class", "class score", "Probability of the predicted class"):
+        assert words not in text, words
+    assert "What makes two faces look alike to the model?" in text
+    assert "similarity to the other image of the pair (64 pairs, both images of each explained)" in text
+    assert "pushed the model towards a higher similarity with the other image of the pair" in text
+    assert "supports the similarity to the other image of the pair" in text  # Grad-CAM's own text
+    assert "the 10 images with the highest similarity, the 10 the lowest" in text
+    # report.js gets the same words
+    task = json.loads(parse(verification_html).script("reportgen-task"))
+    assert task["verification"] and task["value"] == "Similarity" and task["partner"] == "the other image of the pair"
+    assert task["label_names"]["1"].startswith("same person") and task["why"]["most confident"] == "highest similarity"
+
+
+def test_a_classifier_report_keeps_its_words_and_has_no_verification_section(html):
+    text = _text(html)
+    assert "Where does the model look on a face?" in text and "Class explained" in text
+    assert 'id="verification"' not in html and "similarity" not in text.lower()
+    assert json.loads(parse(html).script("reportgen-task"))["verification"] is False
+
+
+def test_verification_quality_follows_the_findings_and_is_in_the_contents(verification_html):
+    assert verification_html.index('id="findings"') < verification_html.index('id="verification"') \
+        < verification_html.index('id="checks"')
+    assert 'href="#verification"' in verification_html
+
+
+def test_verification_section_shows_accuracy_per_group_and_calls_out_a_gap_beyond_noise():
+    results = _verification()
+    quality = results["verification"]
+    gap = quality["comparisons"][0]
+    assert gap["beyond_noise"] and gap["difference"] < 0  # the fixture's second group is served worse
+    html = render_html(results)
+    section = html[html.index('id="verification"'):html.index('id="checks"')]
+    text = _text(section)
+    assert "Accuracy differs between groups beyond noise." in text
+    worse, better = number_format.percent(gap["accuracy_b"]), number_format.percent(gap["accuracy_a"])
+    assert f"correctly for {worse} of protected=1 against {better} of protected=0" in text
+    assert f"a gap of {number_format.points(-gap['difference'])} percentage points" in text
+    assert f"(95% CI {number_format.ci_points([-gap['ci'][1], -gap['ci'][0]])})" in text
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", section.split("verification-table", 1)[1].split("</table>", 1)[0], re.S)
+    names = [_text(r).strip().split(" ")[0] for r in rows[1:]]
+    assert names[0] == "All" and set(names[1:]) == set(quality["groups"])
+    overall = quality["overall"]
+    assert number_format.percent(overall["accuracy"]) in _text(rows[1])
+    assert number_format.ci_percent(overall["accuracy_ci"]) in _text(rows[1])
+    assert "threshold with the best accuracy on these pairs" in text
+    assert number_format.similarity(quality["threshold"]) in text
+    assert 'class="flagged"' in section and "beyond noise" in text
+
+    quiet = render_html(_verification(gap=False))
+    section = quiet[quiet.index('id="verification"'):quiet.index('id="checks"')]
+    assert "Accuracy differs between groups" not in section and "within noise" in section
+
+
+def test_verification_figures_draw_accuracy_with_intervals_and_the_two_similarity_distributions(verification_html):
+    page = parse(verification_html)
+    results = _verification()
+    quality = results["verification"]
+    accuracy = json.loads(page.script("figure-verification-accuracy"))
+    points = accuracy["data"][0]
+    assert points["x"] == [quality["overall"]["accuracy"]] + [g["accuracy"] for g in quality["groups"].values()]
+    assert points["error_x"]["array"][0] == pytest.approx(quality["overall"]["accuracy_ci"][1] - quality["overall"]["accuracy"])
+    assert accuracy["layout"]["xaxis"]["range"] == [0, 1.0]  # gaps read at their true size
+    # the worse group of the gap is marked
+    colours = dict(zip(points["y"], points["marker"]["color"]))
+    assert colours["protected=1"] != colours["protected=0"]
+
+    figure = json.loads(page.script("figure-verification-similarity"))
+    shown = [t for t in figure["data"] if t.get("x") and t["x"][0] is not None]
+    assert len(shown) == 2 * (1 + len(quality["groups"]))  # genuine and impostor, overall and per group
+    for trace in shown:
+        assert sum(trace["y"][:-1]) == pytest.approx(1.0)  # fractions of one kind of pair
+        assert trace["line"]["shape"] == "hv" and len(trace["x"]) == len(trace["y"]) == 41
+    legend = {t["name"] for t in figure["data"] if t.get("showlegend") is not False}
+    assert {"genuine pairs (same person)", "impostor pairs (different people)",
+            f"threshold {number_format.similarity(quality['threshold'])}"} <= legend
+    lines = [s for s in figure["layout"]["shapes"] if s.get("line", {}).get("dash") == "dash"]
+    assert len(lines) == 1 + len(quality["groups"]) and all(s["x0"] == quality["threshold"] for s in lines)
+
+
+def test_run_section_names_the_pair_file_the_score_and_how_the_threshold_was_chosen(verification_html):
+    summary = verification_html[verification_html.index('id="summary"'):verification_html.index('id="findings"')]
+    text = _text(summary)
+    assert "pairs pairs.csv" in text and "64 pairs listed: 128 images, both of each pair explained" in text
+    assert "Score explained similarity of each image to the other image of the pair" in text
+    assert "the embedding it is compared with is held fixed" in text
+    assert "truth (same person or not) from column is_same" in text
+    threshold = number_format.similarity(_verification()["verification"]["threshold"])
+    assert f"same/different threshold {threshold} (the best accuracy on these pairs)" in text
+    assert "Decisions accuracy" in text
+
+    given = render_html(_verification(threshold=0.5))
+    text = _text(given[given.index('id="summary"'):given.index('id="findings"')])
+    assert "same/different threshold 0.500 (given with --threshold)" in text
+
+
+def test_a_reference_run_shows_the_reference_photo_and_its_words():
+    results = _verification(reference=True)
+    html = render_html(results)
+    page = parse(html)
+    summary = _text(html[html.index('id="summary"'):html.index('id="findings"')])
+    assert "each compared with the reference photo reference.jpg" in summary
+    assert "similarity of each image to the reference photo" in summary
+    pictures = [json.loads(a["data-picture"]) for tag, a in page.tags if tag == "img" and "data-picture" in a]
+    reference = [p for p in pictures if p[0] == "views" and p[2] == "partner_uri"]
+    assert reference and _resolve(results, reference[0]) == next(iter(results["views"].values()))["partner_uri"]
+    text = _text(_without_checks(html))
+    assert "photos of the reference person" in text and "genuine pairs" not in text.split("How to read this")[0]
+    assert "with celeba/" not in text  # the partner is always the reference: not named under each picture
+
+
+def test_genuine_and_impostor_pairs_are_groups_named_in_words(verification_html):
+    text = _text(verification_html[verification_html.index('id="groups"'):verification_html.index('id="patches"')])
+    assert "Genuine pairs (same person) pair genuine" in text
+    assert "Impostor pairs (different people) compared with genuine pairs (same person)" in text
+    assert "Density in genuine pairs (same person)" in text
+    figure = json.loads(parse(verification_html).script("figure-comparison-2"))
+    titles = " ".join(a["text"] for a in figure["layout"]["annotations"])
+    assert "genuine pairs (same person)" in titles and "pair=genuine" not in titles
+
+
+def test_patches_and_examples_show_the_other_image_of_the_pair_beside_each_picture(verification_html):
+    results = _verification()
+    page = parse(verification_html)
+    pictures = [json.loads(a["data-picture"]) for tag, a in page.tags if tag == "img" and "data-picture" in a]
+    partners = [p for p in pictures if p[0] == "views" and p[2] == "partner_uri"]
+    assert len(partners) == sum(len(items) for items in results["patches"].values())
+    assert all(_resolve(results, p).startswith("data:image/") for p in partners)
+    assert sum(p[0] == "examples" and p[2] == "partner_uri" for p in pictures) == len(results["examples"])
+    patch = results["patches"]["left_eye"][0]
+    section = _text(verification_html[verification_html.index('id="patches-left_eye"'):])
+    assert f"with {patch['partner']}" in section
+    assert f"similarity {number_format.similarity(patch['similarity'])}" in section
+    examples = _text(verification_html[verification_html.index('id="examples"'):verification_html.index('id="how-to-read"')])
+    assert "highest similarity" in examples and "lowest similarity" in examples and "confident" not in examples
+
+
+def test_a_pair_among_the_examples_from_both_sides_is_shown_once():
+    results = _verification()
+    first, second = results["examples"][:2]
+    second.update(image=first["partner"], partner=first["image"])  # the same pair, seen from its other image
+    page = parse(render_html(results))
+    shown = {json.loads(a["data-picture"])[1] for tag, a in page.tags if tag == "img" and "data-picture" in a
+             and json.loads(a["data-picture"])[0] == "examples"}
+    assert shown == set(range(len(results["examples"]))) - {1}
+
+
+def test_a_verification_region_ablation_reads_as_a_drop_of_similarity():
+    results = region_ablation(_verification())
+    html = render_html(results)
+    text = _text(_without_checks(html))
+    assert "Similarity drop per region" in text and "Probability drop" not in text
+    assert "how much the similarity drops when each named face region is replaced" in text
+    ranked = json.loads(parse(html).script("figure-ranked"))
+    assert "lowers the similarity by" in ranked["data"][0]["hovertext"][0] or \
+        "raises the similarity by" in ranked["data"][0]["hovertext"][0]
+
+
+def test_dissimilarity_is_named_when_it_is_explained():
+    results = _verification()
+    results["run"]["target_class"] = 0
+    text = _text(_without_checks(render_html(results)))
+    assert "What makes two faces look apart to the model?" in text
+    assert "dissimilarity of each image to the other image of the pair" in text
+
+
+def test_a_verification_run_without_labelled_pairs_renders_without_its_quality_section():
+    results = _verification()
+    results["verification"] = None
+    html = render_html(results)
+    assert 'id="verification"' not in html and parse(html).errors == []
+    assert "Score explained" in html

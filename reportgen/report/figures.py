@@ -1,5 +1,6 @@
 """The report's plotly figures, built from the plain results: the region map, the mean attention map,
-the ranking, the two trust checks and the group comparisons.
+the ranking, the two trust checks, the group comparisons and, for face verification, the accuracy of
+same/different decisions per group and the similarity distributions of genuine and impostor pairs.
 
 Each builder returns a ``plotly.graph_objects.Figure``; render.py writes it as JSON into the page, whose
 script only calls ``Plotly.newPlot`` on it. Densities share one colour scale everywhere (``colour``,
@@ -19,7 +20,7 @@ from plotly.subplots import make_subplots
 from ..drawing import heat_colours
 from ..regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
 from .format import (bounds, ci_correlation, ci_percent, ci_signed, ci_times, correlation, count, drop_words,
-                     is_number, percent, points, signed, times)
+                     is_number, percent, points, signed, similarity, times)
 
 # Density colours are symmetric on a log2 scale: 2**-2 .. 2**2 = 0.25x .. 4x an even spread, clipped.
 LOG2_LIMIT = 2.0
@@ -69,7 +70,7 @@ def _escape(text) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _region_hover(row: dict | None, region_id: str, clickable: bool = True) -> str:
+def _region_hover(row: dict | None, region_id: str, clickable: bool = True, measure: str = "class probability") -> str:
     label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
     estimated = (row or {}).get("estimated", region_id in ESTIMATED)
     lines = [f"<b>{label}</b>" + (" (estimated region)" if estimated else "")]
@@ -84,7 +85,7 @@ def _region_hover(row: dict | None, region_id: str, clickable: bool = True) -> s
         if row.get("n") is not None:
             lines.append(f"n = {count(row.get('n'))} images")
     if row is not None and is_number(row.get("effect")):
-        lines.append(f"removing it {drop_words(row['effect'], row.get('effect_ci'))}")
+        lines.append(f"removing it {drop_words(row['effect'], row.get('effect_ci'), measure)}")
     if clickable:
         lines.append("<i>click: top patches</i>")
     return "<br>".join(lines)
@@ -111,12 +112,13 @@ def _shapes_in_paint_order(face: dict) -> list[tuple[str, list]]:
              else polygons.get(region_id) or []) for region_id in _paint_order(face)]
 
 
-def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y"):
+def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y",
+                   measure: str = "class probability"):
     """Filled polygons in paint order (later covers earlier); hover and click pick the topmost."""
     traces = []
     for region_id, shapes in _shapes_in_paint_order(face):
         row = rows_by_id.get(region_id)
-        hover = _region_hover(row, region_id, clickable)
+        hover = _region_hover(row, region_id, clickable, measure)
         for polygon in shapes:
             if len(polygon) < 3:
                 continue
@@ -147,10 +149,11 @@ def _map_layout(height: int = 470, **extra) -> dict:
                 **extra)
 
 
-def region_map(face: dict, regions: list[dict]) -> go.Figure:
-    """The canonical face, each region filled with its density colour; click a region for its patches."""
+def region_map(face: dict, regions: list[dict], measure: str = "class probability") -> go.Figure:
+    """The canonical face, each region filled with its density colour; click a region for its patches.
+    ``measure``: what a removed region lowers, in the hover of a region-ablation run ("similarity")."""
     rows_by_id = {r.get("id"): r for r in regions}
-    figure = go.Figure(_region_traces(face, rows_by_id, clickable=True))
+    figure = go.Figure(_region_traces(face, rows_by_id, clickable=True, measure=measure))
     figure.add_trace(_scale_trace("density (× an even spread)"))
     xaxis, yaxis = _face_axes(face)
     figure.update_layout(**_map_layout(xaxis=xaxis, yaxis=dict(yaxis, scaleanchor="x")))
@@ -182,14 +185,15 @@ def mean_map(face: dict) -> go.Figure:
     return figure
 
 
-def ranked_chart(regions: list[dict]) -> go.Figure:
-    """Density per region, highest first, with 95% CI bars and the even-spread line at 1.0."""
+def ranked_chart(regions: list[dict], measure: str = "class probability") -> go.Figure:
+    """Density per region, highest first, with 95% CI bars and the even-spread line at 1.0; ``measure`` as
+    for ``region_map``."""
     rows = sorted((r for r in regions if is_number(r.get("density"))), key=lambda r: -r["density"])
     labels = [_escape(r.get("label") or r.get("id")) + (" *" if r.get("estimated") else "") for r in rows]
     density = [r["density"] for r in rows]
     upper = [max((bounds(r.get("ci")) or (d, d))[1] - d, 0) for r, d in zip(rows, density)]
     lower = [max(d - (bounds(r.get("ci")) or (d, d))[0], 0) for r, d in zip(rows, density)]
-    hover = [_region_hover(r, r.get("id"), clickable=True) for r in rows]
+    hover = [_region_hover(r, r.get("id"), clickable=True, measure=measure) for r in rows]
     figure = go.Figure(go.Bar(
         x=density, y=labels, orientation="h", marker=dict(color=[colour(d) for d in density],
                                                           line=dict(color="rgba(31,41,51,0.55)", width=1)),
@@ -198,7 +202,7 @@ def ranked_chart(regions: list[dict]) -> go.Figure:
     ))
     top = max([d + u for d, u in zip(density, upper)] + [1.2])
     # The column on the right: each region's share of the attention or, for a method that measures regions
-    # directly (region-ablation), its effect: the drop of the class probability in percentage points.
+    # directly (region-ablation), its effect: the drop of the class probability (or similarity) in points.
     effects = any(is_number(r.get("effect")) for r in rows)
     for label, row in zip(labels, rows):
         figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, yref="y", showarrow=False,
@@ -373,12 +377,14 @@ def sanity_chart(sanity: dict) -> go.Figure:
     return figure
 
 
-def comparison_maps(face: dict, comparison: dict, groups: dict) -> go.Figure:
+def comparison_maps(face: dict, comparison: dict, groups: dict, names: tuple[str, str] | None = None) -> go.Figure:
     """The two groups' region maps side by side on one colour scale, and a third map of the difference
     in density (b - a) per region on a diverging scale centred at 0; regions that differ beyond noise
-    are outlined."""
+    are outlined. ``names``: the two groups as the page names them (default: their keys)."""
     a, b = comparison["a"], comparison["b"]
-    titles = [f"<b>{name}</b> · {_escape(key)} (n = {count(groups[key].get('n'))})" for name, key in (("a", a), ("b", b))]
+    names = names or (a, b)
+    titles = [f"<b>{letter}</b> · {_escape(name)} (n = {count(groups[key].get('n'))})"
+              for letter, key, name in (("a", a, names[0]), ("b", b, names[1]))]
     titles.append("<b>b − a</b> · difference in density")
     spacing = 0.03
     figure = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=spacing)
@@ -389,7 +395,7 @@ def comparison_maps(face: dict, comparison: dict, groups: dict) -> go.Figure:
             figure.add_trace(trace)
     rows_by_id = {r.get("id"): r for r in comparison.get("regions") or [] if isinstance(r, dict)}
     limit = _difference_limit(rows_by_id.values())
-    for trace in _difference_traces(face, rows_by_id, a, b, limit):
+    for trace in _difference_traces(face, rows_by_id, names[0], names[1], limit):
         figure.add_trace(trace)
     width = (1 - 2 * spacing) / 3
     figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2",
@@ -468,3 +474,123 @@ def _difference_scale(limit: float, **bar) -> go.Scatter:
                                   colorbar=colour_bar))
 
 
+
+
+# -- face verification ------------------------------------------------------------------------------------
+
+GENUINE_COLOUR, IMPOSTOR_COLOUR = "#1d4e89", "#d97706"  # genuine pairs navy, impostor pairs amber
+
+
+def accuracy_chart(verification: dict) -> go.Figure:
+    """Face verification: the accuracy of same/different decisions at the threshold, overall and per group,
+    with 95% intervals (Wilson), on a fixed 0-100% axis so gaps read at their true size. Groups on the worse
+    side of a gap beyond noise are drawn in the alert colour. ``verification``: view.py's section view."""
+    rows = [r for r in verification["rows"] if is_number(r.get("accuracy"))]
+    worse = {gap["worse"] for gap in verification.get("gaps") or []}
+    unit = verification.get("unit", "pairs")
+    names = [_escape(r["name"]) for r in rows]
+    values = [r["accuracy"] for r in rows]
+    intervals = [bounds(r.get("accuracy_ci")) for r in rows]
+    hover = []
+    for row, ci in zip(rows, intervals):
+        lines = [f"<b>{_escape(row['name'])}</b>",
+                 f"accuracy {percent(row['accuracy'])}" + (f" (95% CI {ci_percent(ci)})" if ci else ""),
+                 f"{count(row.get('pairs'))} {unit}: {count(row.get('genuine'))} genuine, {count(row.get('impostor'))} impostor",
+                 f"true accepts {percent(row.get('true_accept_rate'))} · false accepts {percent(row.get('false_accept_rate'))}"]
+        hover.append("<br>".join(lines))
+    colours = ["#1f2933" if row.get("key") is None else "#a61b29" if row["name"] in worse else "#1d4e89" for row in rows]
+    figure = go.Figure(go.Scatter(
+        x=values, y=names, mode="markers", marker=dict(size=12, color=colours, symbol="diamond"), cliponaxis=False,
+        error_x=dict(type="data", array=[ci[1] - v if ci else 0 for ci, v in zip(intervals, values)],
+                     arrayminus=[v - ci[0] if ci else 0 for ci, v in zip(intervals, values)],
+                     color="#3e4c59", thickness=1.4, width=5),
+        hovertext=hover, hoverinfo="text", showlegend=False,
+    ))
+    for name, value in zip(names, values):
+        figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=name, yref="y", showarrow=False,
+                              text=f"<b>{percent(value)}</b>", font=dict(size=13, color="#1f2933"), xshift=10)
+    if rows and rows[0].get("key") is None:
+        figure.add_shape(type="line", x0=values[0], x1=values[0], xref="x", y0=0, y1=1, yref="paper",
+                         line=dict(color="#9aa5b1", width=1.2, dash="dash"))
+    figure.update_layout(
+        height=max(150, 34 * len(rows) + 80), margin=dict(l=8, r=60, t=10, b=44), font=PLOT_FONT,
+        paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False, hoverlabel=HOVER_LABEL,
+        xaxis=dict(title=dict(text="accuracy: correct decisions (95% CI)"), range=[0, 1.0],
+                   tickformat=".0%", gridcolor="#e4e7eb", zeroline=False, fixedrange=True),
+        yaxis=dict(autorange="reversed", fixedrange=True, ticksuffix="  ", automargin=True),
+    )
+    return figure
+
+
+def _histogram_range(rows: list[dict], threshold) -> tuple[float, float]:
+    """The similarities that hold pairs (and the threshold), one bin wider each side, within [-1, 1]."""
+    low, high = [], []
+    for row in rows:
+        histogram = row["histogram"]
+        edges = histogram["edges"]
+        counts = [g + i for g, i in zip(histogram.get("genuine") or [], histogram.get("impostor") or [])]
+        filled = [k for k, n in enumerate(counts) if n]
+        if filled:
+            low.append(edges[max(filled[0] - 1, 0)])
+            high.append(edges[min(filled[-1] + 2, len(edges) - 1)])
+    if is_number(threshold):
+        low.append(threshold - 0.05)
+        high.append(threshold + 0.05)
+    return (max(-1.0, min(low, default=-1.0)), min(1.0, max(high, default=1.0)))
+
+
+def similarity_histograms(verification: dict) -> go.Figure:
+    """Face verification: per group (all pairs first), the distribution of similarity for genuine pairs (the
+    same person) and impostor pairs (two people), each as the fraction of its kind in each bin so groups of
+    any size compare, drawn as filled steps (two bars in one bin would hide each other), with the decision
+    threshold as a dashed line. Well-separated humps = good decisions; overlap around the threshold = errors."""
+    rows = [r for r in verification["rows"] if isinstance(r.get("histogram"), dict) and r["histogram"].get("edges")]
+    threshold = verification.get("threshold")
+    columns = 1 if len(rows) == 1 else 2
+    lines = math.ceil(len(rows) / columns)
+    unit = verification.get("unit", "pairs")
+    titles = [f"<b>{_escape(r['name'])}</b> ({count(r.get('pairs'))} {unit})" for r in rows]
+    panel, top, bottom = 170, 84, 50  # px: one row of panels, the margin above (legend, titles) and below
+    height = top + bottom + panel * lines + 60 * (lines - 1)
+    figure = make_subplots(rows=lines, cols=columns, subplot_titles=titles, shared_xaxes=True,
+                           horizontal_spacing=0.08, vertical_spacing=60 / (height - top - bottom) if lines > 1 else 0)
+    low, high = _histogram_range(rows, threshold)
+    for index, row in enumerate(rows):
+        histogram, place = row["histogram"], dict(row=index // columns + 1, col=index % columns + 1)
+        edges = histogram["edges"]
+        kinds = verification.get("kinds") or {}
+        for kind, colour, fill, rank in (("impostor", IMPOSTOR_COLOUR, "rgba(217,119,6,0.22)", 2),
+                                         ("genuine", GENUINE_COLOUR, "rgba(29,78,137,0.22)", 1)):
+            words = _escape(kinds.get(kind, f"{kind} pairs"))
+            counts = [int(n) for n in histogram.get(kind) or []]
+            total = sum(counts)
+            shares = [n / total if total else 0.0 for n in counts]
+            hover = [f"<b>{_escape(row['name'])}</b><br>{words}<br>similarity {a:.2f} to {b:.2f}: "
+                     f"{count(n)} of {count(total)} ({percent(share)})"
+                     for a, b, n, share in zip(edges[:-1], edges[1:], counts, shares)]
+            # A step per bin: each bin's value from its left edge to the next (the last edge repeats it).
+            figure.add_trace(go.Scatter(
+                x=list(edges), y=shares + shares[-1:], mode="lines", line=dict(color=colour, width=1.6, shape="hv"),
+                fill="tozeroy", fillcolor=fill, name=words, legendgroup=kind, legendrank=rank, showlegend=index == 0,
+                hovertext=hover + hover[-1:], hoverinfo="text"), **place)
+        if is_number(threshold):
+            axis = "" if index == 0 else str(index + 1)
+            figure.add_shape(type="line", x0=threshold, x1=threshold, xref=f"x{axis}", y0=0, y1=1,
+                             yref=f"y{axis} domain", line=dict(color="#1f2933", width=1.3, dash="dash"))
+    if is_number(threshold):  # the threshold's entry in the legend (its lines are shapes, which have none)
+        figure.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"threshold {similarity(threshold)}",
+                                    line=dict(color="#1f2933", width=1.3, dash="dash"), hoverinfo="skip", legendrank=3),
+                         row=1, col=1)
+    figure.update_xaxes(range=[low, high], gridcolor="#e4e7eb", zeroline=False, fixedrange=True, showticklabels=True)
+    for column in range(1, columns + 1):
+        figure.update_xaxes(title_text="cosine similarity", row=lines, col=column)
+    figure.update_yaxes(tickformat=".0%", gridcolor="#e4e7eb", zeroline=False, fixedrange=True, rangemode="tozero")
+    plot_height = height - top - bottom
+    figure.update_layout(
+        height=height, font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)", dragmode=False,
+        hoverlabel=HOVER_LABEL, hovermode="closest", margin=dict(l=8, r=8, t=top, b=bottom),
+        # the legend above the first row's titles (paper units: 1 = the top of the plotting area)
+        legend=dict(orientation="h", x=0, xanchor="left", y=1 + 34 / plot_height, yanchor="bottom"),
+    )
+    figure.update_annotations(font=dict(size=13))
+    return figure

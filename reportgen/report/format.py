@@ -8,11 +8,14 @@ The rule, used by the templates, the figures' hover texts, the findings and the 
   (4.5%, 4%), none above (18%);
 - a difference (``signed_text``) and a change of probability in percentage points (``points_text``):
   as a density, with "0" for what rounds to zero;
-- a probability (``probability_text``) and a rank correlation (``correlation_text``): 2 decimals.
+- a probability (``probability_text``) and a rank correlation (``correlation_text``): 2 decimals;
+- a cosine similarity of face verification (``similarity_text``) and its threshold: 3 decimals (trained
+  models put many pairs between 0.95 and 1, where 2 decimals would tell them apart too coarsely).
 
 Decimals are rounded half away from zero on the number's exact binary value: what JavaScript's
 ``toFixed`` does, so ``templates/report.js``, which mirrors ``percent`` and ``probability``, shows the same
-text for the same number (tests/number_cases.py holds the cases both sides are tested on).
+text for the same number (tests/number_cases.py holds the cases both sides are tested on); it mirrors
+``similarity`` too.
 
 Every filter takes what the results hold (a number, an interval as a two-item list, or ``None`` for a
 value that could not be measured) and returns text; anything that is not a finite number shows as "–".
@@ -77,6 +80,11 @@ def probability_text(value: float) -> str:
     return fixed(value, 2)
 
 
+def similarity_text(value: float) -> str:
+    """A cosine similarity (-1 to 1): 0.982, -0.125."""
+    return fixed(value, 3)
+
+
 def correlation_text(value: float) -> str:
     """A rank correlation (-1 to 1): 0.42, -0.05."""
     return fixed(value, 2)
@@ -129,6 +137,11 @@ def probability(value) -> str:
     return probability_text(value) if is_number(value) else "–"
 
 
+def similarity(value) -> str:
+    """A cosine similarity: 0.982, −0.125."""
+    return similarity_text(value).replace("-", "−") if is_number(value) else "–"
+
+
 def ci_points(interval) -> str:
     pair = bounds(interval)
     if not pair:
@@ -164,15 +177,16 @@ def count(value) -> str:
         ("–" if value is None else str(value))
 
 
-def drop_words(effect: float, interval=None) -> str:
+def drop_words(effect: float, interval=None, measure: str = "class probability") -> str:
     """A drop of the class probability (0-1) and its 95% interval as words: "lowers the class probability by
-    50 points (95% CI 42–59)"; a negative drop "raises ... by 0.7 points (95% CI 0.2–1.2)"."""
+    50 points (95% CI 42–59)"; a negative drop "raises ... by 0.7 points (95% CI 0.2–1.2)". ``measure``
+    names what dropped ("similarity" for face verification: points are then hundredths of similarity)."""
     pair = bounds(interval)
     if effect < 0:
         words, effect, pair = "raises", -effect, (-pair[1], -pair[0]) if pair else None
     else:
         words = "lowers"
-    return f"{words} the class probability by {points(effect)} points" + \
+    return f"{words} the {measure} by {points(effect)} points" + \
         (f" (95% CI {ci_points(pair)})" if pair else "")
 
 
@@ -181,4 +195,5 @@ FILTERS = {
     "times": times, "percent": percent, "ci_times": ci_times, "ci_percent": ci_percent, "signed": signed,
     "ci_signed": ci_signed, "duration": duration, "count": count, "points": points, "ci_points": ci_points,
     "correlation": correlation, "ci_correlation": ci_correlation, "probability": probability,
+    "similarity": similarity,
 }

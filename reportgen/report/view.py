@@ -3,7 +3,10 @@
 ``context(results)`` reads a results dict (schema ``reportgen/1``, already JSON-plain) and returns the
 names the templates use: the run, the regions and groups, the checks with their verdicts in words, the
 findings, the figures (``plotly`` figure objects; render.py writes them into the page) and what the
-image browser offers. Results written by older versions lack some fields; the helpers here fill what
+image browser offers. ``task`` holds the words for what is explained (a class probability, or for face
+verification the similarity of two faces), so the templates and report.js say "similarity" and "the other
+image of the pair" without branching on the kind of run; ``verification`` is the "Verification quality"
+section (None for a classifier). Results written by older versions lack some fields; the helpers here fill what
 can be derived (the methods' settings from the input size, the interval kind from ``run.bootstrap``)
 and leave the rest empty, so old results still render.
 """
@@ -21,8 +24,8 @@ from ..drawing import REGION_COLOURS
 from ..findings import SMALL_GROUP, findings
 from ..methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
 from ..regions import ESTIMATED, REGION_BY_ID, REGION_IDS
-from .figures import (LOG2_LIMIT, comparison_maps, deletion_chart, mean_map, ranked_chart, region_map,
-                      evidence_unit, sanity_chart, sanity_steps, step_words)
+from .figures import (LOG2_LIMIT, accuracy_chart, comparison_maps, deletion_chart, evidence_unit, mean_map,
+                      ranked_chart, region_map, sanity_chart, sanity_steps, similarity_histograms, step_words)
 from .format import is_number, points
 
 # Sanity-check verdicts (reportgen/checks.py), in words.
@@ -44,6 +47,23 @@ DETECTION_NAMES = {
 # The run summary lists at most this many failed images; the embedded results keep all of them.
 FAILURES_SHOWN = 50
 
+# What the page says about the explained score, for a classifier. Face verification's words are made by
+# _task_view from the run (similarity or dissimilarity, a pair file or a reference photo).
+CLASSIFIER_WORDS = {
+    "verification": False, "reference": False,
+    "score": "class probability",  # what is explained and what a removed region lowers, in a sentence
+    "drop": "probability drop",  # a region's effect (region ablation), as a column or term
+    "towards": "the class it explains",  # "how strongly each part of the picture pushed the model towards ..."
+    "target": "the explained class", "class_score": "class score",  # the methods' texts (templates/methods/)
+    "value": "Probability",  # the number each image record carries in "probability", as a label
+    "value_sort": "Probability of the predicted class",
+    "label": "Label", "prediction": "Prediction", "label_sort": "True label", "prediction_sort": "Predicted class",
+    "wrong_sort": "Wrong predictions first",
+    "highest": "most confident predictions", "lowest": "least confident",
+    "partner": None, "partner_title": None,
+    "why": {}, "label_names": {}, "label_short": {}, "prediction_names": {},
+}
+
 
 def context(results: dict) -> dict:
     """The names ``report.html.jinja2`` and its parts read, for one JSON-plain results dict; ``figures``
@@ -54,14 +74,15 @@ def context(results: dict) -> dict:
     regions = [r for r in results.get("regions") or [] if isinstance(r, dict)]
     face = results.get("canonical_face") or {}
     groups = results.get("groups") or {}
+    task = _task_view(run)
     figures: dict[str, go.Figure] = {}
     if face.get("polygons") is not None and face.get("size"):
-        figures["region-map"] = region_map(face, regions)
+        figures["region-map"] = region_map(face, regions, measure=task["score"])
         # A grid with no number in it (no image had any attention to place) is left out, not drawn blue.
         if face.get("mean_attribution") and np.isfinite(np.asarray(face["mean_attribution"], dtype=np.float64)).any():
             figures["mean-map"] = mean_map(face)
     if regions:
-        figures["ranked"] = ranked_chart(regions)
+        figures["ranked"] = ranked_chart(regions, measure=task["score"])
     checks = _checks_view(results, run)
     if checks["deletion"]:
         figures["checks-deletion"] = deletion_chart(checks["deletion"])
@@ -69,10 +90,10 @@ def context(results: dict) -> dict:
         figures["checks-sanity"] = sanity_chart(checks["sanity"])
     comparisons = []
     for index, comparison in enumerate(results.get("comparisons") or []):
-        view = _comparison_view(comparison, groups)
+        view = _comparison_view(comparison, groups, task)
         figure_id = f"comparison-{index}"
         if face.get("polygons") is not None and face.get("size") and view["maps"]:
-            figures[figure_id] = comparison_maps(face, comparison, groups)
+            figures[figure_id] = comparison_maps(face, comparison, groups, names=(view["name_a"], view["name_b"]))
             view["figure"] = figure_id
         comparisons.append(view)
     patches = results.get("patches") or {}
@@ -83,6 +104,11 @@ def context(results: dict) -> dict:
     if not items:
         items = findings(results)
     failures = [f for f in results.get("failures") or [] if isinstance(f, dict)]
+    verification = _verification_view(results.get("verification"), groups, task)
+    if verification:
+        figures["verification-accuracy"] = accuracy_chart(verification)
+        if any(r.get("histogram") for r in verification["rows"]):
+            figures["verification-similarity"] = similarity_histograms(verification)
     return {
         "results": results,
         "run": run,
@@ -106,13 +132,17 @@ def context(results: dict) -> dict:
         "findings": items,
         "regions": regions,
         "region_groups": results.get("region_groups") or [],
-        "groups": [dict(group, key=key, small=_small(group.get("n"))) for key, group in groups.items()],
+        "groups": [dict(group, key=key, name=_title(group_name(key, groups, task)), small=_small(group.get("n")))
+                   for key, group in groups.items()],
         "comparisons": comparisons,
         "patch_regions": patch_regions,
         "patches": patches,
-        "examples": results.get("examples") or [],
+        "examples": _examples_view(results.get("examples") or [], task),
         "views": results.get("views") or {},
-        "browser": _browser_view(results.get("browser"), regions, run),
+        "task": task,
+        "verification": verification,
+        "reference_view": _reference_view(results.get("views") or {}, run),
+        "browser": _browser_view(results.get("browser"), regions, run, task),
         "legend": _region_legend(),
         "failures_shown": failures[:FAILURES_SHOWN],
         "failure_reasons": Counter(str(f.get("reason")) for f in failures).most_common(),
@@ -195,8 +225,9 @@ def _checks_view(results: dict, run: dict) -> dict:
             "check_images": check_images}
 
 
-def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
-    """What the image browser's controls offer: sort keys for the group columns and each region."""
+def _browser_view(browser, regions: list[dict], run: dict, task: dict | None = None) -> dict | None:
+    """What the image browser's controls offer: sort keys for the group columns (``column_options``: column,
+    its name in the list) and each region."""
     if not isinstance(browser, dict) or not browser.get("images"):
         return None
     images = [r for r in browser["images"] if isinstance(r, dict)]
@@ -205,9 +236,29 @@ def _browser_view(browser, regions: list[dict], run: dict) -> dict | None:
     order = [r.get("id") for r in regions] or list(browser.get("regions") or REGION_IDS)
     region_ids = [rid for rid in order if rid in (browser.get("regions") or REGION_IDS)]
     labels = {r.get("id"): r.get("label") for r in regions}
+    pair = "photo of the reference person or not" if (task or {}).get("reference") else "genuine or impostor pair"
+    names = {"pair": pair} if (task or {}).get("verification") else {}
     return dict(browser, shown=len(images), columns=columns,
+                column_options=[(column, f"{column} ({names[column]})" if column in names else column) for column in columns],
                 region_options=[(rid, labels.get(rid) or getattr(REGION_BY_ID.get(rid), "label", rid))
                                 for rid in region_ids])
+
+
+def _examples_view(examples: list, task: dict) -> list[dict]:
+    """The examples as the section shows them, each with its ``index`` in ``results.examples`` (where its
+    pictures are) and its reason in the run's words. Both images of a verification pair have the same
+    similarity, so a pair often comes twice, once from each side: it is shown once."""
+    shown, pairs = [], set()
+    for index, example in enumerate(examples):
+        if not isinstance(example, dict):
+            continue
+        if task.get("verification") and not task.get("reference") and example.get("partner"):
+            pair = frozenset((str(example.get("image")), str(example["partner"])))
+            if pair in pairs:
+                continue
+            pairs.add(pair)
+        shown.append(dict(example, index=index, why=task["why"].get(example.get("why"), example.get("why"))))
+    return shown
 
 
 def _region_legend() -> list[tuple[str, str]]:
@@ -252,7 +303,7 @@ def _small(n) -> bool:
     return isinstance(n, (int, float)) and n < SMALL_GROUP
 
 
-def _comparison_view(comparison: dict, groups: dict) -> dict:
+def _comparison_view(comparison: dict, groups: dict, task: dict) -> dict:
     a, b = comparison.get("a"), comparison.get("b")
     rows = sorted((r for r in comparison.get("regions") or [] if isinstance(r, dict)),
                   key=lambda r: -abs(r["difference"]) if isinstance(r.get("difference"), (int, float)) else 0)
@@ -260,6 +311,117 @@ def _comparison_view(comparison: dict, groups: dict) -> dict:
     n_b = comparison.get("n_b", (groups.get(b) or {}).get("n"))
     return dict(comparison, rows=rows, n_a=n_a, n_b=n_b, small=_small(n_a) or _small(n_b),
                 beyond=sum(1 for r in rows if r.get("beyond_noise")), figure=None,
-                maps=a in groups and b in groups)
+                maps=a in groups and b in groups, name_a=group_name(a, groups, task),
+                name_b=group_name(b, groups, task), title_b=_title(group_name(b, groups, task)))
+
+
+# -- face verification -----------------------------------------------------------------------------------
+
+def _task_view(run: dict) -> dict:
+    """The words for what is explained: ``CLASSIFIER_WORDS``, or for a face-verification run (``run.task``)
+    the similarity (``run.target_class`` 1) or dissimilarity (0) of each image to the other image of its pair
+    or to the reference photo. Records still carry the similarity in ``probability``, so "highest" and
+    "lowest" order by similarity whichever score is explained."""
+    if run.get("task") != "verification":
+        return dict(CLASSIFIER_WORDS)
+    reference = bool(run.get("reference"))
+    score = "dissimilarity" if run.get("target_class") == 0 else "similarity"
+    partner = "the reference photo" if reference else "the other image of the pair"
+    decided = is_number(run.get("threshold"))
+    why = {"most confident": "highest similarity", "least confident": "lowest similarity",
+           "highest confidence": "highest similarity", "lowest confidence": "lowest similarity"}
+    return {
+        "verification": True, "reference": reference, "score": score, "drop": f"{score} drop",
+        "towards": f"a higher {score} with {partner}",
+        "target": f"the {score} to {partner}", "class_score": score,
+        "value": "Similarity", "value_sort": "Similarity",
+        "label": "Truth", "prediction": "Decision" if decided else None,
+        "label_sort": "Truth (same person or not)", "prediction_sort": "Decision at the threshold" if decided else None,
+        "wrong_sort": "Wrong decisions first" if decided else None,
+        "highest": "images with the highest similarity", "lowest": "the lowest",
+        "partner": partner, "partner_title": "Reference photo" if reference else "Other image of the pair",
+        "why": why,
+        # the truth column: 1 = the same person (a genuine pair), 0 = two people (an impostor pair)
+        "label_names": {"1": "same person as the reference", "0": "another person"} if reference
+        else {"1": "same person (genuine pair)", "0": "different people (impostor pair)"},
+        "label_short": {"1": "reference person", "0": "another person"} if reference
+        else {"1": "genuine pair", "0": "impostor pair"},
+        "prediction_names": {"1": "same person", "0": "different people"},
+    }
+
+
+# The group column a verification run adds (verification.PAIR_COLUMN), its values in words.
+PAIR_NAMES = {"genuine": "genuine pairs (same person)", "impostor": "impostor pairs (different people)"}
+REFERENCE_NAMES = {"genuine": "photos of the reference person", "impostor": "photos of other people"}
+
+
+def group_name(key, groups: dict, task: dict) -> str:
+    """A group as the page names it: its key (``race=African``), or for the genuine/impostor column of a
+    verification run words (``genuine pairs (same person)``)."""
+    group = groups.get(key) if isinstance(groups, dict) else None
+    column, value = (group.get("column"), group.get("value")) if isinstance(group, dict) else (None, None)
+    if column is None and isinstance(key, str) and "=" in key:
+        column, value = key.split("=", 1)
+    if task.get("verification") and column == "pair":
+        names = REFERENCE_NAMES if task.get("reference") else PAIR_NAMES
+        if value in names:
+            return names[value]
+    return str(key)
+
+
+def _title(name: str) -> str:
+    """A group's name at the start of a heading or table cell: "Genuine pairs (same person)"."""
+    return name if "=" in name else name[:1].upper() + name[1:]
+
+
+def _verification_view(quality, groups: dict, task: dict) -> dict | None:
+    """The "Verification quality" section: the threshold, one row per group (all pairs first) and the group
+    comparisons of accuracy, the gaps beyond noise first; None without ``results.verification``."""
+    if not task.get("verification") or not isinstance(quality, dict) or not isinstance(quality.get("overall"), dict):
+        return None
+    rows = [dict(quality["overall"], key=None, name="All pairs" if not task["reference"] else "All images")]
+    for key, entry in (quality.get("groups") or {}).items():
+        if isinstance(entry, dict):
+            rows.append(dict(entry, key=key, name=_title(group_name(key, groups, task)), small=_small(entry.get("pairs"))))
+    comparisons = []
+    for c in quality.get("comparisons") or []:
+        if not isinstance(c, dict):
+            continue
+        small = _small(c.get("n_a")) or _small(c.get("n_b"))
+        comparisons.append(dict(c, name_a=group_name(c.get("a"), groups, task), name_b=group_name(c.get("b"), groups, task),
+                                small=small, gap=bool(c.get("beyond_noise")) and not small))
+    gaps = sorted((c for c in comparisons if c["gap"]), key=lambda c: -abs(c["difference"]) if is_number(c.get("difference")) else 0)
+    for gap in gaps:
+        # The gap in words: the worse group first, its size and interval as positive points.
+        worse_is_b = is_number(gap.get("difference")) and gap["difference"] < 0
+        ci = gap.get("ci") if isinstance(gap.get("ci"), list) and len(gap["ci"]) == 2 else [None, None]
+        gap.update(worse=gap["name_b"] if worse_is_b else gap["name_a"], better=gap["name_a"] if worse_is_b else gap["name_b"],
+                   worse_accuracy=gap.get("accuracy_b") if worse_is_b else gap.get("accuracy_a"),
+                   better_accuracy=gap.get("accuracy_a") if worse_is_b else gap.get("accuracy_b"),
+                   size=abs(gap["difference"]) if is_number(gap.get("difference")) else None,
+                   size_ci=[-ci[1], -ci[0]] if worse_is_b and all(is_number(x) for x in ci) else ci)
+    edges = next((r["histogram"].get("edges") for r in rows if isinstance(r.get("histogram"), dict)), None) or []
+    return {"threshold": quality.get("threshold"), "chosen": quality.get("threshold_source") != "option",
+            "unlabelled": quality.get("unlabelled_pairs") or 0, "rows": rows, "comparisons": comparisons,
+            "gaps": gaps, "measure": task["score"],
+            # the two kinds of pair (or of image, against a reference photo) in the similarity figure's legend
+            "kinds": dict(REFERENCE_NAMES if task["reference"] else PAIR_NAMES),
+            "unit": "images" if task["reference"] else "pairs", "one": "image" if task["reference"] else "pair",
+            "bin_width": edges[1] - edges[0] if len(edges) > 1 and all(is_number(e) for e in edges[:2]) else None}
+
+
+def _reference_view(views: dict, run: dict) -> str | None:
+    """The key of a whole-image view whose partner is the reference photo (its ``partner_uri`` is the
+    reference's picture, shown in the run summary), or None."""
+    if not run.get("reference"):
+        return None
+    name = str(run["reference"]).replace("\\", "/").rsplit("/", 1)[-1]
+    fallback = None
+    for key, view in views.items():
+        if isinstance(view, dict) and view.get("partner_uri"):
+            if view.get("partner") == name:
+                return key
+            fallback = fallback or key
+    return fallback
 
 
