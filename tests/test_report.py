@@ -547,7 +547,7 @@ def test_failed_checks_raise_a_warning_under_the_lede(verdict, faithful, warned)
         assert "rank correlation 0.86, 95% CI 0.80 to 0.91" in top
     if "deletion" in warned:
         assert ("lowers the model's evidence for the class not clearly faster than removing the same regions in "
-                "random order (difference 0.05 in log-odds of the explained class, 95% CI −0.21 to 0.3)") in top
+                "random order (difference 0.05 in log-odds of the explained class, 95% CI −0.2 to 0.3)") in top
         assert "Not passed: the explanation may not be faithful." in text_of(html, "checks")
     if warned:
         assert top.index("class=\"lede\"") < top.index("Caution") < top.index('class="toc"')
