@@ -1,0 +1,152 @@
+"""The batch path (region sums, scores, bootstrap sums and the average-face warp for a whole batch at once, as
+tensors) gives what the per-image reference gives: function by function, and on whole runs."""
+
+import math
+
+import numpy as np
+import torch
+
+from reportgen import scores as scores_module
+from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
+from reportgen.regions import REGION_IDS, label_image
+from reportgen.scores import (SCORED_IDS, RunningScores, batch_scores, bootstrap_weights, region_areas,
+                              region_scores, region_sums)
+
+SIZE = 96  # model-input side of the synthetic faces
+
+
+def _faces(count: int, seed: int = 0) -> list[np.ndarray]:
+    """Landmarks of ``count`` faces of varied pose and shape in SIZE x SIZE pixels; the last ones reach past
+    the picture's edge, so part of the canvas has no image behind it."""
+    rng = np.random.default_rng(seed)
+    faces = []
+    for k in range(count):
+        theta = rng.normal(0, 0.25)
+        scale = rng.uniform(0.25, 0.4) if k < count - 2 else 0.6
+        rotation = scale * np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+        shift = rng.uniform(-8, 8, 2) + (0 if k < count - 2 else 30)
+        faces.append((MEAN_FACE - 128) @ rotation.T + SIZE / 2 + shift + rng.normal(0, 1.0, (68, 2)))
+    return faces
+
+
+def _maps(count: int, seed: int = 0) -> np.ndarray:
+    """float32 (count, SIZE, SIZE) maps: smooth ones (like Grad-CAM's), pixel noise (like integrated
+    gradients'), one with zeros in most pixels and one zero everywhere."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:SIZE, 0:SIZE] / SIZE
+    maps = []
+    for k in range(count):
+        if k % 3 == 0:
+            cx, cy = rng.uniform(0.2, 0.8, 2)
+            maps.append(np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / 0.02))
+        elif k % 3 == 1:
+            maps.append(rng.random((SIZE, SIZE)))
+        else:
+            maps.append(np.where(rng.random((SIZE, SIZE)) < 0.1, rng.random((SIZE, SIZE)), 0.0))
+    maps[-1] = np.zeros((SIZE, SIZE))
+    return np.stack(maps).astype(np.float32)
+
+
+def test_the_batch_warp_puts_each_map_where_the_per_image_warp_does():
+    faces, maps = _faces(8), _maps(8)
+    controls = torch.from_numpy(np.stack([face_control(face) for face in faces]))
+    warped, inside = warp_batch(torch.from_numpy(maps), controls)
+    assert warped.dtype == torch.float64 and warped.shape == (8, 128, 128)
+    for k in range(7):  # the last map is zero everywhere: nothing to align (the per-image path skips it)
+        expected, expected_inside, _ = CanonicalFace.align(maps[k].astype(np.float64), faces[k])
+        assert (inside[k].numpy() == expected_inside.astype(bool)).all(), k
+        # float32 sampling (see warp_batch's docstring): within 1e-5 of the largest value for pixel noise
+        assert np.abs(warped[k].numpy() - expected).max() <= 2e-5 * expected.max(), k
+    assert not inside[-1].all() and inside[-1].any()  # the faces past the edge do leave the picture
+    assert (warped[-1] == 0).all()
+
+
+def test_the_batch_warp_adds_up_to_the_per_image_average_face():
+    faces, maps = _faces(6, seed=3), _maps(6, seed=3)[:5]
+    faces = faces[:5]
+    one_by_one, batched = CanonicalFace(), CanonicalFace()
+    for face, values in zip(faces, maps):
+        one_by_one.add(values.astype(np.float64), face)
+    warped, inside = warp_batch(torch.from_numpy(maps), torch.from_numpy(np.stack([face_control(f) for f in faces])))
+    batched.add_batch(warped.numpy(), inside.numpy())
+    assert batched.faces == one_by_one.faces == 5
+    np.testing.assert_allclose(batched.coverage, one_by_one.coverage)
+    # float32 sampling: within 2e-5 of the largest value (these maps include pixel noise and sparse dots)
+    np.testing.assert_allclose(batched.attention, one_by_one.attention, rtol=0, atol=2e-5 * one_by_one.attention.max())
+    np.testing.assert_allclose(batched.landmark_sum, one_by_one.landmark_sum)
+    _same(batched.mean_map(), one_by_one.mean_map(), absolute=5e-4)
+
+
+def _labels(count: int, seed: int = 0) -> np.ndarray:
+    return np.stack([label_image(face, SIZE, SIZE) for face in _faces(count, seed)])
+
+
+def test_batch_region_scores_are_the_per_image_scores():
+    maps, labels = _maps(9), _labels(9)
+    sums = region_sums(torch.from_numpy(maps), torch.from_numpy(labels))
+    assert sums.dtype == torch.float64 and sums.shape == (9, len(REGION_IDS))
+    scores, scored = batch_scores(sums.numpy(), np.stack([region_areas(l) for l in labels]))
+    assert scored.tolist() == [True] * 8 + [False]  # the zero map cannot be scored
+    for k in range(8):
+        expected = region_scores(maps[k].astype(np.float64), labels[k])
+        for metric in expected:
+            np.testing.assert_allclose(scores[metric][k], expected[metric], rtol=1e-12, atol=0, err_msg=metric)
+    assert region_scores(maps[8].astype(np.float64), labels[8]) is None
+
+
+def test_batch_region_scores_carry_region_ablation_effects_and_their_groups():
+    maps, labels = _maps(4), _labels(4)
+    rng = np.random.default_rng(1)
+    effects = rng.normal(0, 0.1, (4, len(REGION_IDS)))
+    effects[0, REGION_IDS.index("left_eye")] = np.nan  # a region the image does not show
+    areas = np.stack([region_areas(l) for l in labels])
+    scores, scored = batch_scores(region_sums(torch.from_numpy(maps), torch.from_numpy(labels)).numpy(), areas,
+                                  effects)
+    assert scored.all()  # with effects even the zero map counts (towards the mean effect)
+    for k in range(4):
+        expected = region_scores(maps[k].astype(np.float64), labels[k], effects[k])
+        for metric in expected:
+            np.testing.assert_allclose(scores[metric][k], expected[metric], rtol=1e-12, atol=0, err_msg=metric)
+    assert np.isnan(scores["share"][3]).all()  # nothing to share out in the zero map
+
+
+def test_batches_of_scores_add_up_to_the_same_means_intervals_and_resamples_as_images_one_by_one(monkeypatch):
+    monkeypatch.setattr(scores_module, "PENDING_IMAGES", 5)  # several products along the way
+    rng = np.random.default_rng(2)
+    maps, labels = _maps(24, seed=5), _labels(24, seed=5)
+    maps[-1] = rng.random((SIZE, SIZE))  # every image scored here
+    one_by_one, batched = RunningScores(300), RunningScores(300)
+    for k in range(24):
+        one_by_one.add(region_scores(maps[k].astype(np.float64), labels[k]), bootstrap_weights(k, 300))
+    for start in range(0, 24, 7):
+        rows = range(start, min(start + 7, 24))
+        sums = region_sums(torch.from_numpy(maps[start:start + 7]), torch.from_numpy(labels[start:start + 7]))
+        scores, _ = batch_scores(sums.numpy(), np.stack([region_areas(labels[k]) for k in rows]))
+        batched.add_batch(scores, np.stack([bootstrap_weights(k, 300).astype(np.uint8) for k in rows]))
+    assert batched.images == one_by_one.images == 24
+    for metric in scores_module.BOOTSTRAPPED:
+        np.testing.assert_allclose(batched.boot_n[metric], one_by_one.boot_n[metric], rtol=1e-12)
+        np.testing.assert_allclose(batched.boot_sum[metric], one_by_one.boot_sum[metric], rtol=1e-12)
+    _same(batched.table(), one_by_one.table())
+    _same(batched.table(tuple(SCORED_IDS[len(REGION_IDS):]), sort=False),
+          one_by_one.table(tuple(SCORED_IDS[len(REGION_IDS):]), sort=False))
+
+
+def _same(a, b, path="", rel=1e-9, absolute=1e-6) -> None:
+    """Equal field by field; numbers to ``rel`` (relative) or ``absolute`` (for numbers the results round to
+    4 decimals, a float's last bit can move the rounding by one unit)."""
+    if isinstance(a, dict):
+        assert set(a) == set(b), path
+        for key in a:
+            _same(a[key], b[key], f"{path}/{key}", rel, absolute)
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b)):
+            _same(x, y, f"{path}[{k}]", rel, absolute)
+    elif isinstance(a, float) and isinstance(b, float):
+        # The average face is sampled in float32 (canonical.warp_batch): its mean map, which the results
+        # round to 4 decimals, may move by one unit there.
+        near = 1.5e-4 if "mean_attribution" in path else absolute
+        assert math.isclose(a, b, rel_tol=rel, abs_tol=near), (path, a, b)
+    else:
+        assert a == b, (path, a, b)
