@@ -18,11 +18,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .canonical import face_control
 from .dataset import Dataset
 from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, pose_note
+from .patches import Later
 from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
+from .scores import bootstrap_weights, region_areas
 
 
 @dataclass
@@ -34,7 +37,12 @@ class PreparedImage:
     tensor: torch.Tensor | None = None
     landmarks: np.ndarray | None = None  # (68, 2) in model-input pixels
     labels: np.ndarray | None = None  # uint8 (H, W) region index per model-input pixel
-    seen: Image.Image | None = None  # the picture the model sees (normalisation undone), for patches
+    areas: np.ndarray | None = None  # float64 (R,): the share of the picture each region covers
+    control: np.ndarray | None = None  # float64 (C, 2): the canonical warp's control points, model-input pixels
+    weights: np.ndarray | None = None  # uint8 (replicates,): the row's bootstrap weights (Poisson(1) counts)
+    # The picture the model sees (normalisation undone), for patches: a patches.Later, drawn only for the
+    # images the report keeps (most images never need it).
+    seen: Later | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
@@ -199,8 +207,9 @@ class ImagePreparer(torch.utils.data.Dataset):
     A torch Dataset, so DataLoader workers can do this CPU work while the model runs.
     """
 
-    def __init__(self, dataset: Dataset, preprocessing: Preprocessing, cache: LandmarkCache):
+    def __init__(self, dataset: Dataset, preprocessing: Preprocessing, cache: LandmarkCache, replicates: int = 0):
         self.dataset, self.preprocessing, self.cache = dataset, preprocessing, cache
+        self.replicates = replicates  # bootstrap resamples (scores.bootstrap_weights); 0: none
         self.geometries: dict[tuple[int, int], InputGeometry] = {}  # one measurement per image size
 
     def __len__(self) -> int:
@@ -270,9 +279,17 @@ class ImagePreparer(torch.utils.data.Dataset):
             return result
         result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
-        # The region label image is drawn here, in the worker, so the model's process only scores.
+        # Everything per image that needs no model is done here, in the worker or the prepare thread, so the
+        # model's process only does batch arithmetic: the region label image and areas, the canonical warp's
+        # control points and the bootstrap weights.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
-        result.seen = geometry.picture(image, result.tensor)
+        result.areas = region_areas(result.labels)
+        result.control = face_control(result.landmarks)
+        if self.replicates:
+            # Poisson(1) counts: uint8 holds them (256 or more has a chance under 1e-500), 8x less to hand over.
+            result.weights = bootstrap_weights(index, self.replicates).astype(np.uint8)
+        # (An RGB model's picture is its input with the normalisation undone: the decoded image is not kept.)
+        result.seen = Later(geometry.picture, None if geometry.rgb else image, result.tensor)
         result.notes += face.notes
         # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
         turned = pose_note(face.landmarks)

@@ -2,12 +2,14 @@
 tensors) gives what the per-image reference gives: function by function, and on whole runs."""
 
 import math
+import pickle
 
 import numpy as np
 import torch
 
 from reportgen import scores as scores_module
 from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
+from reportgen.patches import Later
 from reportgen.regions import REGION_IDS, label_image
 from reportgen.scores import (SCORED_IDS, RunningScores, batch_scores, bootstrap_weights, region_areas,
                               region_scores, region_sums)
@@ -150,3 +152,38 @@ def _same(a, b, path="", rel=1e-9, absolute=1e-6) -> None:
         assert math.isclose(a, b, rel_tol=rel, abs_tol=near), (path, a, b)
     else:
         assert a == b, (path, a, b)
+
+
+def test_a_picture_waits_for_the_pictures_it_is_made_from_and_travels_drawn():
+    drawn = []
+
+    def make(value):
+        drawn.append(value)
+        return value * 2
+
+    source = Later(make, 3)
+    combined = Later(lambda a, b: a + b, source, 1)
+    assert drawn == []
+    assert combined.get() == 7 and source.get() == 6 and drawn == [3]  # each drawn once
+    pending = Later(make, 5)
+    copy = pickle.loads(pickle.dumps(pending))  # e.g. from a DataLoader worker: drawn before it travels
+    assert copy.get() == 10 and drawn == [3, 5]
+
+
+def test_a_prepared_image_brings_everything_the_batch_needs_that_needs_no_model(tutorial_like, tmp_path):
+    from reportgen.dataset import read_dataset
+    from reportgen.images import ImagePreparer
+    from reportgen.landmarks import LandmarkCache
+    from reportgen.preprocess import build_transform
+
+    dataset = read_dataset(tutorial_like["images"], tutorial_like["annotations"], ["task"])
+    preparer = ImagePreparer(dataset, build_transform(128), LandmarkCache(tmp_path), replicates=50)
+    item = preparer.prepare(2)
+    assert item.failure is None
+    np.testing.assert_array_equal(item.areas, region_areas(item.labels))
+    np.testing.assert_array_equal(item.control, face_control(item.landmarks))
+    np.testing.assert_array_equal(item.weights, bootstrap_weights(2, 50))
+    assert item.weights.dtype == np.uint8
+    seen = item.seen.get()  # the picture the model saw, drawn only when asked for
+    assert seen.size == (128, 128) and seen.mode == "RGB"
+    assert ImagePreparer(dataset, build_transform(128), LandmarkCache(tmp_path)).prepare(2).weights is None
