@@ -77,8 +77,22 @@ def region_sums(maps, labels):
     """Each map summed over each region: float64 tensor (B, R) on the maps' device, R = len(REGION_IDS).
 
     maps: float tensor (B, H, W) >= 0; labels: integer tensor (B, H, W) of region indices (uint8 is fine),
-    same device. One scatter-add of every pixel of the batch onto ``image * R + region`` (float64: a
-    region's 50,000 float32 pixels summed in float32 would lose up to the 4th digit of its share)."""
+    same device. Summed in float64: a region's 50,000 float32 pixels summed in float32 would lose up to the
+    4th digit of its share. On a GPU, one scatter-add of every pixel of the batch onto ``image * R + region``
+    (``_scattered_sums``); on the CPU numpy's bincount per image is twice as fast (2.3 against 4.2 ms for 16
+    maps of 224 x 224) and gives ``region_scores``'s sums to the last bit."""
+    import torch
+
+    if maps.device.type != "cpu":
+        return _scattered_sums(maps, labels)
+    count = len(REGION_IDS)
+    pixels, regions = maps.detach().numpy(), labels.numpy()
+    return torch.from_numpy(np.stack([np.bincount(regions[k].ravel(), weights=pixels[k].ravel(), minlength=count)[:count]
+                                      for k in range(len(pixels))]).reshape(len(pixels), count))
+
+
+def _scattered_sums(maps, labels):
+    """``region_sums`` for any device: one bincount (a scatter-add) of every pixel of the batch."""
     import torch
 
     count, images = len(REGION_IDS), len(maps)

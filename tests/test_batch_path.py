@@ -11,8 +11,8 @@ from reportgen import scores as scores_module
 from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
 from reportgen.patches import Later
 from reportgen.regions import REGION_IDS, label_image
-from reportgen.scores import (SCORED_IDS, RunningScores, batch_scores, bootstrap_weights, region_areas,
-                              region_scores, region_sums)
+from reportgen.scores import (SCORED_IDS, RunningScores, _scattered_sums, batch_scores, bootstrap_weights,
+                              region_areas, region_scores, region_sums)
 
 SIZE = 96  # model-input side of the synthetic faces
 
@@ -94,6 +94,9 @@ def test_batch_region_scores_are_the_per_image_scores():
         for metric in expected:
             np.testing.assert_allclose(scores[metric][k], expected[metric], rtol=1e-12, atol=0, err_msg=metric)
     assert region_scores(maps[8].astype(np.float64), labels[8]) is None
+    # The scatter-add a GPU runs (untested on a GPU here) gives the same sums on the CPU.
+    np.testing.assert_allclose(_scattered_sums(torch.from_numpy(maps), torch.from_numpy(labels)).numpy(), sums.numpy(),
+                               rtol=1e-12, atol=0)
 
 
 def test_batch_region_scores_carry_region_ablation_effects_and_their_groups():
