@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,9 @@ class PreparedImage:
 
 # The smallest side worth searching for a face; smaller images are listed as failures.
 MIN_SIDE = 8
+# dlib's detectors are not known to be safe to call from two threads at once (its CNN keeps buffers);
+# the threads of one process that prepare images (_one_batch_ahead) take turns at detection.
+_DETECTION = threading.Lock()
 EXIF_ORIENTATION = 0x0112
 
 
@@ -257,7 +261,8 @@ class ImagePreparer(torch.utils.data.Dataset):
         if not hit:
             result.detected = True
             try:
-                face = detect_face(image)
+                with _DETECTION:
+                    face = detect_face(image)
             except Exception as error:  # dlib on an odd shape, say; not cached, so a fixed version retries
                 result.failure = f"face detection failed ({type(error).__name__}: {error})"
                 return result
@@ -317,20 +322,70 @@ def prepared_batches(preparer: ImagePreparer, batch_size: int, workers: int):
 
 
 def _one_batch_ahead(preparer: ImagePreparer, batch_size: int):
-    """Batches prepared in this process, the next one in a thread while the caller works on the current one.
+    """Batches prepared in this process: a thread prepares the images in order, up to one batch ahead of the
+    caller, and a caller that asks for a batch before it is ready prepares the batch's remaining images
+    itself instead of waiting.
 
-    dlib, PIL and torch release the GIL while they compute, so finding faces overlaps with the model:
-    first runs on 2 cores went from 30.8 to 34.1 images/s (benchmarks/speed.py images, three runs each);
-    with cached landmarks it makes no difference. Only this one thread calls ``preparer``."""
-    from concurrent.futures import ThreadPoolExecutor
+    dlib, PIL and torch release the GIL while they compute, so the thread's work overlaps with the model's
+    (first runs on 2 cores went from 30.8 to 34.1 images/s). With a fast model (a GPU) the caller would
+    otherwise wait for the thread most of the time; helping, it gives the prepare stage a second core
+    without adding a thread while the model is busy (a third busy thread on 2 cores stalls the model's own
+    threads). Face detection runs in one thread at a time (``_DETECTION``)."""
+    total = len(preparer)
+    ready: list = [None] * total  # prepared images not yet handed over
+    state = {"next": 0, "batch": 0, "stop": False, "error": None}  # next unclaimed image; the caller's batch
+    changed = threading.Condition()
 
-    def batch(start: int) -> list:
-        return [preparer.prepare(i) for i in range(start, min(start + batch_size, len(preparer)))]
+    def claim(limit: int) -> int | None:  # (holding ``changed``) the next image below ``limit`` nobody has taken
+        index = state["next"]
+        if index >= min(limit, total):
+            return None
+        state["next"] = index + 1
+        return index
 
-    starts = range(0, len(preparer), batch_size)
-    with ThreadPoolExecutor(1, thread_name_prefix="reportgen-prepare") as pool:
-        pending = pool.submit(batch, starts[0]) if starts else None
-        for k in range(len(starts)):
-            ready = pending.result()
-            pending = pool.submit(batch, starts[k + 1]) if k + 1 < len(starts) else None
-            yield ready
+    def prepare(index: int) -> None:
+        item = preparer.prepare(index)
+        with changed:
+            ready[index] = item
+            changed.notify_all()
+
+    def ahead() -> None:
+        try:
+            while True:
+                with changed:
+                    while (index := claim((state["batch"] + 2) * batch_size)) is None:
+                        if state["stop"] or state["next"] >= total:
+                            return
+                        changed.wait()
+                prepare(index)
+        except BaseException as error:  # handed to the caller, which would otherwise wait for ever
+            with changed:
+                state["error"] = error
+                changed.notify_all()
+
+    thread = threading.Thread(target=ahead, name="reportgen-prepare", daemon=True)
+    thread.start()
+    try:
+        for number, start in enumerate(range(0, total, batch_size)):
+            end = min(start + batch_size, total)
+            with changed:
+                state["batch"] = number
+                changed.notify_all()
+            while True:
+                with changed:
+                    if state["error"] is not None:
+                        raise state["error"]
+                    if all(item is not None for item in ready[start:end]):
+                        break
+                    index = claim(end)
+                    if index is None:  # the rest of this batch is being prepared by the thread
+                        changed.wait()
+                        continue
+                prepare(index)
+            batch, ready[start:end] = ready[start:end], [None] * (end - start)
+            yield batch
+    finally:
+        with changed:
+            state["stop"] = True
+            changed.notify_all()
+        thread.join()
