@@ -25,7 +25,7 @@ import numpy as np
 from .canonical import CanonicalFace
 from .checks import faithfulness_summary, sanity_summary
 from .errors import InputError
-from .patches import Examples, ImageBrowser, TopPatches
+from .patches import Examples, ImageBrowser, Later, TopPatches, draw_pictures
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 from .similarity import SimilarityCounts
@@ -216,9 +216,15 @@ class RunState:
             self.labelled += 1
             self.correct += int(label == info["prediction"])
         info = dict(info, groups=groups)
-        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
-        self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
-        self.browser.offer(seen, attribution, labels, landmarks, info, shares)
+        kept = self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
+        kept |= self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
+        kept |= self.browser.offer(seen, attribution, labels, landmarks, info, shares)
+        if kept:
+            # The picture the model saw, drawn now that a heap keeps the image: 150 kB of pixels instead of the
+            # model's float input (600 kB at 224 px), for the few hundred images the heaps hold at a time.
+            for picture in (seen, partner[0] if partner else None):
+                if isinstance(picture, Later):
+                    picture.get()
 
     def add_attributes(self, labels: np.ndarray, predicted: np.ndarray) -> None:
         """One scored image of a multi-label model: every attribute's true value (0/1, -1 unlabelled) and its
@@ -267,8 +273,7 @@ class RunState:
 
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        for pictures in (self.patches, self.examples, self.browser):
-            pictures.draw()  # pending pictures are drawn now: the saved state is plain data
+        draw_pictures(self.patches, self.examples, self.browser)  # pending pictures now: the state is plain data
         return {
             "total": self.total, "replicates": self.replicates, "images_per_row": self.images_per_row,
             "similarity": self.similarity.to_dict(), "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
@@ -329,6 +334,7 @@ class RunState:
         from .findings import findings
         from .privacy import shareable
 
+        draw_pictures(self.patches, self.examples, self.browser)  # all at once, in threads
         scored = self.overall.images
         notes = list(context.get("notes", []))
         if self.several_faces:
