@@ -3,16 +3,21 @@ tensors) gives what the per-image reference gives: function by function, and on 
 
 import math
 import pickle
+import threading
+import time
 
 import numpy as np
+import pytest
 import torch
 
+import reportgen
 from reportgen import scores as scores_module
 from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
 from reportgen.patches import Later
 from reportgen.regions import REGION_IDS, label_image
 from reportgen.scores import (SCORED_IDS, RunningScores, _scattered_sums, batch_scores, bootstrap_weights,
                               region_areas, region_scores, region_sums)
+from reportgen.state import RunState
 
 SIZE = 96  # model-input side of the synthetic faces
 
@@ -190,3 +195,78 @@ def test_a_prepared_image_brings_everything_the_batch_needs_that_needs_no_model(
     seen = item.seen.get()  # the picture the model saw, drawn only when asked for
     assert seen.size == (128, 128) and seen.mode == "RGB"
     assert ImagePreparer(dataset, build_transform(128), LandmarkCache(tmp_path)).prepare(2).weights is None
+
+
+class _Slow:
+    """A preparer whose images take a little while; it notes which thread prepared each image."""
+
+    def __init__(self, count: int, broken: int | None = None):
+        self.count, self.broken, self.threads = count, broken, {}
+
+    def __len__(self) -> int:
+        return self.count
+
+    def prepare(self, index: int) -> int:
+        time.sleep(0.002)
+        if index == self.broken:
+            raise RuntimeError("a broken preparer")
+        self.threads[index] = threading.current_thread().name
+        return index
+
+
+def test_in_process_batches_come_whole_and_in_order_and_a_caller_that_is_ahead_helps():
+    from reportgen.images import _one_batch_ahead
+
+    slow = _Slow(50)
+    batches = list(_one_batch_ahead(slow, 8))
+    assert [len(batch) for batch in batches] == [8] * 6 + [2]
+    assert [index for batch in batches for index in batch] == list(range(50))
+    # The caller asks at once for every batch: rather than wait, it prepared some images itself.
+    assert set(slow.threads.values()) == {"reportgen-prepare", threading.main_thread().name}
+
+
+def test_the_prepare_thread_stays_one_batch_ahead_of_a_slow_caller_and_its_errors_reach_the_caller():
+    from reportgen.images import _one_batch_ahead
+
+    slow, prepared_then = _Slow(40), []
+    for batch in _one_batch_ahead(slow, 8):
+        time.sleep(0.05)  # a slow model: the thread has long finished the next batch
+        prepared_then.append(len(slow.threads))
+    assert all(count <= 8 * (k + 2) for k, count in enumerate(prepared_then)), prepared_then
+    with pytest.raises(RuntimeError, match="a broken preparer"):
+        for _ in _one_batch_ahead(_Slow(40, broken=20), 8):
+            time.sleep(0.01)
+
+
+def _add_one_by_one(self: RunState, batch) -> None:
+    """The per-image reference of RunState.add_batch: every score, bootstrap weight and warp computed again
+    from the image's own map with the per-image functions, then ``add_image``."""
+    count = len(REGION_IDS)
+    for k, row in enumerate(batch.rows):
+        attribution = batch.maps[k].astype(np.float64)
+        effects = batch.scores["effect"][k][:count]
+        scores = region_scores(attribution, batch.labels[k], effects if np.isfinite(effects).any() else None)
+        weights = bootstrap_weights(row, self.replicates) if self.replicates else None
+        self.add_image(row, scores, attribution, batch.landmarks[k], batch.labels[k], batch.groups[k],
+                       batch.infos[k], batch.true_labels[k], batch.seen[k], weights,
+                       batch.partners[k] if batch.partners else None)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "region-ablation"])
+def test_a_run_on_the_batch_path_gives_the_results_of_the_per_image_path(tutorial_like, tmp_path, monkeypatch,
+                                                                         method):
+    monkeypatch.setattr(scores_module, "PENDING_IMAGES", 3)
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"], image_size=128,
+                   layer="layer4", protected=["protected"], cache_dir=tmp_path, batch_size=4, bootstrap=200,
+                   method=method)
+    batched = reportgen.analyze(**options)
+    with monkeypatch.context() as patch:
+        patch.setattr(RunState, "add_batch", _add_one_by_one)
+        one_by_one = reportgen.analyze(**options)
+    assert batched["counts"]["scored"] == 6
+    for results in (batched, one_by_one):
+        for varies in ("seconds", "started", "detector_calls"):  # the second run reads the landmark cache
+            results["run"].pop(varies)
+        results["manifest"] = None
+    _same(batched, one_by_one)
