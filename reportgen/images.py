@@ -41,9 +41,9 @@ class PreparedImage:
     areas: np.ndarray | None = None  # float64 (R,): the share of the picture each region covers
     control: np.ndarray | None = None  # float64 (C, 2): the canonical warp's control points, model-input pixels
     weights: np.ndarray | None = None  # uint8 (replicates,): the row's bootstrap weights (Poisson(1) counts)
-    # The picture the model sees (normalisation undone), for patches: a patches.Later, drawn only for the
-    # images the report keeps (most images never need it).
-    seen: Later | None = None
+    # The picture the model sees (normalisation undone), for patches: a patches.Later for an image whose face
+    # was found, drawn only if the report keeps the image (most images never need it); a picture otherwise.
+    seen: Later | Image.Image | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
