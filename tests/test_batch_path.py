@@ -197,6 +197,27 @@ def test_a_prepared_image_brings_everything_the_batch_needs_that_needs_no_model(
     assert ImagePreparer(dataset, build_transform(128), LandmarkCache(tmp_path)).prepare(2).weights is None
 
 
+def test_the_model_s_picture_is_drawn_when_a_heap_keeps_the_image_and_never_otherwise():
+    from PIL import Image
+
+    from reportgen.patches import Examples, ImageBrowser
+
+    state = RunState(2)
+    state.browser = ImageBrowser(sample=0)  # keeps nothing: only the patches and examples decide here
+    state.examples = Examples(each=1)
+    drawn = []
+    labels = _labels(1)[0]
+    for row, values in enumerate((_maps(1)[0] + 0.1, np.zeros((SIZE, SIZE), np.float32))):
+        seen = Later(lambda row=row: drawn.append(row) or Image.new("RGB", (SIZE, SIZE)))
+        effects = np.zeros(len(REGION_IDS))  # (lets the empty map be scored: region ablation's case)
+        scores = region_scores(values.astype(np.float64), labels, effects)
+        state.add_image(row, scores, values.astype(np.float64), _faces(1)[0], labels, {}, {"image": f"{row}.png",
+                        "label": None, "prediction": 1, "probability": 0.5}, None, seen)
+    # The first image tops every region it has attention in; the second has none anywhere and an equally
+    # confident prediction, so no heap wants it.
+    assert drawn == [0]
+
+
 class _Slow:
     """A preparer whose images take a little while; it notes which thread prepared each image."""
 
