@@ -21,6 +21,7 @@ import torch
 
 from . import __version__
 from .attribution import BASELINES, METHODS, make_method
+from .canonical import warp_batch
 from .check_passes import deletion_curves, randomisation_cascade
 from .checks import cascade_subset, sample_rows, sanity_record
 from .config import RunConfig, make_config
@@ -37,8 +38,8 @@ from .privacy import machine_folders
 from .regions import REGION_IDS
 from .results import Results
 from .run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
-from .scores import bootstrap_weights, region_scores
-from .state import RunState, load_partial, save_partial
+from .scores import batch_scores, bootstrap_weights, region_scores, region_sums
+from .state import RunState, ScoredBatch, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
 
@@ -261,7 +262,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None, given: Giv
     todo = [i for i in wanted if not state.done[i]]
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
-    preparer = explainer.preparer(ImagePreparer(dataset, preprocessing, cache), dataset)
+    preparer = explainer.preparer(ImagePreparer(dataset, preprocessing, cache, config.bootstrap), dataset)
     workers = choose_workers(config.workers) if inputs.portable else 0  # see run_inputs.crosses_processes
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
@@ -348,40 +349,65 @@ class Explainer:
 
     def explain(self, ready, state: RunState, dataset, true_labels, extra: tuple = ()) -> None:
         """Score one batch of prepared images and add them to the state. ``extra``: more per-image inputs of
-        the model (a verification model's partner embeddings), aligned with ``ready``."""
-        config, head = self.config, self.setup.head
+        the model (a verification model's partner embeddings), aligned with ``ready``.
+
+        After the model, the batch is scored as a whole on the model's device (region sums, the average-face
+        warp) and brought to the CPU once (docs/scaling.md); what needs no model came with the prepared images."""
+        head = self.setup.head
         batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(
             memory_format=self.memory_format)
-        regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
+        regions = torch.from_numpy(np.stack([item.labels for item in ready]))
         explanation, scores_out = _explain(self.model, self.method, batch, regions, self.setup.target_class,
                                            extra=extra)
         targets = self.targets_for(scores_out)
         outcomes = self.outcomes(ready, scores_out)
-        checked = []  # (position in batch, row, scores) of images in the check sample
+        maps = explanation.maps  # (B, H, W), still on the model's device
+        if maps.device.type == "mps":
+            maps = maps.cpu()  # Apple's MPS has no float64, which the sums need: they run on the CPU there
+        sums = region_sums(maps, regions.to(maps.device))
+        controls = torch.from_numpy(np.stack([item.control for item in ready])).to(maps.device)
+        warped, inside = warp_batch(maps, controls, sums.sum(1))
+        # To the CPU once per batch: the maps (for the report's pictures), region sums and warped maps.
+        maps, sums, warped, inside = (t.cpu().numpy() for t in (maps, sums, warped, inside))
+        effects = None if explanation.effects is None else explanation.effects.cpu().numpy()
+        scores, scored = batch_scores(sums, np.stack([item.areas for item in ready]), effects)
+        kept = []
         for j, item in enumerate(ready):
-            attribution = explanation.maps[j].numpy().astype(np.float64)
-            effects = None if explanation.effects is None else explanation.effects[j].numpy()
-            scores = region_scores(attribution, item.labels, effects)
-            if scores is None:
+            if scored[j]:
+                kept.append(j)
+            else:
                 state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
                                   f"({self.nothing_for(int(targets[j]))})")
-                continue
-            label = true_labels[item.index]
-            info = {"image": item.image, "label": None if label is None else str(label), **outcomes[j]}
-            groups = self.groups_of(item, dataset, label)
-            weights = bootstrap_weights(self.bootstrap_row(item), config.bootstrap) if config.bootstrap else None
-            state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
-                            item.seen, weights, self.partner_picture(item, ready, explanation.maps))
-            if self.attribute_labels is not None:
-                state.add_attributes(self.attribute_labels[item.index],
+        labels = [true_labels[ready[j].index] for j in kept]
+        pictures = torch.from_numpy(maps)
+        state.add_batch(ScoredBatch(
+            rows=[ready[j].index for j in kept], scores={metric: values[kept] for metric, values in scores.items()},
+            maps=[maps[j].copy() for j in kept], warped=warped[kept], inside=inside[kept],
+            aligned=sums[kept].sum(1) > 0, landmarks=[ready[j].landmarks for j in kept],
+            labels=[ready[j].labels for j in kept],
+            groups=[self.groups_of(ready[j], dataset, label) for j, label in zip(kept, labels)],
+            infos=[{"image": ready[j].image, "label": None if label is None else str(label), **outcomes[j]}
+                   for j, label in zip(kept, labels)],
+            true_labels=labels, seen=[ready[j].seen for j in kept], weights=self._weights([ready[j] for j in kept]),
+            partners=[self.partner_picture(ready[j], ready, pictures) for j in kept]))
+        if self.attribute_labels is not None:
+            for j in kept:
+                state.add_attributes(self.attribute_labels[ready[j].index],
                                      head.attribute_predictions(scores_out[j:j + 1])[0].numpy())
-            if item.index in self.check_rows and np.isfinite(scores["density"]).any():
-                checked.append((j, item.index, scores))  # (an image with nothing to share out has no top region)
+        # The check sample's images (an image with nothing to share out has no top region).
+        checked = [j for j in kept if ready[j].index in self.check_rows and np.isfinite(scores["density"][j]).any()]
         if checked:
-            positions, rows, scores = zip(*checked)
-            probabilities = self.model.probabilities(batch, *extra) if extra else head.probabilities(scores_out)
-            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state,
-                        extra=extra)
+            rows = [ready[j].index for j in checked]
+            per_image = [{metric: values[j] for metric, values in scores.items()} for j in checked]
+            self._check(checked, rows, per_image, batch, targets, regions.long(), state, extra=extra)
+
+    def _weights(self, items: list) -> np.ndarray | None:
+        """(k, replicates) bootstrap weights of the images: the prepare stage's (seeded by the dataset row),
+        or drawn here where ``bootstrap_row`` picks another seed."""
+        if not self.config.bootstrap or not items:
+            return None
+        return np.stack([item.weights if item.weights is not None and self.bootstrap_row(item) == item.index
+                         else bootstrap_weights(self.bootstrap_row(item), self.config.bootstrap) for item in items])
 
     def partner_picture(self, item, ready: list, maps: torch.Tensor) -> tuple | None:
         """The picture an image is shown beside (face verification: its pair's other image); None here."""
@@ -391,12 +417,10 @@ class Explainer:
         """The number that seeds the image's bootstrap weights: its dataset row."""
         return item.index
 
-    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState,
-               extra: tuple = ()) -> None:
+    def _check(self, positions, rows, scores, batch, targets, regions, state: RunState, extra: tuple = ()) -> None:
         """Faithfulness (deletion curves) and sanity (cascading randomisation) for the sampled images: their
         positions in the batch, their dataset rows and their region scores; ``extra``: the batch's per-image
-        model inputs beyond the images (none for a classifier). ``probabilities`` is not needed (the deletion
-        curves measure the evidence themselves) and kept so that every batch path calls this alike."""
+        model inputs beyond the images (none for a classifier)."""
         count = len(REGION_IDS)
         picked = torch.tensor(positions)  # a CPU index: it picks from the batch (any device) and the CPU labels
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
@@ -420,8 +444,8 @@ class Explainer:
                 explanation, _ = _explain(method.model, method, inputs[chosen], labels[chosen], None, wanted[chosen],
                                               tuple(tensor[chosen.to(tensor.device)] for tensor in extra))
                 for position, k in enumerate(run):
-                    effects = None if explanation.effects is None else explanation.effects[position].numpy()
-                    other = region_scores(explanation.maps[position].numpy().astype(np.float64), labels[k].numpy(),
+                    effects = None if explanation.effects is None else explanation.effects[position].cpu().numpy()
+                    other = region_scores(explanation.maps[position].cpu().numpy().astype(np.float64), labels[k].numpy(),
                                           effects)
                     densities_of_step[k] = None if other is None else other["density"][:count]
             randomised.append(densities_of_step)
@@ -516,7 +540,7 @@ def _attribute_labels(dataset, setup: ModelSetup) -> np.ndarray | None:
 
 def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_class: int | None,
              targets: torch.Tensor | None = None, extra: tuple = ()):
-    """(Explanation with maps (B, H, W) on the CPU, the model's logits (B, K) on the CPU), in as few
+    """(Explanation with maps (B, H, W) on the model's device, the model's logits (B, K) on the CPU), in as few
     passes as possible. Targets: ``targets`` if given, else ``target_class``, else each image's prediction."""
     if (targets is None and target_class is None) or not method.single_forward:
         with torch.no_grad():
@@ -539,5 +563,4 @@ def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_c
         finally:
             handle.remove()
         logits = captured["logits"]
-    explanation.maps = explanation.maps.cpu()
     return explanation, logits.cpu()

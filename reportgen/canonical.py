@@ -162,10 +162,13 @@ def _barycentric(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return triangles[best], chosen
 
 
-def _face_control(landmarks: np.ndarray) -> np.ndarray:
-    """The control points in the face's pixels: its landmarks, then the extra ones by the similarity."""
+def face_control(landmarks: np.ndarray) -> np.ndarray:
+    """The warp's control points in the face's pixels, float (C, 2): its 68 landmarks, then the extra ones
+    (``_control``) placed by the face's similarity. All a face's warp needs (``sample_points``); the prepare
+    stage computes them per image, so the model's process only does the batch arithmetic."""
     back = _inverse(similarity_to_canvas(landmarks))
     return np.concatenate([np.asarray(landmarks, dtype=np.float64), _apply(back, _control()[0])])
+
 
 
 def canvas_to_face(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
@@ -173,7 +176,7 @@ def canvas_to_face(points: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     inverse of the piecewise-affine map that takes ``landmarks`` onto MEAN_FACE (and of the similarity
     beyond the face)."""
     corners, weights = _barycentric(np.asarray(points, dtype=np.float64))
-    return np.einsum("nk,nkd->nd", weights, _face_control(landmarks)[corners])
+    return np.einsum("nk,nkd->nd", weights, face_control(landmarks)[corners])
 
 
 @functools.lru_cache(maxsize=1)
@@ -187,7 +190,7 @@ def _node_plan() -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
 def warp_to_canvas(landmarks: np.ndarray) -> np.ndarray:
     """``canvas_to_face`` at the mesh nodes: float (rows, cols, 2), the face's pixel each node comes from."""
     corners, weights, shape = _node_plan()
-    return np.einsum("nk,nkd->nd", weights, _face_control(landmarks)[corners]).reshape(*shape, 2)
+    return np.einsum("nk,nkd->nd", weights, face_control(landmarks)[corners]).reshape(*shape, 2)
 
 
 @functools.lru_cache(maxsize=1)
@@ -224,6 +227,86 @@ def _warp(values: np.ndarray, nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray
     warped = ((flat[y0 + x0] * (1 - dx) + flat[y0 + x1] * dx) * (1 - dy)
               + (flat[y1 + x0] * (1 - dx) + flat[y1 + x1] * dx) * dy)
     return np.where(inside, warped, 0.0), inside.astype(np.float64)
+
+
+@functools.lru_cache(maxsize=1)
+def _sample_plan() -> np.ndarray:
+    """The whole warp as one matrix, float64 (SAMPLES * SAMPLES, C): row s holds the weights of the C control
+    points (``face_control``) whose sum is where sample point s (row-major) comes from in the face's pixels.
+
+    It is ``warp_to_canvas`` (each mesh node a weighted sum of three control points) followed by ``_warp``'s
+    linear interpolation between nodes, both linear, multiplied out once. Each row sums to 1."""
+    corners, weights, (rows, cols) = _node_plan()
+    count = len(MEAN_FACE) + len(_control()[0])
+    nodes = np.zeros((rows * cols, count))
+    np.add.at(nodes, (np.arange(len(corners))[:, None], corners), weights)
+    nodes = nodes.reshape(rows, cols, count)
+    (row, row_weight), (col, col_weight) = _node_interpolation()
+    between_rows = nodes[row] * (1 - row_weight)[:, None, None] + nodes[row + 1] * row_weight[:, None, None]
+    plan = between_rows[:, col] * (1 - col_weight)[None, :, None] + between_rows[:, col + 1] * col_weight[None, :, None]
+    return plan.reshape(SAMPLES * SAMPLES, count)
+
+
+@functools.lru_cache(maxsize=4)
+def _device_plan(device: str):
+    import torch
+
+    return torch.as_tensor(_sample_plan(), dtype=torch.float64, device=device)
+
+
+def sample_points(controls):
+    """Where each canvas sample point comes from in each face's pixels: float64 tensor (SAMPLES, SAMPLES, B, 2)
+    of (x, y) (faces in the third place: the layout the product gives), on the device of ``controls`` (the
+    faces' control points, float (B, C, 2), ``face_control``).
+
+    The same numbers as ``warp_to_canvas`` and ``_warp``'s interpolation between mesh nodes (to rounding), for
+    a whole batch in one matrix product (16384 x C times C x 2B: 2 ms for 16 faces on one CPU core, against
+    0.4 ms per face done node by node in numpy)."""
+    import torch
+
+    count, points = len(controls), controls.shape[1]
+    flat = controls.to(torch.float64).permute(1, 0, 2).reshape(points, 2 * count)
+    return (_device_plan(str(controls.device)) @ flat).reshape(SAMPLES, SAMPLES, count, 2)
+
+
+def warp_batch(maps, controls, totals=None):
+    """A batch of maps on the canvas, on the maps' device: (warped (B, SAMPLES, SAMPLES) float64, inside
+    (B, SAMPLES, SAMPLES) bool), per image what ``CanonicalFace.align`` gives (warped values and coverage;
+    0 for a map with nothing in it).
+
+    maps: float tensor (B, H, W) >= 0 in model-input pixels; controls: (B, C, 2) from ``face_control`` in
+    the same pixels, on the same device; totals: (B,) the maps' float64 sums when known (the region scores
+    add them up anyway), else they are summed here. One ``grid_sample`` (bilinear; a pixel spans [i, i + 1), as in
+    ``_warp``) for the whole batch.
+
+    Precision: the sample points and the inside test are float64, so a point near an image's edge falls on
+    the same side as in ``_warp``. The bilinear sampling runs in the maps' own precision (float32 for every
+    method: captum's maps are float32, and float64 sampling costs 5x more on the CPU and far more on most
+    GPUs), and each map's scale (mean 1.0) is applied in float64 afterwards (sampling is linear, so scaling
+    before or after is the same). A warped value then differs from ``CanonicalFace.align``'s by about 1e-5
+    of the map's largest value at worst (pixel noise, where a float32 position error of 1e-5 pixels
+    matters most), far less for smooth maps; the running sums are float64.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    height, width = maps.shape[-2:]
+    # grid_sample's coordinates: -1 and 1 are the outer edges of the first and last pixels (align_corners
+    # False). Each plan row sums to 1, so scaling the control points scales the sample points.
+    scale = torch.tensor([2 / width, 2 / height], dtype=torch.float64, device=maps.device)
+    points = sample_points(controls.to(torch.float64) * scale - 1)  # (S, S, B, 2)
+    within = (points >= -1) & (points < 1)  # 0 <= x < width, 0 <= y < height, as in _warp
+    inside = (within[..., 0] & within[..., 1]).permute(2, 0, 1)  # (1.6x faster than .all(-1))
+    # "border" repeats the edge pixels, as _warp's clamped indices do, for points half a pixel inside the
+    # edge; points outside the image are zeroed below, as in _warp.
+    sampled = F.grid_sample(maps[:, None], points.permute(2, 0, 1, 3).to(maps.dtype), mode="bilinear",
+                            padding_mode="border", align_corners=False)[:, 0]
+    if totals is None:
+        totals = maps.sum((1, 2), dtype=torch.float64)
+    totals = totals.to(torch.float64)
+    spread = torch.where(totals > 0, (height * width) / totals, torch.zeros_like(totals))  # mean 1.0
+    warped = sampled.to(torch.float64).mul_(spread[:, None, None]).masked_fill_(~inside, 0.0)
+    return warped, inside
 
 
 def similarity_align(attribution: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -270,6 +353,17 @@ class CanonicalFace:
         self.coverage += inside
         self.landmark_sum += landmarks
         self.faces += 1
+
+    def add_batch(self, warped: np.ndarray, inside: np.ndarray) -> None:
+        """Several faces at once: warped (k, SAMPLES, SAMPLES) and inside (k, SAMPLES, SAMPLES) from
+        ``warp_batch``, for the k faces of a batch that belong to this accumulator."""
+        count = len(warped)
+        if count:
+            self.attention += warped.sum(0, dtype=np.float64)
+            self.coverage += inside.sum(0, dtype=np.float64)
+            for _ in range(count):  # one at a time, as add_aligned does: the same sum to the last bit
+                self.landmark_sum += MEAN_FACE
+            self.faces += count
 
     def add(self, attribution: np.ndarray, landmarks: np.ndarray) -> None:
         """attribution: float (H, W) >= 0 and landmarks (68, 2), both in model-input pixels."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,11 +19,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .canonical import face_control
 from .dataset import Dataset
 from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, pose_note
+from .patches import Later
 from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
+from .scores import bootstrap_weights, region_areas
 
 
 @dataclass
@@ -34,7 +38,12 @@ class PreparedImage:
     tensor: torch.Tensor | None = None
     landmarks: np.ndarray | None = None  # (68, 2) in model-input pixels
     labels: np.ndarray | None = None  # uint8 (H, W) region index per model-input pixel
-    seen: Image.Image | None = None  # the picture the model sees (normalisation undone), for patches
+    areas: np.ndarray | None = None  # float64 (R,): the share of the picture each region covers
+    control: np.ndarray | None = None  # float64 (C, 2): the canonical warp's control points, model-input pixels
+    weights: np.ndarray | None = None  # uint8 (replicates,): the row's bootstrap weights (Poisson(1) counts)
+    # The picture the model sees (normalisation undone), for patches: a patches.Later for an image whose face
+    # was found, drawn only if the report keeps the image (most images never need it); a picture otherwise.
+    seen: Later | Image.Image | None = None
     image_size: tuple[int, int] | None = None  # (width, height) of the decoded image
     face: Face | None = None
     detected: bool = False  # True when the detector ran (no usable cache entry)
@@ -45,6 +54,9 @@ class PreparedImage:
 
 # The smallest side worth searching for a face; smaller images are listed as failures.
 MIN_SIDE = 8
+# dlib's detectors are not known to be safe to call from two threads at once (its CNN keeps buffers);
+# the threads of one process that prepare images (_one_batch_ahead) take turns at detection.
+_DETECTION = threading.Lock()
 EXIF_ORIENTATION = 0x0112
 
 
@@ -199,8 +211,9 @@ class ImagePreparer(torch.utils.data.Dataset):
     A torch Dataset, so DataLoader workers can do this CPU work while the model runs.
     """
 
-    def __init__(self, dataset: Dataset, preprocessing: Preprocessing, cache: LandmarkCache):
+    def __init__(self, dataset: Dataset, preprocessing: Preprocessing, cache: LandmarkCache, replicates: int = 0):
         self.dataset, self.preprocessing, self.cache = dataset, preprocessing, cache
+        self.replicates = replicates  # bootstrap resamples (scores.bootstrap_weights); 0: none
         self.geometries: dict[tuple[int, int], InputGeometry] = {}  # one measurement per image size
 
     def __len__(self) -> int:
@@ -248,7 +261,8 @@ class ImagePreparer(torch.utils.data.Dataset):
         if not hit:
             result.detected = True
             try:
-                face = detect_face(image)
+                with _DETECTION:
+                    face = detect_face(image)
             except Exception as error:  # dlib on an odd shape, say; not cached, so a fixed version retries
                 result.failure = f"face detection failed ({type(error).__name__}: {error})"
                 return result
@@ -270,9 +284,17 @@ class ImagePreparer(torch.utils.data.Dataset):
             return result
         result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
-        # The region label image is drawn here, in the worker, so the model's process only scores.
+        # Everything per image that needs no model is done here, in the worker or the prepare thread, so the
+        # model's process only does batch arithmetic: the region label image and areas, the canonical warp's
+        # control points and the bootstrap weights.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
-        result.seen = geometry.picture(image, result.tensor)
+        result.areas = region_areas(result.labels)
+        result.control = face_control(result.landmarks)
+        if self.replicates:
+            # Poisson(1) counts: uint8 holds them (256 or more has a chance under 1e-500), 8x less to hand over.
+            result.weights = bootstrap_weights(index, self.replicates).astype(np.uint8)
+        # (An RGB model's picture is its input with the normalisation undone: the decoded image is not kept.)
+        result.seen = Later(geometry.picture, None if geometry.rgb else image, result.tensor)
         result.notes += face.notes
         # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
         turned = pose_note(face.landmarks)
@@ -300,20 +322,70 @@ def prepared_batches(preparer: ImagePreparer, batch_size: int, workers: int):
 
 
 def _one_batch_ahead(preparer: ImagePreparer, batch_size: int):
-    """Batches prepared in this process, the next one in a thread while the caller works on the current one.
+    """Batches prepared in this process: a thread prepares the images in order, up to one batch ahead of the
+    caller, and a caller that asks for a batch before it is ready prepares the batch's remaining images
+    itself instead of waiting.
 
-    dlib, PIL and torch release the GIL while they compute, so finding faces overlaps with the model:
-    first runs on 2 cores went from 30.8 to 34.1 images/s (benchmarks/speed.py images, three runs each);
-    with cached landmarks it makes no difference. Only this one thread calls ``preparer``."""
-    from concurrent.futures import ThreadPoolExecutor
+    dlib, PIL and torch release the GIL while they compute, so the thread's work overlaps with the model's
+    (first runs on 2 cores went from 30.8 to 34.1 images/s). With a fast model (a GPU) the caller would
+    otherwise wait for the thread most of the time; helping, it gives the prepare stage a second core
+    without adding a thread while the model is busy (a third busy thread on 2 cores stalls the model's own
+    threads). Face detection runs in one thread at a time (``_DETECTION``)."""
+    total = len(preparer)
+    ready: list = [None] * total  # prepared images not yet handed over
+    state = {"next": 0, "batch": 0, "stop": False, "error": None}  # next unclaimed image; the caller's batch
+    changed = threading.Condition()
 
-    def batch(start: int) -> list:
-        return [preparer.prepare(i) for i in range(start, min(start + batch_size, len(preparer)))]
+    def claim(limit: int) -> int | None:  # (holding ``changed``) the next image below ``limit`` nobody has taken
+        index = state["next"]
+        if index >= min(limit, total):
+            return None
+        state["next"] = index + 1
+        return index
 
-    starts = range(0, len(preparer), batch_size)
-    with ThreadPoolExecutor(1, thread_name_prefix="reportgen-prepare") as pool:
-        pending = pool.submit(batch, starts[0]) if starts else None
-        for k in range(len(starts)):
-            ready = pending.result()
-            pending = pool.submit(batch, starts[k + 1]) if k + 1 < len(starts) else None
-            yield ready
+    def prepare(index: int) -> None:
+        item = preparer.prepare(index)
+        with changed:
+            ready[index] = item
+            changed.notify_all()
+
+    def ahead() -> None:
+        try:
+            while True:
+                with changed:
+                    while (index := claim((state["batch"] + 2) * batch_size)) is None:
+                        if state["stop"] or state["next"] >= total:
+                            return
+                        changed.wait()
+                prepare(index)
+        except BaseException as error:  # handed to the caller, which would otherwise wait for ever
+            with changed:
+                state["error"] = error
+                changed.notify_all()
+
+    thread = threading.Thread(target=ahead, name="reportgen-prepare", daemon=True)
+    thread.start()
+    try:
+        for number, start in enumerate(range(0, total, batch_size)):
+            end = min(start + batch_size, total)
+            with changed:
+                state["batch"] = number
+                changed.notify_all()
+            while True:
+                with changed:
+                    if state["error"] is not None:
+                        raise state["error"]
+                    if all(item is not None for item in ready[start:end]):
+                        break
+                    index = claim(end)
+                    if index is None:  # the rest of this batch is being prepared by the thread
+                        changed.wait()
+                        continue
+                prepare(index)
+            batch, ready[start:end] = ready[start:end], [None] * (end - start)
+            yield batch
+    finally:
+        with changed:
+            state["stop"] = True
+            changed.notify_all()
+        thread.join()

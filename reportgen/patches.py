@@ -10,10 +10,12 @@ saving a partial state calls, draw what is still pending, after which every reco
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import heapq
 import itertools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -36,22 +38,48 @@ VIEW_FIELDS = ("label", "prediction", "probability", "groups", "similarity", "pa
 
 
 class Later:
-    """A picture drawn when it is first needed, once (``get``).
+    """A picture drawn when it is first needed, once (``get``); arguments that are ``Later`` themselves (or
+    tuples of them) are drawn first (the picture the model saw, say, which the prepare stage leaves undrawn).
 
     Why: while the heaps fill, most images that enter them are pushed out again before the end. Drawing
     and encoding at once cost 1.6 s of a 12 s run of 512 images (240 whole-image views drawn for the few
     dozen images that end in the report); drawing only the pictures still held at the end saves most of
     it. Until then it holds references to the image's arrays, so memory stays bounded by the heaps' sizes."""
 
-    __slots__ = ("_make", "_value")
+    __slots__ = ("_make", "_args", "_value", "_lock")
 
     def __init__(self, make, *args):
-        self._make, self._value = functools.partial(make, *args), None
+        self._make, self._args, self._value = make, args, None
+        self._lock = threading.Lock()  # drawn once even when two threads want it (draw_pictures)
 
     def get(self):
         if self._make is not None:
-            self._value, self._make = self._make(), None
+            with self._lock:
+                if self._make is not None:
+                    args = [_drawn_value(arg) for arg in self._args]
+                    self._value = self._make(*args)
+                    self._make, self._args = None, ()
         return self._value
+
+    def __reduce__(self):
+        # Sent to another process (a prepared image from a DataLoader worker): drawn here, sent drawn.
+        return (_ready, (self.get(),))
+
+
+def _drawn_value(value):
+    """``value`` drawn if it is a ``Later``; a tuple (a verification partner's pictures) with its ``Later``
+    members drawn."""
+    if isinstance(value, Later):
+        return value.get()
+    if isinstance(value, tuple):
+        return tuple(member.get() if isinstance(member, Later) else member for member in value)
+    return value
+
+
+def _ready(value) -> Later:
+    later = Later(None)
+    later._make, later._value = None, value
+    return later
 
 
 def drawn(record: dict) -> dict:
@@ -66,8 +94,24 @@ def _records(*heaps) -> list[dict]:
     return [entry[-1] for heap in heaps for entry in heap]
 
 
-def _patch_uri(overlay: Later, box: tuple[int, int, int, int]) -> str:
-    return data_uri(overlay.get().crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR), quality=80)
+def draw_pictures(*holders) -> None:
+    """Draw every pending picture of the records that ``holders`` (TopPatches, Examples, ImageBrowser) keep,
+    in a few threads: at the end of a run this is the only work left (about 1 s for a report's few hundred
+    pictures on one core), and resizing, colour lookups and JPEG encoding release Python's lock."""
+    pending = [value for holder in holders for record in holder.records() for value in record.values()
+               if isinstance(value, Later)]
+    if len(pending) > 1:
+        with ThreadPoolExecutor(min(4, os.cpu_count() or 1), thread_name_prefix="reportgen-draw") as pool:
+            for _ in pool.map(Later.get, pending):
+                pass
+    for holder in holders:
+        holder.draw()
+
+
+def _patch_uri(overlay: Image.Image, labels: np.ndarray, index: int) -> str:
+    # The region has attention, so it has pixels: its box exists (found only for the patches the report keeps).
+    box = _crop_box(labels == index) or (0, 0, *overlay.size)
+    return data_uri(overlay.crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR), quality=80)
 
 
 def _view(seen, attribution, labels, landmarks, fields: dict, partner: tuple | None = None) -> dict:
@@ -151,27 +195,27 @@ class TopPatches:
         return self.per_region > 0 and (len(heap) < self.per_region or score > heap[0][0])
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, shares: np.ndarray,
-              info: dict, landmarks: np.ndarray | None = None, partner: tuple | None = None) -> None:
-        """seen: what the model saw (RGB, model-input size); attribution/labels (H, W) in the same pixels;
-        shares: per-region shares in ``REGION_IDS`` order; info: image name, label, prediction, probability
-        (and optionally ``groups``: {column: value}); landmarks (68, 2) in the same pixels, for the region
-        view's outlines and dots (without them the view shows the region colours only)."""
+              info: dict, landmarks: np.ndarray | None = None, partner: tuple | None = None) -> bool:
+        """seen: what the model saw (RGB, model-input size, or a ``Later`` one); attribution/labels (H, W) in
+        the same pixels; shares: per-region shares in ``REGION_IDS`` order; info: image name, label,
+        prediction, probability (and optionally ``groups``: {column: value}); landmarks (68, 2) in the same
+        pixels, for the region view's outlines and dots (without them the view shows the region colours
+        only). True when a heap kept the image."""
         overlay = view = None
         for index, rid in enumerate(REGION_IDS):
             score = float(shares[index])
             if score <= 0 or not self.wants(rid, score):
-                continue
-            box = _crop_box(labels == index)
-            if box is None:
                 continue
             if overlay is None:
                 overlay = Later(attribution_overlay, seen, attribution, 0.4)
                 # One view per image, shared by all of its patches (and so drawn once).
                 view = Later(_view, seen, attribution, labels, landmarks,
                              {k: info[k] for k in VIEW_FIELDS if k in info}, partner)
-            record = dict(info, score=round(score, 4), uri=Later(_patch_uri, overlay, box), view=info["image"])
+            record = dict(info, score=round(score, 4), uri=Later(_patch_uri, overlay, labels, index),
+                          view=info["image"])
             record["_view"] = view
             self._push(rid, score, record)
+        return overlay is not None
 
     def _push(self, region_id: str, score: float, record: dict) -> None:
         entry = (score, next(self._tiebreak), record)
@@ -187,9 +231,12 @@ class TopPatches:
                 if self.wants(rid, score):
                     self._push(rid, score, record)
 
+    def records(self) -> list[dict]:
+        return _records(*self.heaps.values())
+
     def draw(self) -> None:
         """Draw every pending picture of the records held (their whole-image views included)."""
-        for record in _records(*self.heaps.values()):
+        for record in self.records():
             drawn(record)
 
     def summary(self) -> dict[str, list[dict]]:
@@ -226,12 +273,15 @@ class Examples:
         self._tiebreak = itertools.count()
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
-              info: dict, partner: tuple | None = None) -> None:
-        """``partner``: as ``TopPatches.offer``; the example then also carries the partner's two pictures."""
+              info: dict, partner: tuple | None = None) -> bool:
+        """``partner``: as ``TopPatches.offer``; the example then also carries the partner's two pictures.
+        True when a heap kept the image."""
         confidence = float(info["probability"])
+        kept = False
         for heap, key, why in ((self.most, confidence, "most confident"), (self.least, -confidence, "least confident")):
             if len(heap) >= self.each and key <= heap[0][0]:
                 continue
+            kept = True
             record = dict(info, why=why, uri=Later(_example_uri, attribution_overlay, seen, attribution),
                           regions_uri=Later(_example_uri, region_overlay, seen, labels, landmarks))
             if partner is not None:
@@ -241,9 +291,13 @@ class Examples:
                 heapq.heappush(heap, entry)
             else:
                 heapq.heapreplace(heap, entry)
+        return kept
+
+    def records(self) -> list[dict]:
+        return _records(self.most, self.least)
 
     def draw(self) -> None:
-        for record in _records(self.most, self.least):
+        for record in self.records():
             drawn(record)
 
     def summary(self) -> list[dict]:
@@ -301,14 +355,15 @@ class ImageBrowser:
             heapq.heapreplace(heap, entry)
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | None,
-              landmarks: np.ndarray | None, info: dict, shares: np.ndarray) -> None:
+              landmarks: np.ndarray | None, info: dict, shares: np.ndarray) -> bool:
         """Arguments as ``Examples.offer`` plus ``shares`` (per-region shares, ``REGION_IDS`` order);
-        ``info["groups"]`` = {column: value}. The thumbnail is made only when the image is kept."""
+        ``info["groups"]`` = {column: value}. The thumbnail is made only when the image is kept. True when
+        it is kept."""
         self.total_seen += 1
         probe = {"image": info["image"], "probability": info["probability"]}
         wanted = self._wanted(self._keys(probe))
         if not wanted:
-            return
+            return False
         record = {"image": info["image"], "label": info.get("label"), "prediction": info.get("prediction"),
                   "probability": info.get("probability"), "groups": dict(info.get("groups") or {}),
                   "shares": [round(float(s), 4) for s in np.asarray(shares, dtype=np.float64)[:len(REGION_IDS)]],
@@ -318,6 +373,7 @@ class ImageBrowser:
         tiebreak = next(self._tiebreak)
         for heap, size, key in wanted:
             self._push(heap, size, key, tiebreak, record)
+        return True
 
     def merge(self, other: "ImageBrowser") -> None:
         """Add another part's images (a shard of the same run): the result is what one run would keep."""
@@ -331,8 +387,11 @@ class ImageBrowser:
             for heap, size, key in self._wanted(self._keys(record)):
                 self._push(heap, size, key, tiebreak, record)
 
+    def records(self) -> list[dict]:
+        return _records(self.highest, self.lowest, self.random)
+
     def draw(self) -> None:
-        for record in _records(self.highest, self.lowest, self.random):
+        for record in self.records():
             drawn(record)
 
     def to_dict(self) -> dict:

@@ -29,7 +29,7 @@ _GROUP_MEMBERS = np.array([[rid in members for rid in REGION_IDS] for members in
 METRICS = ("share", "area", "density", "effect")
 BOOTSTRAPPED = ("share", "density", "effect")  # the metrics whose intervals the report shows
 DEFAULT_BOOTSTRAP = 2000
-# Images collected before they are added to the bootstrap resamples in one matrix product.
+# Images collected before they are added to the bootstrap resamples in one matrix product (at least).
 PENDING_IMAGES = 64
 BOOTSTRAP_SEED = 0
 
@@ -67,6 +67,68 @@ def region_scores(attribution: np.ndarray, labels: np.ndarray,
     return {"share": share, "area": area, "density": density, "effect": effect}
 
 
+def region_areas(labels: np.ndarray) -> np.ndarray:
+    """Fraction of the picture each region covers, float64 (R,) in ``REGION_IDS`` order, from a label image
+    (uint8 (H, W)). It needs no model, so the prepare stage computes it beside the label image."""
+    return np.bincount(labels.ravel(), minlength=len(REGION_IDS))[:len(REGION_IDS)] / labels.size
+
+
+def region_sums(maps, labels):
+    """Each map summed over each region: float64 tensor (B, R) on the maps' device, R = len(REGION_IDS).
+
+    maps: float tensor (B, H, W) >= 0; labels: integer tensor (B, H, W) of region indices (uint8 is fine),
+    same device. Summed in float64: a region's 50,000 float32 pixels summed in float32 would lose up to the
+    4th digit of its share. On a GPU, one scatter-add of every pixel of the batch onto ``image * R + region``
+    (``_scattered_sums``); on the CPU numpy's bincount per image is twice as fast (2.3 against 4.2 ms for 16
+    maps of 224 x 224) and gives ``region_scores``'s sums to the last bit."""
+    import torch
+
+    if maps.device.type != "cpu":
+        return _scattered_sums(maps, labels)
+    count = len(REGION_IDS)
+    pixels, regions = maps.detach().numpy(), labels.numpy()
+    return torch.from_numpy(np.stack([np.bincount(regions[k].ravel(), weights=pixels[k].ravel(), minlength=count)[:count]
+                                      for k in range(len(pixels))]).reshape(len(pixels), count))
+
+
+def _scattered_sums(maps, labels):
+    """``region_sums`` for any device: one bincount (a scatter-add) of every pixel of the batch."""
+    import torch
+
+    count, images = len(REGION_IDS), len(maps)
+    offsets = torch.arange(0, images * count, count, device=maps.device)
+    index = (labels.reshape(images, -1).long() + offsets[:, None]).reshape(-1)
+    return torch.bincount(index, weights=maps.reshape(-1).to(torch.float64), minlength=images * count).reshape(
+        images, count)
+
+
+def batch_scores(sums: np.ndarray, areas: np.ndarray,
+                 effects: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``region_scores`` for a whole batch: ({metric: float64 (B, len(SCORED_IDS))}, scored (B,) bool).
+
+    sums: float64 (B, R) attribution per region (``region_sums``); areas: float64 (B, R) (``region_areas``);
+    effects: the method's (B, R) per-region effects or None. Row i equals ``region_scores`` of image i (to
+    rounding) where ``scored[i]``; an image with ``scored`` False has nothing to share out and no effects
+    (``region_scores`` gives None for it) and its row is not meaningful.
+    """
+    sums, areas = np.asarray(sums, dtype=np.float64), np.asarray(areas, dtype=np.float64)
+    totals = sums.sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = np.where(totals[:, None] > 0, sums / np.where(totals > 0, totals, 1)[:, None], np.nan)
+    share = np.concatenate([share, share @ _GROUP_MEMBERS.T], axis=1)
+    area = np.concatenate([areas, areas @ _GROUP_MEMBERS.T], axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = np.where(area > 0, share / np.where(area > 0, area, 1), np.nan)
+    effect = np.full(share.shape, np.nan)
+    if effects is not None:
+        effects = np.asarray(effects, dtype=np.float64)
+        shown = np.isfinite(effects)
+        grouped = np.where(shown, effects, 0.0) @ _GROUP_MEMBERS.T
+        effect = np.concatenate([effects, np.where(shown @ _GROUP_MEMBERS.T > 0, grouped, np.nan)], axis=1)
+    scored = totals > 0 if effects is None else np.ones(len(sums), dtype=bool)
+    return {"share": share, "area": area, "density": density, "effect": effect}, scored
+
+
 def bootstrap_weights(row: int, replicates: int, seed: int = BOOTSTRAP_SEED) -> np.ndarray:
     """Image ``row``'s weight in each of the bootstrap resamples: Poisson(1) draws that depend only on
     (seed, row), so shards, resumed runs and batch order all give the same resamples."""
@@ -102,36 +164,57 @@ class RunningScores:
         self.replicates = replicates
         self._boot_n = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
         self._boot_sum = {m: np.zeros((replicates, size)) for m in BOOTSTRAPPED}
-        self._pending: list[tuple[np.ndarray, dict]] = []  # images not yet added to the resamples
+        self._pending: list[tuple[np.ndarray, dict]] = []  # batches not yet added to the resamples
+        self._pending_images = 0
 
     def add(self, scores: dict[str, np.ndarray], weights: np.ndarray | None = None) -> None:
         """One image's scores; ``weights``: its bootstrap weights (``bootstrap_weights``), needed
         when the scores keep bootstrap resamples."""
-        self.images += 1
+        self.add_batch({metric: scores[metric][None] for metric in METRICS},
+                       None if weights is None else np.asarray(weights)[None])
+
+    def add_batch(self, scores: dict[str, np.ndarray], weights: np.ndarray | None = None) -> None:
+        """Several images' scores at once: {metric: (k, len(SCORED_IDS))} and their bootstrap weights
+        (k, replicates) (rows of ``bootstrap_weights``; any number type), needed when resamples are kept."""
+        count = len(scores["share"])
+        if not count:
+            return
+        self.images += count
         for metric in METRICS:
             values = scores[metric]
             seen = np.isfinite(values)
-            self.n[metric] += seen
-            self.sum[metric] += np.where(seen, values, 0.0)
-            self.sumsq[metric] += np.where(seen, values * values, 0.0)
+            values = np.where(seen, values, 0.0)
+            self.n[metric] += seen.sum(0)
+            self.sum[metric] += values.sum(0)
+            self.sumsq[metric] += (values * values).sum(0)
         if self.replicates:
             self._pending.append((weights, {m: scores[m] for m in BOOTSTRAPPED}))
-            if len(self._pending) >= PENDING_IMAGES:
+            self._pending_images += count
+            if self._pending_images >= PENDING_IMAGES:
                 self._flush()
 
     def _flush(self) -> None:
-        """Add the pending images to the resamples in one matrix product per metric: (B, k) x (k, ids)
-        costs a fraction of k outer products."""
+        """Add the pending images to the resamples in one matrix product: (B, k) x (k, 2 x metrics x ids)
+        costs a fraction of k outer products.
+
+        torch's matrix product, not numpy's: numpy's BLAS would start its own threads, which fight the model's
+        for the cores (and numpy's einsum, used before, is 10x slower: 6 ms per 64 images and metric)."""
         if not self._pending:
             return
-        weights = np.stack([w for w, _ in self._pending], axis=1)
+        import torch
+
+        weights = np.concatenate([np.asarray(w, dtype=np.float64) for w, _ in self._pending])  # (k, B)
+        columns = []
         for metric in BOOTSTRAPPED:
-            values = np.stack([v[metric] for _, v in self._pending])
+            values = np.concatenate([v[metric] for _, v in self._pending])
             seen = np.isfinite(values)
-            # einsum, not @: BLAS would start its own threads, which fight the model's for the cores.
-            self._boot_n[metric] += np.einsum("bk,ki->bi", weights, seen.astype(np.float64))
-            self._boot_sum[metric] += np.einsum("bk,ki->bi", weights, np.where(seen, values, 0.0))
-        self._pending = []
+            columns += [seen.astype(np.float64), np.where(seen, values, 0.0)]
+        sums = (torch.from_numpy(weights).T @ torch.from_numpy(np.concatenate(columns, axis=1))).numpy()
+        size = len(SCORED_IDS)
+        for k, metric in enumerate(BOOTSTRAPPED):
+            self._boot_n[metric] += sums[:, 2 * k * size:(2 * k + 1) * size]
+            self._boot_sum[metric] += sums[:, (2 * k + 1) * size:(2 * k + 2) * size]
+        self._pending, self._pending_images = [], 0
 
     @property
     def boot_n(self) -> dict[str, np.ndarray]:

@@ -17,6 +17,7 @@ import heapq
 import json
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ import numpy as np
 from .canonical import CanonicalFace
 from .checks import faithfulness_summary, sanity_summary
 from .errors import InputError
-from .patches import Examples, ImageBrowser, TopPatches
+from .patches import Examples, ImageBrowser, Later, TopPatches, draw_pictures
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 from .similarity import SimilarityCounts
@@ -87,6 +88,30 @@ def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
         heapq.heapreplace(heap, entry)
 
 
+@dataclass
+class ScoredBatch:
+    """A batch of analysed images as plain arrays, row i of each for image i: what ``RunState.add_batch`` adds.
+
+    Made by the model's side (``analysis.Explainer``) from one pass over the batch on the model's device,
+    brought to the CPU once; images whose map has nothing in it and that have no effects are left out
+    before (they are failures)."""
+
+    rows: list[int]  # dataset rows
+    scores: dict[str, np.ndarray]  # {metric: float64 (k, len(SCORED_IDS))}, scores.batch_scores
+    maps: list[np.ndarray]  # float32 (H, W) attribution per image, model-input pixels (own arrays, not views)
+    warped: np.ndarray  # float64 (k, SAMPLES, SAMPLES): the maps on the canonical face (canonical.warp_batch)
+    inside: np.ndarray  # bool (k, SAMPLES, SAMPLES): where each face's image reaches on the canvas
+    aligned: np.ndarray  # bool (k,): maps with attention to place on the average face (sum > 0)
+    landmarks: list[np.ndarray]  # (68, 2) per image, model-input pixels
+    labels: list[np.ndarray]  # uint8 (H, W) region label image per image
+    groups: list[dict[str, str]]  # {column: value} per image
+    infos: list[dict]  # {"image", "label", "prediction", "probability"} per image
+    true_labels: list  # the true label per image (None: unlabelled), for the accuracy
+    seen: list  # the picture the model saw per image (PIL image or patches.Later)
+    weights: np.ndarray | None = None  # (k, replicates) bootstrap weights (scores.bootstrap_weights rows)
+    partners: list | None = None  # face verification: per image, its partner's pictures (see add_image)
+
+
 class RunState:
     """Totals over the images processed so far; ``total`` is the number of rows in the dataset."""
 
@@ -126,6 +151,33 @@ class RunState:
     def add_notes(self, index: int, image: str, notes: list[str]) -> None:
         self.image_notes += [{"index": index, "image": image, "note": note} for note in notes]
 
+    def add_batch(self, batch: ScoredBatch) -> None:
+        """A batch of analysed images (``ScoredBatch``): the same totals as ``add_image`` for each in turn
+        (to float rounding), with the scores, bootstrap sums and average-face sums added per batch."""
+        if not batch.rows:
+            return
+        self.done[batch.rows] = True
+        self.overall.add_batch(batch.scores, batch.weights)
+        self.canonical.add_batch(batch.warped[batch.aligned], batch.inside[batch.aligned])
+        members: dict[str, list[int]] = {}
+        for position, groups in enumerate(batch.groups):
+            for column, value in groups.items():
+                key = f"{column}={value}"
+                self.group_keys[key] = [column, value]
+                members.setdefault(key, []).append(position)
+        for key, positions in members.items():
+            self.groups.setdefault(key, RunningScores(self.replicates)).add_batch(
+                {metric: values[positions] for metric, values in batch.scores.items()},
+                None if batch.weights is None else batch.weights[positions])
+            face = self.group_faces.setdefault(key, CanonicalFace())
+            aligned = [p for p in positions if batch.aligned[p]]
+            face.add_batch(batch.warped[aligned], batch.inside[aligned])
+        shares = np.nan_to_num(batch.scores["share"][:, :len(REGION_IDS)], nan=0.0)
+        for position, info in enumerate(batch.infos):
+            self._keep(batch.seen[position], batch.maps[position], batch.landmarks[position], batch.labels[position],
+                       batch.groups[position], info, batch.true_labels[position], shares[position],
+                       batch.partners[position] if batch.partners else None)
+
     def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
                   labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen,
                   weights: np.ndarray | None = None, partner: tuple | None = None) -> None:
@@ -133,7 +185,9 @@ class RunState:
         image, group values {column: value}, info (image, label, prediction, probability), the picture
         the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``).
         ``partner`` (face verification): the compared image's (seen, attribution, labels, landmarks), any but
-        the picture None, for side-by-side views."""
+        the picture None, for side-by-side views.
+
+        The per-image reference of ``add_batch`` (which runs use), kept for the tests that compare the two."""
         self.done[index] = True
         self.overall.add(scores, weights)
         # Warp once, for the overall and group means; a map with nothing in it (region-ablation found no
@@ -148,19 +202,30 @@ class RunState:
                 face.add_aligned(aligned)
         if aligned is not None:
             self.canonical.add_aligned(aligned)
+        # An image with nothing to share out (region-ablation found no region that matters) has NaN shares.
+        shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
+        # Pictures are drawn later from what the heaps keep (patches.Later): half-size numbers are plenty.
+        self._keep(seen, attribution.astype(np.float32), landmarks, labels, groups, info, label, shares, partner)
+
+    def _keep(self, seen, attribution: np.ndarray, landmarks: np.ndarray, labels: np.ndarray,
+              groups: dict[str, str], info: dict, label, shares: np.ndarray, partner: tuple | None = None) -> None:
+        """One image's counts (predictions, accuracy) and its offers to the report's pictures; attribution is
+        float32 and the image's own array (the heaps may keep it); partner as in ``add_image``."""
         self.predicted_counts[str(info["prediction"])] += 1
         self.probability_sum += info["probability"]
         if label is not None:
             self.labelled += 1
             self.correct += int(label == info["prediction"])
         info = dict(info, groups=groups)
-        # An image with nothing to share out (region-ablation found no region that matters) has NaN shares.
-        shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
-        # Pictures are drawn later from what the heaps keep (patches.Later): half-size numbers are plenty.
-        attribution = attribution.astype(np.float32)
-        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
-        self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
-        self.browser.offer(seen, attribution, labels, landmarks, info, shares)
+        kept = self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
+        kept |= self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
+        kept |= self.browser.offer(seen, attribution, labels, landmarks, info, shares)
+        if kept:
+            # The picture the model saw, drawn now that a heap keeps the image: 150 kB of pixels instead of the
+            # model's float input (600 kB at 224 px), for the few hundred images the heaps hold at a time.
+            for picture in (seen, partner[0] if partner else None):
+                if isinstance(picture, Later):
+                    picture.get()
 
     def add_attributes(self, labels: np.ndarray, predicted: np.ndarray) -> None:
         """One scored image of a multi-label model: every attribute's true value (0/1, -1 unlabelled) and its
@@ -209,8 +274,7 @@ class RunState:
 
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        for pictures in (self.patches, self.examples, self.browser):
-            pictures.draw()  # pending pictures are drawn now: the saved state is plain data
+        draw_pictures(self.patches, self.examples, self.browser)  # pending pictures now: the state is plain data
         return {
             "total": self.total, "replicates": self.replicates, "images_per_row": self.images_per_row,
             "similarity": self.similarity.to_dict(), "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
@@ -271,6 +335,7 @@ class RunState:
         from .findings import findings
         from .privacy import shareable
 
+        draw_pictures(self.patches, self.examples, self.browser)  # all at once, in threads
         scored = self.overall.images
         notes = list(context.get("notes", []))
         if self.several_faces:
