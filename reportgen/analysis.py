@@ -87,18 +87,23 @@ def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing,
     notes = []
     if dataset.missing:
         notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
-    # Options that change what is computed; batch size, workers, device and outputs do not.
-    same_when = {k: v for k, v in config.to_dict().items()
-                 if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
-                              "cache_dir", "no_cache")}
     versions = _versions()
     manifest = build_manifest(config, versions)
-    # The manifest already holds the sha256 of the annotation, model, weights and transform files.
-    digests = {name: (entry or {}).get("sha256") for name, entry in manifest["inputs"].items()}
-    fingerprint = hashlib.sha256(json.dumps(
-        {"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
-    return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
-            "manifest": manifest}
+    return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes,
+            "fingerprint": run_fingerprint(config, manifest["inputs"]), "manifest": manifest}
+
+
+# Options that do not change what is computed: outputs, batch size, where and how the run is spread.
+NOT_FINGERPRINTED = ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device", "cache_dir",
+                     "no_cache", "checkpoint_seconds", "dask", "shards")
+
+
+def run_fingerprint(config: RunConfig, inputs: dict) -> str:
+    """sha256 over the options that change the results and the sha256 of the input files (``inputs``:
+    manifest["inputs"]); only partial states with the same fingerprint are resumed or merged."""
+    same_when = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
+    digests = {name: (entry or {}).get("sha256") for name, entry in inputs.items()}
+    return hashlib.sha256(json.dumps({"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -161,9 +166,16 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
     ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
-    (``resume=True``, the default) continues from it.
+    (``resume=True``, the default) continues from it. With ``dask="local"`` or a scheduler's address the
+    shards run on a Dask cluster and are merged here (``reportgen.cluster``).
     """
     config = config or make_config(**options)
+    if config.dask:  # the shards run on a Dask cluster; this process merges them
+        from .cluster import remove_parts, run_on_dask
+
+        results = run_on_dask(config, progress)
+        remove_parts(config)
+        return results
     state, context = run_analysis(config, progress)
     return state.results(context)
 

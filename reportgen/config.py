@@ -52,6 +52,8 @@ class RunConfig:
     partial: Path | None = None  # where partial state goes [default: beside --out]
     resume: bool = True  # continue from a matching checkpoint of an interrupted run
     checkpoint_seconds: float = 30.0  # how often a long run saves its partial state
+    dask: str | None = None  # a Dask scheduler's address, or "local": run the shards there (reportgen.cluster)
+    shards: int | None = None  # with dask: how many shards [default: from the cluster's workers]
 
     def to_dict(self) -> dict:
         """Plain values (paths as strings) for results.json and the report."""
