@@ -277,66 +277,85 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
             say(f"dask: reusing {len(finished)} finished part(s) of an earlier run (shards "
                 f"{', '.join(map(str, finished))}); computing {len(todo)}")
         folder.mkdir(parents=True, exist_ok=True)
-        done_images = {part: len(shard_rows(part, parts, total)) for part in finished}
+        # Images done per shard. Every shard has its key from the start: the event handler below runs in the
+        # client's event-loop thread and only changes values, never the dict's size, while _wait sums them.
+        done_images = {part: len(shard_rows(part, parts, total)) if part in finished else 0
+                       for part in range(1, parts + 1)}
+        completed = set(finished)
         topic = f"reportgen-progress-{uuid.uuid4().hex[:12]}"
-        # Called in the client's event-loop thread; progress itself is reported from this thread below.
-        client.subscribe_topic(topic, lambda event: done_images.__setitem__(event[1]["part"], event[1]["done"]))
+
+        def on_progress(event) -> None:
+            message = event[1]
+            if message.get("part") in done_images and message["part"] not in completed:  # not a late one
+                done_images[message["part"]] = message["done"]
+
+        client.subscribe_topic(topic, on_progress)
         futures = {client.submit(compute_shard, config, part, parts, str(part_path(folder, part, parts)), topic,
                                  key=f"reportgen-shard-{part}-of-{parts}-{topic[-12:]}", retries=RETRIES,
                                  pure=False): part for part in todo}
         try:
-            _wait(futures, run, fingerprint, total, done_images, progress, say, config.dask == LOCAL)
+            _wait(futures, run, fingerprint, total, done_images, completed, progress, say, config.dask == LOCAL)
         except KeyboardInterrupt:
             say(f"dask: interrupted; the finished parts stay in {folder}: run the same command again to "
                 "continue from them")
             raise
         finally:
-            client.unsubscribe_topic(topic)
+            try:
+                client.unsubscribe_topic(topic)
+            except Exception:  # the connection may be gone; closing the client below is all that is left
+                pass
     results = merge_partials([part_path(folder, part, parts) for part in range(1, parts + 1)])
     run.seconds = time.time() - started
     results["run"]["dask"] = run.to_dict()
     return results
 
 
-def _wait(futures: dict, run: DaskRun, fingerprint: str, total: int, done_images: dict,
+def _wait(futures: dict, run: DaskRun, fingerprint: str, total: int, done_images: dict, completed: set,
           progress: Progress | None, say: Say, local: bool) -> None:
-    """Collect the shards as they finish; the first bad input cancels the rest and is raised."""
+    """Collect the shards as they finish. The first bad input is raised, and whatever stops the wait
+    (bad input, Ctrl-C) cancels the shards not yet finished."""
+    remaining = dict(futures)
+    try:
+        while remaining:
+            for future in [f for f in remaining if f.done()]:
+                part = remaining.pop(future)
+                outcome = _outcome(future, part, run, fingerprint, local)
+                if outcome["resumed"]:
+                    run.resumed.append(part)
+                    say(f"dask: shard {part}/{run.shards} continued from its checkpoint "
+                        f"({outcome['resumed']} of {outcome['images']} images were done)")
+                completed.add(part)
+                done_images[part] = outcome["images"]
+            if progress:
+                progress(min(total, sum(done_images.values())), total)
+            if remaining:
+                time.sleep(0.2)
+    except BaseException:
+        for future in remaining:
+            future.cancel()
+        raise
+    run.resumed.sort()
+
+
+def _outcome(future, part: int, run: DaskRun, fingerprint: str, local: bool) -> dict:
+    """A finished shard's summary (compute_shard); its bad input, or a worker that saw other files, as
+    InputError."""
     from distributed import KilledWorker
 
-    remaining = dict(futures)
-    while remaining:
-        for future in [f for f in remaining if f.done()]:
-            part = remaining.pop(future)
-            try:
-                outcome = future.result()
-            except KilledWorker:
-                for other in remaining:
-                    other.cancel()
-                raise RuntimeError(f"shard {part}/{run.shards} took down its worker every time it ran "
-                                   "(out of memory? see the Dask workers' logs); the finished parts are kept: "
-                                   "run the same command again to continue") from None
-            if "error" in outcome:
-                for other in remaining:
-                    other.cancel()
-                message = outcome["error"]
-                if not local and "not found" in message:
-                    message += " (Dask workers read the inputs from the same paths as this machine: is the " \
-                               "file system shared?)"
-                raise InputError(f"shard {part}/{run.shards} on Dask worker {outcome['worker']}: {message}")
-            if outcome["fingerprint"] != fingerprint:
-                for other in remaining:
-                    other.cancel()
-                raise InputError(f"shard {part}/{run.shards} on Dask worker {outcome['worker']} saw another run "
-                                 "than this machine (other files at the same paths, or another reportgen version): "
-                                 "the workers must see the same files at the same paths, e.g. on a shared file "
-                                 "system, and run the same reportgen")
-            if outcome["resumed"]:
-                run.resumed.append(part)
-                say(f"dask: shard {part}/{run.shards} continued from its checkpoint "
-                    f"({outcome['resumed']} of {outcome['images']} images were done)")
-            done_images[part] = outcome["images"]
-        if progress:
-            progress(min(total, sum(done_images.values())), total)
-        if remaining:
-            time.sleep(0.2)
-    run.resumed.sort()
+    try:
+        outcome = future.result()
+    except KilledWorker:
+        raise RuntimeError(f"shard {part}/{run.shards} took down its worker every time it ran (out of memory? "
+                           "see the Dask workers' logs); the finished parts are kept: run the same command "
+                           "again to continue") from None
+    if "error" in outcome:
+        message = outcome["error"]
+        if not local and "not found" in message:
+            message += " (Dask workers read the inputs from the same paths as this machine: is the file system shared?)"
+        raise InputError(f"shard {part}/{run.shards} on Dask worker {outcome['worker']}: {message}")
+    if outcome["fingerprint"] != fingerprint:
+        raise InputError(f"shard {part}/{run.shards} on Dask worker {outcome['worker']} saw another run than this "
+                         "machine (other files at the same paths, or another reportgen version): the workers must "
+                         "see the same files at the same paths, e.g. on a shared file system, and run the same "
+                         "reportgen")
+    return outcome

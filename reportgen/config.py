@@ -141,6 +141,7 @@ method = "gradcam"                  # or hirescam, integrated-gradients, occlusi
 batch-size = 16
 # workers = 1                       # processes finding faces while the model runs [default: automatic]
 device = "cpu"                      # or "cuda", "mps"
+# dask = "local"                    # or "tcp://HOST:8786": run the shards on a Dask cluster (reportgen[dask])
 patches = 12                        # top patches shown per region
 out = "report.html"
 json = "results.json"
