@@ -157,7 +157,7 @@ def run(
     partial: Optional[Path] = typer.Option(None, help="Partial-results / checkpoint file [default: beside --out, e.g. report.partial.json].", rich_help_panel=RUNNING),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if an interrupted run left a checkpoint.", rich_help_panel=RUNNING),
     dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS|local", help="Run the shards on a Dask cluster and merge them here: a scheduler's address (tcp://host:8786), or local for one worker process per core (needs reportgen[dask]; docs/scaling.md).", rich_help_panel=RUNNING),
-    shards: Optional[int] = typer.Option(None, help="With --dask: how many shards [default: 2 per worker thread; an interrupted run's count when continuing it].", rich_help_panel=RUNNING),
+    shards: Optional[int] = typer.Option(None, help="With --dask: how many shards [default: 2 per worker thread, at least 32 images each; when continuing an interrupted run, its count].", rich_help_panel=RUNNING),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.", rich_help_panel=RUNNING),
 ):
     """Explain a model on a face dataset and write the HTML report (and optionally results.json)."""

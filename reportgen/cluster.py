@@ -113,18 +113,32 @@ def _cores() -> int:
 
 
 @contextmanager
+def local_cluster(workers: int):
+    """A distributed.LocalCluster of ``workers`` worker processes with one thread each (Dask's workers set
+    OMP_NUM_THREADS=1, so a shard's model runs on one core), set up for reportgen's shards."""
+    import dask
+
+    distributed = _import_distributed()
+    # Dask's nannies start their workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's
+    # sliding mmap threshold: every large tensor is then mapped and unmapped afresh. On the tutorial's
+    # shards that cost 30% more CPU (2.3 million page faults per worker instead of 0.6 million);
+    # None takes the variable out (docs/scaling.md says how to do the same for workers started by hand).
+    # Dask's own log lines (a worker restarted, a slow shutdown, a worker outliving a killed client)
+    # would break the console summary: what matters comes back as exceptions and shard outcomes. The
+    # dashboard (if bokeh is installed) takes a free port instead of warning that 8787 is taken.
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}), \
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster:
+        yield cluster
+
+
+@contextmanager
 def connect(address: str):
-    """A distributed.Client: to the scheduler at ``address``, or to a new LocalCluster for "local" (one
-    worker process per core, one thread each: a shard's model then runs on one core, as Dask's workers set
-    OMP_NUM_THREADS=1). Closes what it started."""
+    """A distributed.Client: to the scheduler at ``address``, or to a new local_cluster with one worker
+    process per core for "local". Closes what it started."""
     distributed = _import_distributed()
     if address == LOCAL:
-        # Dask's own log lines (a worker restarted, a slow shutdown, a worker outliving a killed client) would
-        # break the console summary: what matters comes back as exceptions and shard outcomes. The
-        # dashboard (if bokeh is installed) takes a free port instead of warning that 8787 is taken.
-        with distributed.LocalCluster(n_workers=_cores(), threads_per_worker=1, processes=True,
-                                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster, \
-                distributed.Client(cluster) as client:
+        with local_cluster(_cores()) as cluster, distributed.Client(cluster) as client:
             yield client
         return
     try:
@@ -305,6 +319,10 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
             except Exception:  # the connection may be gone; closing the client below is all that is left
                 pass
     results = merge_partials([part_path(folder, part, parts) for part in range(1, parts + 1)])
+    # The merged results describe the whole run: its options, not those of shard 1 (shard = "1/4", ...).
+    results["config"] = config.to_dict()
+    if results.get("manifest"):
+        results["manifest"]["options"] = config.to_dict()
     run.seconds = time.time() - started
     results["run"]["dask"] = run.to_dict()
     return results

@@ -2,7 +2,6 @@
 worker, and an interrupted run reuses its finished parts."""
 
 import json
-import logging
 import subprocess
 import sys
 
@@ -11,7 +10,7 @@ from typer.testing import CliRunner
 
 import reportgen
 from reportgen.cli import app
-from reportgen.cluster import default_shards, parts_folder, remove_parts, run_on_dask
+from reportgen.cluster import default_shards, local_cluster, parts_folder, remove_parts, run_on_dask
 from reportgen.config import make_config
 from reportgen.resources import samples_dir
 
@@ -64,11 +63,9 @@ def demo_subset(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def scheduler():
-    """A local Dask cluster of two worker processes (one thread each), shared by this module's tests."""
-    import distributed
-
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                  silence_logs=logging.ERROR) as cluster:
+    """A local Dask cluster of two worker processes (one thread each, as --dask local makes them), shared
+    by this module's tests."""
+    with local_cluster(2) as cluster:
         yield cluster.scheduler_address
 
 
@@ -122,6 +119,9 @@ def test_two_worker_processes_give_the_single_run_results(scheduler, single_run,
     assert {k: v for k, v in dask.items() if k != "seconds"} == {
         "scheduler": scheduler, "workers": 2, "threads": 2, "shards": 4, "reused": [], "resumed": []}
     assert not parts_folder(make_config(out=tmp_path / "report.html")).exists()  # removed once merged
+    # The options recorded are the run's, not those of the shard merged first.
+    assert sharded["config"]["shard"] is None and sharded["config"]["dask"] == scheduler
+    assert sharded["manifest"]["options"] == sharded["config"]
     json.dumps(sharded)
 
 
