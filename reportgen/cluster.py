@@ -33,7 +33,8 @@ from .errors import InputError
 LOCAL = "local"  # --dask local: a LocalCluster on this machine, one worker process per core
 # Default shard count: a few shards per worker thread, so a lost worker costs little and a slow one holds up
 # little; but a shard's set-up (loading the model, measuring its layers, the sanity check's randomised copy,
-# saving its part) costs about as much as 30 images of work on a CPU, so no shard gets fewer images than this.
+# saving its part) costs 1-2 CPU seconds, the work of 10 tutorial images (resnet18) or 35 of the demo's, so
+# no shard gets fewer images than this.
 SHARDS_PER_WORKER = 2
 MIN_IMAGES_PER_SHARD = 32
 RETRIES = 2  # a shard that raised (a hiccup of a shared disk, say) is tried again this often

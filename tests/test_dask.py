@@ -127,7 +127,7 @@ def test_two_worker_processes_give_the_single_run_results(scheduler, single_run,
 
 def test_default_shard_count_is_two_per_worker_thread_with_enough_images_each():
     assert default_shards(threads=2, images=128) == 4
-    assert default_shards(threads=2, images=120) == 3  # not 4 shards of 30: a shard's set-up costs ~30 images
+    assert default_shards(threads=2, images=120) == 3  # not 4 shards of 30: no shard under 32 images
     assert default_shards(threads=2, images=6) == 1
     assert default_shards(threads=16, images=100_000) == 32
 
