@@ -36,7 +36,7 @@ from reportgen import patches as patches_module
 from reportgen.analysis import analyze
 from reportgen.config import RunConfig, make_config
 from reportgen.regions import REGION_IDS
-from reportgen.report import _plotly_js, render_html, script_json
+from reportgen.report.render import plotly_js, render_html, script_json
 from reportgen.resources import samples_dir
 from reportgen.scores import region_scores
 
@@ -138,7 +138,7 @@ def measure(rows: int, work: Path) -> dict:
     html = render_html(results)
     render_seconds = time.time() - started
     page = len(html.encode("utf-8"))
-    plotly = len(_plotly_js().encode("utf-8"))
+    plotly = len(plotly_js().encode("utf-8"))
     embedded = len(str(script_json(results)).encode("utf-8"))
     kinds = {kind: _pictures(results.get(kind)) for kind in ("patches", "views", "examples", "browser")}
     figures = sum(len(part.split("</script>", 1)[0]) for part in html.split('<script type="application/json" id="figure-')[1:])

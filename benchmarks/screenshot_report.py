@@ -84,7 +84,11 @@ def main(argv: list[str] | None = None) -> int:
         if share:
             problems.append(f"modebar offers to send the chart away: {sorted(set(share))}")
 
-        # Hover and click a region on the map.
+        # Hover and click a region on the map. The viewport is made tall enough for the whole map section
+        # first: a full-page screenshot resizes the window, plotly then redraws and drops the hover label.
+        map_height = page.eval_on_selector("#map", "s => s.getBoundingClientRect().height")
+        page.set_viewport_size({"width": options.width, "height": max(900, int(map_height) + 40)})
+        page.wait_for_timeout(300)
         point = page.evaluate(REGION_POINT_JS, [options.region])
         if point is None:
             problems.append(f"region {options.region} not found on the region map")
@@ -110,9 +114,20 @@ def main(argv: list[str] | None = None) -> int:
             page.mouse.move(point["x"], viewport_y)
             page.wait_for_timeout(400)
             box = page.eval_on_selector("#map", "s => { const b = s.getBoundingClientRect(); "
-                                                 "return {x: b.left, y: b.top + window.scrollY, width: b.width, "
-                                                 "height: b.height}; }")
-            page.screenshot(path=f"{stem}-map.png", full_page=True, clip=box)
+                                                 "return {x: b.left, y: b.top, width: b.width, height: b.height}; }")
+            if box["y"] < 0 or box["y"] + box["height"] > page.viewport_size["height"]:
+                # bring the whole section into view, then hover again (scrolling moves the map under the mouse)
+                page.evaluate("(y) => window.scrollBy(0, y - 20)", box["y"])
+                point = page.evaluate(REGION_POINT_JS, [options.region])
+                viewport_y = point["y"] - page.evaluate("window.scrollY")
+                page.mouse.move(point["x"] - 1, viewport_y)
+                page.mouse.move(point["x"], viewport_y)
+                page.wait_for_timeout(400)
+                box = page.eval_on_selector("#map", "s => { const b = s.getBoundingClientRect(); "
+                                                     "return {x: b.left, y: b.top, width: b.width, height: b.height}; }")
+            page.screenshot(path=f"{stem}-map.png", clip=box)
+        page.set_viewport_size({"width": options.width, "height": 900})
+        page.wait_for_timeout(300)
 
         # A patch under the map opens its whole image, with the attention and the face regions.
         patch = page.query_selector("#region-detail button.patch-open")

@@ -7,9 +7,13 @@ Python API (the CLI only calls these)::
                                 model_file="model.py", weights="weights.pt", layer="layer4")
     reportgen.write_html(results, "report.html")
     reportgen.write_json(results, "results.json")
+
+In a notebook the model, the transform and the table of images may be objects instead of files:
+``reportgen.analyze(images="imgs", annotations=rows, target="task", model=net, transform=preprocess)``
+(see reportgen.run_inputs); the returned ``Results`` shows a summary when displayed.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it from here)
 
 
 def __getattr__(name):
@@ -26,4 +30,7 @@ def __getattr__(name):
     if name == "InputError":
         from .errors import InputError
         return InputError
+    if name == "Results":
+        from .results import Results
+        return Results
     raise AttributeError(name)

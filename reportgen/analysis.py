@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -22,29 +23,29 @@ from . import __version__
 from .attribution import BASELINES, METHODS, make_method
 from .checks import deletion_drops, randomised_copy, sample_rows, sanity_record
 from .config import RunConfig, make_config
-from .dataset import label_values, read_dataset
+from .dataset import label_values
 from .errors import InputError
+from .heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
 from .images import ImagePreparer, prepared_batches
 from .landmarks import LandmarkCache, default_cache_dir
 from .manifest import build_manifest
-from .method_settings import method_settings
-from .model import describe_layers, load_model, load_weights, pick_layer, use_channels_last
-from .preprocess import Preprocessing, build_transform, load_transform, measure_geometry
+from .methods import method_settings
+from .model import LayerInfo, describe_layers, pick_layer, use_channels_last
+from .preprocess import Preprocessing, measure_geometry
+from .privacy import machine_folders
 from .regions import REGION_IDS
+from .results import Results
+from .run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
 from .scores import bootstrap_weights, region_scores
 from .state import RunState, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
 
 
-def _preprocessing(config: RunConfig) -> Preprocessing:
-    if config.transform:
-        return load_transform(config.transform)
-    return build_transform(config.image_size, config.mean, config.std)
-
-
-def _input_size(preprocessing: Preprocessing) -> tuple[int, int]:
-    return measure_geometry(preprocessing, (256, 256)).input_size
+def _input_shape(preprocessing: Preprocessing) -> tuple[tuple[int, int], int]:
+    """((height, width), channels) of the model's input, as the transform makes it."""
+    geometry = measure_geometry(preprocessing, (256, 256))
+    return geometry.input_size, geometry.channels
 
 
 def _versions() -> dict:
@@ -57,52 +58,79 @@ def _versions() -> dict:
 
 
 def _check_device(device: str) -> torch.device:
+    """The torch device for --device; ``auto``: CUDA when available, else Apple's MPS, else the CPU."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps" if torch.backends.mps.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA GPU is available here; use --device cpu")
     if device == "mps" and not torch.backends.mps.is_available():
         raise InputError("--device mps: Apple's MPS is not available here; use --device cpu")
     if device not in ("cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise InputError(f"--device {device!r}: use cpu, cuda (or cuda:N) or mps")
+        raise InputError(f"--device {device!r}: use auto, cpu, cuda (or cuda:N) or mps")
     return torch.device(device)
 
 
-def run_context(config: RunConfig, dataset, layer, preprocessing: Preprocessing, input_size, device) -> dict:
+def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: Preprocessing, device,
+                inputs: RunInputs | None = None) -> dict:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
-    and a fingerprint of the inputs so that only matching partial states are resumed or merged."""
+    and a fingerprint of the inputs so that only matching partial states are resumed or merged.
+    ``inputs``: where the dataset, model and transform came from (files or objects, see run_inputs)."""
+    layer, head, input_size = setup.layer, setup.head, setup.input_size
+    shown = inputs.shown if inputs else {
+        "images": str(config.images), "annotations": str(config.annotations), "model_file": str(config.model_file),
+        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights)}
     run = {
-        "target": config.target, "target_class": config.target_class, "layer": layer.name,
-        "layer_source": "option" if config.layer else "default", "layer_type": layer.kind,
-        "layer_shape": list(layer.output_shape), "method": config.method, "baseline": config.baseline,
+        "target": config.target, "target_class": setup.target_class, "target_class_name": setup.target_class_name,
+        "head": head.kind, "head_detail": head.describe(), "head_source": head.source, "head_reason": head.reason,
+        "outputs": head.outputs, "classes": head.classes,
+        "class_names": list(head.class_names) if head.class_names else None,
+        "output": setup.output.description, "label_column": setup.label_column,
+        "layer": layer.name if layer else None,
+        "layer_source": "option" if config.layer else "default", "layer_type": layer.kind if layer else None,
+        "layer_shape": list(layer.output_shape) if layer else None,
+        "layer_grid": ([layer.layout.rows, layer.layout.columns] if layer and layer.layout else None),
+        "layer_layout": layer.layout.kind if layer and layer.layout else None,
+        "input_channels": setup.channels, "method": config.method, "baseline": config.baseline,
+        "task": "verification" if verifying(config) else "classification",
+        "pairs": bool(config.pairs), "reference": str(config.reference) if config.reference else None,
+        "threshold": config.threshold,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
         "method_settings": method_settings(tuple(input_size)),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
-        "images": str(config.images), "annotations": str(config.annotations),
-        "annotation_format": dataset.format, "model_file": str(config.model_file),
-        "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights),
+        "images": shown["images"], "annotations": shown["annotations"], "annotation_format": dataset.format,
+        "model_file": shown["model_file"], "model_name": shown["model_name"], "weights": shown["weights"],
         "transform": preprocessing.description, "input_size": list(input_size),
         "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
         "workers": config.workers, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    notes = []
+    notes = list(inputs.notes) if inputs else []
     if dataset.missing:
         notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
     versions = _versions()
-    manifest = build_manifest(config, versions)
+    manifest = build_manifest(config, versions, inputs=inputs.manifest if inputs else None)
+    # "machine": the folders that say whose machine this is, which the shared results leave out (privacy.py).
     return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes,
-            "fingerprint": run_fingerprint(config, manifest["inputs"]), "manifest": manifest}
+            "fingerprint": run_fingerprint(config, manifest["inputs"]), "manifest": manifest,
+            "machine": machine_folders()}
 
 
-# Options that do not change what is computed: outputs, batch size, where and how the run is spread.
+# Options that do not change what is computed: outputs, batch size, how paths are shown, where and how the
+# run is spread.
 NOT_FINGERPRINTED = ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device", "cache_dir",
-                     "no_cache", "checkpoint_seconds", "dask", "shards")
+                     "no_cache", "full_paths", "checkpoint_seconds", "dask", "shards")
 
 
 def run_fingerprint(config: RunConfig, inputs: dict) -> str:
-    """sha256 over the options that change the results and the sha256 of the input files (``inputs``:
-    manifest["inputs"]); only partial states with the same fingerprint are resumed or merged."""
+    """sha256 over the options that change the results and the input files (``inputs``: manifest["inputs"]);
+    only partial states with the same fingerprint are resumed or merged."""
     same_when = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
-    digests = {name: (entry or {}).get("sha256") for name, entry in inputs.items()}
+    # The manifest already holds the sha256 of the annotation, model, weights and transform files, and of the
+    # model's parameters (which is all there is to compare for a model given as an object).
+    digests = {name: (entry or {}).get("sha256") or (entry or {}).get("parameters_sha256") or (entry or {}).get("repr")
+               for name, entry in inputs.items()}
     return hashlib.sha256(json.dumps({"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
 
 
@@ -146,7 +174,7 @@ def choose_workers(requested: int | None) -> int:
 class _Rows(torch.utils.data.Dataset):
     """The rows of the dataset this run still has to process (a shard, or what a resumed run has left)."""
 
-    def __init__(self, preparer: ImagePreparer, indices: list[int]):
+    def __init__(self, preparer, indices: list[int]):
         self.preparer, self.indices = preparer, indices
 
     def __len__(self) -> int:
@@ -158,10 +186,15 @@ class _Rows(torch.utils.data.Dataset):
     prepare = __getitem__
 
 
-def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> dict:
-    """Run the whole analysis and return the results dict (docs/results.md).
+def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> Results:
+    """Run the whole analysis and return the results (docs/results.md): a dict that also shows itself
+    in Jupyter.
 
     Give a RunConfig, or the same options as keywords (``analyze(images=..., annotations=..., ...)``).
+    Inputs may be Python objects instead of files: ``model=`` a torch.nn.Module (with ``weights=`` a
+    state_dict file, or its own parameters), ``transform=`` a callable, ``images=`` a list of image
+    paths (no labels) or ``annotations=`` a table, as a list of row dicts or a dict of columns whose
+    first column holds image paths relative to ``images`` (see reportgen.run_inputs).
     ``progress(done, total)`` is called after every batch. Raises InputError for bad inputs before
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
@@ -169,24 +202,27 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
     (``resume=True``, the default) continues from it. With ``dask="local"`` or a scheduler's address the
     shards run on a Dask cluster and are merged here (``reportgen.cluster``).
     """
+    options, given = split_objects(options)
     config = config or make_config(**options)
     if config.dask:  # the shards run on a Dask cluster; this process merges them
         from .cluster import remove_parts, run_on_dask
 
+        if any(value is not None for value in vars(given).values()):
+            raise InputError("dask: the Dask workers load the inputs from files; give model_file=, transform=, "
+                             "images= (a folder) and annotations= (a file) rather than Python objects")
         results = run_on_dask(config, progress)
         remove_parts(config)
-        return results
-    state, context = run_analysis(config, progress)
-    return state.results(context)
+        return Results(results)
+    state, context = run_analysis(config, progress, given)
+    return Results(state.results(context))
 
 
-def run_analysis(config: RunConfig, progress: Progress | None = None):
-    """The analysis itself: returns (RunState, context), saving checkpoints on the way."""
+def run_analysis(config: RunConfig, progress: Progress | None = None, given: GivenObjects | None = None):
+    """The analysis itself: returns (RunState, context), saving checkpoints on the way. ``given``: inputs
+    passed as Python objects instead of files."""
     started = time.time()
     torch.manual_seed(0)  # the same inputs give the same results (methods with randomness draw from here)
-    for name in ("images", "annotations", "target", "model_file", "weights"):
-        if getattr(config, name) in (None, ""):
-            raise InputError(f"--{name.replace('_', '-')} is required")
+    require_inputs(config, given)
     if config.method not in METHODS:
         raise InputError(f"--method {config.method!r}: available methods are {', '.join(METHODS)}")
     if config.baseline not in BASELINES:
@@ -203,25 +239,28 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
     shard = parse_shard(config.shard)
     device = _check_device(config.device)
 
-    dataset = read_dataset(config.images, config.annotations,
-                           {**{column: "--protected" for column in config.protected}, config.target: "--target"})
-    true_labels = label_values(dataset, config.target)
-    model = load_model(config.model_file, config.model_var, config.model_class)
-    load_weights(model, config.weights)
-    model.eval()
-    preprocessing = _preprocessing(config)
-    input_size = _input_size(preprocessing)
-    layers = describe_layers(model, input_size)
-    layer = pick_layer(layers, config.layer)
-    outputs = layers_output_count(model, input_size)
-    if config.target_class is not None and not 0 <= config.target_class < outputs:
-        raise InputError(f"--target-class {config.target_class}: the model has {outputs} outputs "
-                         f"(classes 0 to {outputs - 1})")
-    model.to(device)
-    channels_last = use_channels_last(model, input_size, device)
-    explainer = Explainer(model, layer.name, config, device, sample_rows(len(dataset), config.check_images),
-                          channels_last)
-    context = run_context(config, dataset, layer, preprocessing, input_size, device)
+    if config.pairs and config.reference:
+        raise InputError("--pairs and --reference: give one; pairs compare the two images of each row, a reference "
+                         "photo is compared with every image")
+    inputs = resolve_inputs(config, given)  # from files or objects
+    dataset, true_labels, model, preprocessing = inputs.dataset, inputs.labels, inputs.model, inputs.preprocessing
+    setup = set_up_model(model, config, dataset, preprocessing)
+    if setup.label_column != config.target:
+        true_labels = label_values(dataset, setup.label_column)  # a multi-label model's explained attribute
+    # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
+    check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
+    if verifying(config):
+        from .verification import SimilarityModel, VerificationExplainer
+
+        explained = SimilarityModel(model, setup.output).to(device)
+        channels_last = use_channels_last(explained, setup.input_size, device, setup.channels, explained.embed)
+        explainer = VerificationExplainer(explained, setup, config, device, check_rows, channels_last)
+    else:
+        explained = ExplainedModel(model, setup.output, setup.head).to(device)
+        channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
+        explainer = Explainer(explained, setup, config, device, check_rows, channels_last)
+        explainer.attribute_labels = _attribute_labels(dataset, setup)
+    context = run_context(config, dataset, setup, preprocessing, device, inputs)
     context["run"]["channels_last"] = channels_last
 
     checkpoint = checkpoint_path(config)
@@ -233,30 +272,27 @@ def run_analysis(config: RunConfig, progress: Progress | None = None):
                 state = saved
         except InputError:
             state = None  # an unreadable checkpoint is only lost time, never a reason to stop
-    state = state or RunState(len(dataset), config.patches, config.bootstrap)
+    state = state or RunState(len(dataset), config.patches, config.bootstrap, images_per_row=2 if config.pairs else 1,
+                              threshold=config.threshold if verifying(config) else None)
     wanted = range(len(dataset)) if shard is None else range(shard[0] - 1, len(dataset), shard[1])
     todo = [i for i in wanted if not state.done[i]]
 
     cache = LandmarkCache(None if config.no_cache else (config.cache_dir or default_cache_dir()))
-    preparer = ImagePreparer(dataset, preprocessing, cache)
-    workers = choose_workers(config.workers)
+    preparer = explainer.preparer(ImagePreparer(dataset, preprocessing, cache), dataset)
+    workers = choose_workers(config.workers) if inputs.portable else 0  # see run_inputs.crosses_processes
     context["run"]["workers"] = workers
     total, done = len(wanted), len(wanted) - len(todo)
     last_save = time.time()
     seconds_before = state.seconds
     for prepared in prepared_batches(_Rows(preparer, todo), config.batch_size, workers):
-        state.detector_calls += sum(item.detected for item in prepared)
-        for item in prepared:
+        for item in explainer.images_in(prepared):
+            state.detector_calls += item.detected
             if item.face is not None:
                 state.detection[item.face.detection] += 1
                 state.several_faces += item.face.faces_found > 1
-            if item.failure:
-                state.add_failure(item.index, item.image, item.failure)
-            elif item.notes:
+            if item.notes and not item.failure:
                 state.add_notes(item.index, item.image, item.notes)
-        ready = [item for item in prepared if item.failure is None]
-        if ready:
-            explainer.explain(ready, state, dataset, true_labels)
+        explainer.explain_batch(prepared, state, dataset, true_labels)
         done += len(prepared)
         state.seconds = seconds_before + time.time() - started
         if checkpoint and time.time() - last_save > config.checkpoint_seconds and done < total:
@@ -275,28 +311,67 @@ class Explainer:
     """The model's side of a run: attribution maps for a batch of prepared images, their region scores,
     and the faithfulness and sanity checks for the images in the check sample."""
 
-    def __init__(self, model, layer_name: str, config: RunConfig, device, check_rows: set[int],
+    def __init__(self, model: ExplainedModel, setup: ModelSetup, config: RunConfig, device, check_rows: set[int],
                  channels_last: bool = False):
-        self.model, self.config, self.device, self.check_rows = model, config, device, check_rows
+        self.model, self.setup, self.config, self.device, self.check_rows = model, setup, config, device, check_rows
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.layer_name = layer_name
         self.method = self._method(model)
         self._randomised = None  # the sanity check's model, made when first needed
+        # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
+        self.attribute_labels: np.ndarray | None = None
 
-    def _method(self, model):
-        return make_method(self.config.method, model, dict(model.named_modules())[self.layer_name],
-                           baseline=self.config.baseline, samples=self.config.samples)
+    def _method(self, model: ExplainedModel):
+        layer = self.setup.layer
+        module = dict(model.model.named_modules())[layer.name] if layer else None
+        return make_method(self.config.method, model, module, baseline=self.config.baseline,
+                           samples=self.config.samples, layout=layer.layout if layer else None)
 
-    def explain(self, ready, state: RunState, dataset, true_labels) -> None:
-        """Score one batch of prepared images and add them to the state."""
-        config = self.config
+    def preparer(self, images: ImagePreparer, dataset):
+        """What prepares one row of the dataset: here the row's image (a verification run: its pair)."""
+        return images
+
+    def images_in(self, prepared: list) -> list:
+        """The prepared images of a batch of prepared rows (for the face-finding counts and notes)."""
+        return prepared
+
+    def explain_batch(self, prepared: list, state: RunState, dataset, true_labels) -> None:
+        """Everything the model does for one prepared batch: here, explain the images whose face was found
+        (a verification run also measures every pair's similarity; see verification.VerificationExplainer)."""
+        for item in prepared:
+            if item.failure:
+                state.add_failure(item.index, item.image, item.failure)
+        ready = [item for item in prepared if item.failure is None]
+        if ready:
+            self.explain(ready, state, dataset, true_labels)
+
+    def targets_for(self, scores: torch.Tensor) -> torch.Tensor:
+        """(B,) the class explained for each image: ``--target-class``, else the predicted class."""
+        explained = self.setup.target_class
+        return scores.argmax(1) if explained is None else torch.full((len(scores),), explained, dtype=torch.long)
+
+    def outcomes(self, ready: list, scores: torch.Tensor) -> list[dict]:
+        """Per image, what the report says of the model's answer: the prediction and its probability."""
+        predictions, confidence = self.setup.head.predictions(scores, self.setup.target_class)
+        return [{"prediction": int(p), "probability": round(float(c), 4)} for p, c in zip(predictions, confidence)]
+
+    def groups_of(self, item, dataset, label) -> dict[str, str]:
+        """The image's value in each group column (``--protected``)."""
+        return {column: dataset.columns[column][item.index] for column in self.config.protected}
+
+    def nothing_for(self, target: int) -> str:
+        return f"no evidence for class {target} with {self.config.method}"
+
+    def explain(self, ready, state: RunState, dataset, true_labels, extra: tuple = ()) -> None:
+        """Score one batch of prepared images and add them to the state. ``extra``: more per-image inputs of
+        the model (a verification model's partner embeddings), aligned with ``ready``."""
+        config, head = self.config, self.setup.head
         batch = torch.stack([item.tensor for item in ready]).to(self.device).contiguous(
             memory_format=self.memory_format)
         regions = torch.from_numpy(np.stack([item.labels for item in ready]).astype(np.int64))
-        explanation, logits = _explain(self.model, self.method, batch, regions, config.target_class)
-        probabilities = torch.softmax(logits, 1)
-        predictions = probabilities.argmax(1)
-        targets = predictions if config.target_class is None else torch.full_like(predictions, config.target_class)
+        explanation, scores_out = _explain(self.model, self.method, batch, regions, self.setup.target_class,
+                                           extra=extra)
+        targets = self.targets_for(scores_out)
+        outcomes = self.outcomes(ready, scores_out)
         checked = []  # (position in batch, row, scores) of images in the check sample
         for j, item in enumerate(ready):
             attribution = explanation.maps[j].numpy().astype(np.float64)
@@ -304,61 +379,148 @@ class Explainer:
             scores = region_scores(attribution, item.labels, effects)
             if scores is None:
                 state.add_failure(item.index, item.image, f"the attribution map is zero everywhere "
-                                  f"(no evidence for class {int(targets[j])} with {config.method})")
+                                  f"({self.nothing_for(int(targets[j]))})")
                 continue
-            prediction, label = int(predictions[j]), true_labels[item.index]
-            info = {"image": item.image, "label": None if label is None else str(label),
-                    "prediction": prediction, "probability": round(float(probabilities[j, prediction]), 4)}
-            groups = {column: dataset.columns[column][item.index] for column in config.protected}
-            weights = bootstrap_weights(item.index, config.bootstrap) if config.bootstrap else None
+            label = true_labels[item.index]
+            info = {"image": item.image, "label": None if label is None else str(label), **outcomes[j]}
+            groups = self.groups_of(item, dataset, label)
+            weights = bootstrap_weights(self.bootstrap_row(item), config.bootstrap) if config.bootstrap else None
             state.add_image(item.index, scores, attribution, item.landmarks, item.labels, groups, info, label,
-                            item.seen, weights)
+                            item.seen, weights, self.partner_picture(item, ready, explanation.maps))
+            if self.attribute_labels is not None:
+                state.add_attributes(self.attribute_labels[item.index],
+                                     head.attribute_predictions(scores_out[j:j + 1])[0].numpy())
             if item.index in self.check_rows and np.isfinite(scores["density"]).any():
                 checked.append((j, item.index, scores))  # (an image with nothing to share out has no top region)
         if checked:
             positions, rows, scores = zip(*checked)
-            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state)
+            probabilities = self.model.probabilities(batch, *extra) if extra else head.probabilities(scores_out)
+            self._check(list(positions), list(rows), scores, batch, targets, regions, probabilities, state,
+                        extra=extra)
 
-    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState) -> None:
+    def partner_picture(self, item, ready: list, maps: torch.Tensor) -> tuple | None:
+        """The picture an image is shown beside (face verification: its pair's other image); None here."""
+        return None
+
+    def bootstrap_row(self, item) -> int:
+        """The number that seeds the image's bootstrap weights: its dataset row."""
+        return item.index
+
+    def _check(self, positions, rows, scores, batch, targets, regions, probabilities, state: RunState,
+               extra: tuple = ()) -> None:
         """Faithfulness (region deletion) and sanity (randomised weights) for the sampled images: their
         positions in the batch, their dataset rows and their region scores."""
         count = len(REGION_IDS)
         picked = torch.tensor(positions)
         inputs, wanted, labels = batch[picked], targets[picked].to(batch.device), regions[picked]
+        extra = tuple(tensor[picked.to(tensor.device)] for tensor in extra)
         densities = np.stack([s["density"][:count] for s in scores])
         areas = np.stack([s["area"][:count] for s in scores])
         state.faithfulness += deletion_drops(self.model, inputs, wanted, labels, densities, areas, rows,
-                                             self.config.baseline, probabilities[picked])
+                                             self.config.baseline, probabilities[picked], extra)
         if self._randomised is None:
             self._randomised = self._method(randomised_copy(self.model))
-        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted)
+        randomised, _ = _explain(self._randomised.model, self._randomised, inputs, labels, None, wanted, extra)
         for k, row in enumerate(rows):
             effects = None if randomised.effects is None else randomised.effects[k].numpy()
             other = region_scores(randomised.maps[k].numpy().astype(np.float64), labels[k].numpy(), effects)
             state.sanity.append(sanity_record(row, densities[k], None if other is None else other["density"][:count]))
 
 
-def layers_output_count(model: torch.nn.Module, input_size: tuple[int, int]) -> int:
-    """How many classes the model outputs (the size of its last dimension)."""
-    with torch.no_grad():
-        output = model(torch.zeros(1, 3, *input_size))
-    if not isinstance(output, torch.Tensor) or output.ndim != 2:
-        raise InputError(f"the model's output has shape {tuple(getattr(output, 'shape', ()))}; "
-                         "reportgen needs class scores of shape (batch, classes)")
-    return int(output.shape[1])
+@dataclass
+class ModelSetup:
+    """What was decided about the model before any image: its input, which output and head read it, which
+    class is explained, which layer the layer methods use, and which annotation column holds true labels."""
+
+    input_size: tuple[int, int]  # model-input (height, width)
+    channels: int  # model-input channels (3 RGB, 1 grayscale...)
+    output: OutputChoice
+    head: Head
+    target_class: int | None  # None: each image's predicted class
+    layer: LayerInfo | None  # None only for methods that need no layer, on a model with no grid layer
+    label_column: str  # the true labels of the explained class (--target, or a multi-label model's attribute)
+
+    @property
+    def target_class_name(self) -> str | None:
+        names = self.head.class_names
+        return names[self.target_class] if names and self.target_class is not None else None
+
+
+def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessing: Preprocessing) -> ModelSetup:
+    """Probe the model once to decide its output, head, class and layer (``ModelSetup``); InputError for a
+    model whose output cannot be read as class scores, a class it does not have, or a layer that cannot
+    be explained."""
+    geometry = measure_geometry(preprocessing, (256, 256))
+    input_size, channels = geometry.input_size, geometry.channels
+    try:
+        with torch.no_grad():
+            raw = model(torch.zeros(1, channels, *input_size))
+    except Exception as error:
+        kind = "RGB" if channels == 3 else f"{channels}-channel"
+        raise InputError(f"--model-file {config.model_file}: the model fails on a {input_size[0]}x{input_size[1]} "
+                         f"{kind} input (the transform's output): {type(error).__name__}: {error}; check the "
+                         "transform's image size and channels (--transform or --image-size) against the input the "
+                         "model was built for") from None
+    output = choose_output(raw, config.output)
+    label_column = config.target
+    if verifying(config):
+        from .verification import similarity_head
+
+        head, target_class = similarity_head(raw, output, config)
+    else:
+        scores = output.pick(raw)
+        if scores.ndim not in (1, 2):
+            raise InputError(f"the model's output ({output.description}) has shape {tuple(scores.shape)} for one "
+                             "image; reportgen needs class scores of shape (batch, classes)"
+                             + ("; pick another element with --output" if output.key is not None else ""))
+        outputs = 1 if scores.ndim == 1 else int(scores.shape[1])
+        head = choose_head(config.head, outputs, dataset.format, list(dataset.columns))
+        target_class = resolve_target_class(config.target_class, head, config.target)
+        if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
+            label_column = head.class_names[target_class]  # the explained attribute's own column
+    layers = describe_layers(model, input_size, channels, output)
+    needs_layer = METHODS[config.method].about.needs_layer
+    try:
+        layer = pick_layer(layers, config.layer)
+    except InputError:
+        if needs_layer or config.layer:
+            raise
+        layer = None  # integrated gradients, occlusion and region ablation work on the input
+    return ModelSetup(input_size, channels, output, head, target_class, layer, label_column)
+
+
+def verifying(config: RunConfig) -> bool:
+    """A face-verification run: image pairs (--pairs) or a reference photo (--reference)."""
+    return bool(config.pairs or config.reference)
+
+
+def _attribute_labels(dataset, setup: ModelSetup) -> np.ndarray | None:
+    """(images, outputs) true 0/1 value of every attribute of a multi-label model whose outputs are named by
+    the annotation's columns; -1 where unlabelled. None for other heads."""
+    names = setup.head.class_names
+    if not setup.head.multi_label or not names or not all(name in dataset.columns for name in names):
+        return None
+    labels = np.full((len(dataset), len(names)), -1, dtype=np.int8)
+    for k, name in enumerate(names):
+        try:
+            values = label_values(dataset, name)
+        except InputError:
+            continue  # a column that is not 0/1: its accuracy is not computed
+        labels[:, k] = [-1 if v is None or v not in (0, 1) else v for v in values]
+    return labels
 
 
 def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_class: int | None,
-             targets: torch.Tensor | None = None):
+             targets: torch.Tensor | None = None, extra: tuple = ()):
     """(Explanation with maps (B, H, W) on the CPU, the model's logits (B, K) on the CPU), in as few
     passes as possible. Targets: ``targets`` if given, else ``target_class``, else each image's prediction."""
     if (targets is None and target_class is None) or not method.single_forward:
         with torch.no_grad():
-            logits = model(batch)
+            logits = model(batch, *extra)
         if targets is None:
             targets = logits.argmax(1) if target_class is None else torch.full(
                 (len(batch),), target_class, dtype=torch.long, device=batch.device)
-        explanation = method.attribute(batch, targets, regions)
+        explanation = method.attribute(batch, targets, regions, extra)
     else:
         if targets is None:
             targets = torch.full((len(batch),), target_class, dtype=torch.long, device=batch.device)
@@ -369,7 +531,7 @@ def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_c
 
         handle = model.register_forward_hook(keep_logits)
         try:
-            explanation = method.attribute(batch, targets, regions)
+            explanation = method.attribute(batch, targets, regions, extra)
         finally:
             handle.remove()
         logits = captured["logits"]

@@ -1,12 +1,13 @@
 """Attribution methods: a batch of model inputs in, one non-negative map per image out.
 
 Every method has the same shape (as in captum):
-``Method(model, layer, options).attribute(inputs, targets, regions)`` returns an ``Explanation``
+``Method(model, layer, options).attribute(inputs, targets, regions, extra)`` returns an ``Explanation``
 whose ``maps`` are a float tensor (B, H, W) in model-input pixels, non-negative, so nothing downstream
 needs to know which method ran. ``regions`` is the (B, H, W) region label image of each input
 (indices into ``REGION_IDS``); only ``region-ablation`` uses it. Methods that measure regions directly
 also give ``effects``: (B, R) signed changes of the class probability per region (NaN where the image
-does not show the region).
+does not show the region). ``extra``: more per-image inputs of the model's forward, aligned with ``inputs``
+(a verification model's fixed partner embeddings), passed on as captum's ``additional_forward_args``.
 
 Which method answers what:
   gradcam               where the chosen layer's features that support the class are (coarse: the
@@ -33,10 +34,12 @@ from captum.attr import (FeatureAblation, IntegratedGradients, LayerAttribution,
                          LayerGradientXActivation, Occlusion, ShapleyValueSampling)
 from torchvision.transforms.functional import gaussian_blur
 
-from .method_settings import EFFECT_FLOOR, IG_STEPS, method_settings
+from . import methods
+from .layer_grid import GridLayout, grid_view
+from .methods import EFFECT_FLOOR, IG_STEPS, method_settings
 from .regions import REGION_IDS
 
-BASELINES = ("mean", "blur")
+BASELINES = tuple(methods.BASELINES)
 
 
 @dataclass
@@ -60,6 +63,11 @@ def baseline_images(inputs: torch.Tensor, kind: str) -> torch.Tensor:
     return gaussian_blur(inputs, [kernel, kernel], [sigma, sigma])
 
 
+def _args(extra: tuple) -> tuple | None:
+    """captum's ``additional_forward_args``: None when the model takes the images alone."""
+    return tuple(extra) if extra else None
+
+
 def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     maps = LayerAttribution.interpolate(maps, tuple(size), interpolate_mode="bilinear")
     # Bilinear upsampling of non-negative values stays non-negative, but clamp rounding noise.
@@ -67,19 +75,24 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
 
 
 class Method:
-    """Common options. ``needs_layer``: whether ``--layer`` matters for this method."""
+    """Common options. ``about``: the method's entry in ``reportgen.methods`` (id, name, needs_layer...)."""
 
-    name = ""
-    needs_layer = True
+    about: methods.Method
     single_forward = False  # one forward pass of the inputs themselves (its logits can be reused)
-    units = "share of the attribution map"
 
     def __init__(self, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",
-                 samples: int = 0):
+                 samples: int = 0, layout: GridLayout | None = None):
         self.model, self.layer, self.baseline, self.samples = model, layer, baseline, samples
+        self.layout = layout  # how the layer's output reads as a grid (tokens, channels-last); None: conv
+
+    def probabilities(self, inputs: torch.Tensor, *extra) -> torch.Tensor:
+        """(B, classes) class probabilities as the model's head defines them (softmax or sigmoid)."""
+        if hasattr(self.model, "probabilities"):
+            return self.model.probabilities(inputs, *extra)
+        return torch.softmax(self.model(inputs, *extra), 1)
 
     def attribute(self, inputs: torch.Tensor, targets: torch.Tensor,
-                  regions: torch.Tensor | None = None) -> Explanation:
+                  regions: torch.Tensor | None = None, extra: tuple = ()) -> Explanation:
         raise NotImplementedError
 
 
@@ -92,11 +105,13 @@ class GradCAM(Method):
     ResNet's layer4 at 224 px), so small regions borrow attention from their neighbours.
     """
 
-    name = "gradcam"
+    about = methods.METHODS["gradcam"]
     single_forward = True
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
-        maps = LayerGradCam(self.model, self.layer).attribute(inputs, target=targets, relu_attributions=True)
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
+        with grid_view(self.layer, self.layout) as layer:
+            maps = LayerGradCam(self.model, layer).attribute(inputs, target=targets, relu_attributions=True,
+                                                      additional_forward_args=_args(extra))
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
 
@@ -106,11 +121,13 @@ class HiResCAM(Method):
     grid first, so a cell gets credit only for its own contribution (provably so for models that end
     in global average pooling + one linear layer, like ResNets)."""
 
-    name = "hirescam"
+    about = methods.METHODS["hirescam"]
     single_forward = True
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
-        products = LayerGradientXActivation(self.model, self.layer).attribute(inputs, target=targets)
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
+        with grid_view(self.layer, self.layout) as layer:
+            products = LayerGradientXActivation(self.model, layer).attribute(inputs, target=targets,
+                                                                             additional_forward_args=_args(extra))
         maps = products.sum(1, keepdim=True).clamp_min(0)
         return Explanation(_upsample(maps, inputs.shape[-2:]))
 
@@ -119,13 +136,13 @@ class IntegratedGradientsMethod(Method):
     """Integrated gradients from the baseline image to the input (``IG_STEPS`` steps); the map is the
     magnitude summed over colour channels (a pixel that matters either way counts)."""
 
-    name = "integrated-gradients"
-    needs_layer = False
+    about = methods.METHODS["integrated-gradients"]
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         method = IntegratedGradients(self.model)
         values = method.attribute(inputs, baselines=baseline_images(inputs, self.baseline), target=targets,
-                                  n_steps=IG_STEPS, internal_batch_size=max(len(inputs), 16))
+                                  n_steps=IG_STEPS, internal_batch_size=max(len(inputs), 16),
+                                  additional_forward_args=_args(extra))
         return Explanation(values.abs().sum(1).detach())
 
 
@@ -135,16 +152,15 @@ class OcclusionMethod(Method):
     replaced by the baseline image; each pixel gets the mean drop of the class score over the windows
     that covered it. Only drops count (ReLU): covering that area lowered the score."""
 
-    name = "occlusion"
-    needs_layer = False
-    units = "share of the class-score drop under occlusion"
+    about = methods.METHODS["occlusion"]
 
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         settings = method_settings(tuple(inputs.shape[-2:]))
         side, stride = settings["occlusion_window"], settings["occlusion_stride"]
         values = Occlusion(self.model).attribute(
             inputs, sliding_window_shapes=(inputs.shape[1], side, side), strides=(inputs.shape[1], stride, stride),
-            baselines=baseline_images(inputs, self.baseline), target=targets, perturbations_per_eval=4)
+            baselines=baseline_images(inputs, self.baseline), target=targets, perturbations_per_eval=4,
+            additional_forward_args=_args(extra))
         # The drop is the same in every channel of a window: one channel is the map.
         return Explanation(values[:, 0].detach().clamp_min(0))
 
@@ -155,25 +171,21 @@ class RegionAblation(Method):
     permutations). The effect of a region is the drop of the class probability; the map paints every
     pixel of a region with that region's drop (ReLU), so the region's density ranks regions by effect."""
 
-    name = "region-ablation"
-    needs_layer = False
-    units = "drop of the class probability when the region is replaced"
+    about = methods.METHODS["region-ablation"]
 
-    def _probability(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(inputs), 1)
-
-    def attribute(self, inputs, targets, regions=None) -> Explanation:
+    def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
         if regions is None:
             raise ValueError("region-ablation needs each image's region label image")
         mask = regions.to(inputs.device).long()[:, None]  # (B, 1, H, W): broadcast over colour channels
         baselines = baseline_images(inputs, self.baseline)
         if self.samples > 0:
-            values = ShapleyValueSampling(self._probability).attribute(
+            values = ShapleyValueSampling(self.probabilities).attribute(
                 inputs, baselines=baselines, target=targets, feature_mask=mask, n_samples=self.samples,
-                perturbations_per_eval=4)
+                perturbations_per_eval=4, additional_forward_args=_args(extra))
         else:
-            values = FeatureAblation(self._probability).attribute(
-                inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4)
+            values = FeatureAblation(self.probabilities).attribute(
+                inputs, baselines=baselines, target=targets, feature_mask=mask, perturbations_per_eval=4,
+                additional_forward_args=_args(extra))
         values = values[:, 0].detach()  # (B, H, W): each pixel holds its region's effect
         # Every pixel of a region holds the same value, so scattering pixels onto their region ids leaves
         # each region's effect (NaN for regions the image does not show).
@@ -184,10 +196,12 @@ class RegionAblation(Method):
         return Explanation(torch.where(values >= EFFECT_FLOOR, values, torch.zeros_like(values)), effects)
 
 
-METHODS = {method.name: method for method in
+METHODS = {method.about.id: method for method in
            (GradCAM, HiResCAM, IntegratedGradientsMethod, OcclusionMethod, RegionAblation)}
 
 
 def make_method(name: str, model: torch.nn.Module, layer: torch.nn.Module | None, baseline: str = "mean",
-                samples: int = 0) -> Method:
-    return METHODS[name](model, layer, baseline=baseline, samples=samples)
+                samples: int = 0, layout: GridLayout | None = None) -> Method:
+    """Method ``name`` on ``model`` (whose forward returns class scores, e.g. ``heads.ExplainedModel``);
+    ``layer``/``layout``: the module the layer methods explain and how its output reads as a grid."""
+    return METHODS[name](model, layer, baseline=baseline, samples=samples, layout=layout)

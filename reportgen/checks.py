@@ -77,7 +77,7 @@ def _other_region(areas: np.ndarray, top: int, rng: np.random.Generator) -> int 
 
 def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.Tensor, regions: torch.Tensor,
                    densities: np.ndarray, areas: np.ndarray, rows: list[int], baseline: str,
-                   probabilities: torch.Tensor | None = None) -> list[dict]:
+                   probabilities: torch.Tensor | None = None, extra: tuple = ()) -> list[dict]:
     """For each image: top region by density, a random region of similar area, and the class
     probability drop when each is replaced by the baseline. densities/areas: (B, R) per image;
     probabilities: the model's (B, K) class probabilities for ``inputs`` when already known."""
@@ -94,11 +94,16 @@ def deletion_drops(model: torch.nn.Module, inputs: torch.Tensor, targets: torch.
         for region in (top, other if other is not None else top):
             mask = (regions[j] == region)[None]
             deleted.append(torch.where(mask, filler[j], inputs[j]))
+    twice = tuple(tensor.repeat_interleave(2, dim=0) for tensor in extra)  # each image is deleted twice
+
+    def probability(batch, *more):  # the model's head decides: softmax, or each class's own sigmoid
+        return model.probabilities(batch, *more) if hasattr(model, "probabilities") else torch.softmax(model(batch), 1)
+
     with torch.no_grad():
         if probabilities is None:
-            probabilities = torch.softmax(model(inputs), 1)
+            probabilities = probability(inputs, *extra)
         before = probabilities.to(targets.device).gather(1, targets[:, None])[:, 0].cpu()
-        after = torch.softmax(model(torch.stack(deleted)), 1).cpu()
+        after = probability(torch.stack(deleted), *twice).cpu()
     records = []
     for j, (row, (top, other)) in enumerate(zip(rows, plans)):
         target = int(targets[j])

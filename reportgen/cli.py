@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 from rich.console import Console
 
+from .config import RunConfig
 from .errors import InputError
+from .methods import BASELINES, METHODS
+from .report.format import points_text
 
 app = typer.Typer(
     help="Find the face regions that drive a vision model's decisions; write one self-contained HTML report.",
@@ -22,6 +26,29 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
+# RunConfig holds the option defaults and reportgen.methods the methods: the help texts quote both.
+DEFAULT = RunConfig()
+METHOD_HELP = ("; ".join(f"{m.id}: {m.summary}" for m in METHODS.values())
+               + f" (see docs/methods.md) [default: {DEFAULT.method}].")
+BASELINE_HELP = ("What replaces a removed region or window ("
+                 + ", ".join([m.id for m in METHODS.values() if m.uses_baseline] + ["deletion check"]) + "): "
+                 + " or ".join(f"{key} ({words})" for key, words in BASELINES.items()) + f" [default: {DEFAULT.baseline}].")
+
+
+def _version(show: bool):
+    if show:
+        from . import __version__
+
+        out.print(f"reportgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print reportgen's version and exit."),
+):
+    """Find the face regions that drive a vision model's decisions; write one self-contained HTML report."""
 
 
 def _fail(message: str, code: int = 2):
@@ -92,9 +119,7 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     _guarded(write, debug)
     counts, run = results["counts"], results["run"]
     top = results["regions"][0] if results["regions"] and results["regions"][0]["density"] is not None else None
-    layer_note = " (default: last layer with a spatial output)" if run["layer_source"] == "default" else ""
-    out.print(f"layer: {run['layer']}{layer_note}; method: {run['method']}; class: "
-              f"{'predicted' if run['target_class'] is None else run['target_class']}")
+    out.print(_explained_line(run))
     if top:
         out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
     checks = _checks_line(results.get("faithfulness"), results.get("sanity"))
@@ -103,11 +128,53 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     outputs = str(config.out) + (f" and {config.json}" if config.json else "")
     out.print(f"[green]wrote[/] {outputs}: {counts['images']} images, {counts['aligned']} aligned, "
               f"{counts['failed']} failed, in {time.time() - started:.1f} s")
+    if not counts.get("scored", counts.get("aligned")):
+        _fail(nothing_scored(results), 1)
 
 
-def _points(fraction: float) -> str:
-    text = f"{100 * fraction:.0f}"
-    return "0" if text == "-0" else text
+def _explained_line(run: dict) -> str:
+    """What was explained, in one line: layer (or input), method, head, output and class."""
+    where = (f"layer: {run['layer']}" + (" (default: last layer with a grid over the image"
+                                         + (f", {_grid(run)}" if _grid(run) else "") + ")"
+                                         if run.get("layer_source") == "default" else "")) if run.get("layer") else "input"
+    if run.get("target_class") is None:
+        what = "predicted"
+    else:
+        what = str(run["target_class"]) + (f" ({run['target_class_name']})" if run.get("target_class_name") else "")
+    head = run.get("head") or "softmax"
+    head_source = " (automatic)" if run.get("head_source") == "automatic" else ""
+    line = f"{where}; method: {run['method']}; head: {head}{head_source}; class: {what}; device: {run.get('device')}"
+    if run.get("output") and run["output"] != "the model's output":
+        line += f"; scores: {run['output']}"
+    return line
+
+
+def _grid(run: dict) -> str:
+    grid, layout = run.get("layer_grid"), run.get("layer_layout")
+    if not grid:
+        return ""
+    text = f"{grid[0]}x{grid[1]}"
+    return text + (" tokens" if layout == "tokens" else " channels-last" if layout == "channels-last" else "")
+
+
+def nothing_scored(results: dict) -> str:
+    """Why a run scored no image, and what to try, in one line."""
+    reasons = Counter(f.get("reason", "") for f in results.get("failures") or [])
+    if not reasons:
+        return "no image could be scored (the annotation file lists none that could be analysed)"
+    reason, count = reasons.most_common(1)[0]
+    total = sum(reasons.values())
+    run = results.get("run") or {}
+    if "attribution map is zero" in reason:
+        hint = ("try another --layer (run 'reportgen layers' to list them) or another --method, e.g. "
+                "integrated-gradients or region-ablation" if run.get("layer") else "try another --method")
+        if run.get("target_class") is not None:
+            hint += f", or check --target-class {run['target_class']}"
+        return f"no image could be scored: every attribution map was zero ({count} of {total}); {hint}"
+    if reason == "no face found":
+        return (f"no image could be scored: no face was found in {count} of {total} images; check that the images "
+                "show faces, large enough to see (the report lists every image and why)")
+    return f"no image could be scored; most common reason ({count} of {total}): {reason}"
 
 
 def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
@@ -116,7 +183,7 @@ def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
     if faithfulness:
         verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
         parts.append(f"deletion check {verdict} (class probability drop: top region "
-                     f"{_points(faithfulness['top_drop'])} points, random region {_points(faithfulness['random_drop'])})")
+                     f"{points_text(faithfulness['top_drop'])} points, random region {points_text(faithfulness['random_drop'])})")
     if sanity and sanity.get("rank_correlation") is not None:
         verdict = {"failed": "[red]FAILED[/]", "doubtful": "[yellow]doubtful[/]"}.get(sanity["verdict"], sanity["verdict"])
         parts.append(f"sanity check {verdict} (rank correlation with a randomised model {sanity['rank_correlation']:.2f})")
@@ -129,28 +196,34 @@ def run(
     annotations: Optional[Path] = typer.Option(None, help="CSV with a header (first column: image path) or CelebA list_attr_celeba.txt.", rich_help_panel=DATA),
     target: Optional[str] = typer.Option(None, help="Annotation column with the true label (class numbers; CelebA -1/1 reads as 0/1).", rich_help_panel=DATA),
     protected: Optional[List[str]] = typer.Option(None, help="Group column to compare (repeatable), e.g. a protected attribute or Eyeglasses.", rich_help_panel=DATA),
+    pairs: bool = typer.Option(False, "--pairs", help="Face verification: the annotation rows are image pairs (MAI-BIAS ImagePairs: img1,img2,is_same,race...); each pair's similarity is explained on both images.", rich_help_panel=DATA),
+    reference: Optional[Path] = typer.Option(None, help="Face verification: explain every image's similarity to this one reference photo (e.g. an ID photo against selfies).", rich_help_panel=DATA),
+    threshold: Optional[float] = typer.Option(None, help="Face verification: cosine similarity at or above which two faces count as the same person [default: the threshold with the best accuracy on the data, stated in the report].", rich_help_panel=EXPLAIN),
     model_file: Optional[Path] = typer.Option(None, help="Python file that builds the architecture (runs as code: trusted files only).", rich_help_panel=MODEL),
     model_var: Optional[str] = typer.Option(None, help="Variable in the model file holding the model [default: model].", rich_help_panel=MODEL),
     model_class: Optional[str] = typer.Option(None, help="Or: a class in the model file, built with no arguments.", rich_help_panel=MODEL),
     weights: Optional[Path] = typer.Option(None, help="state_dict file (torch.save(model.state_dict())); loaded with weights_only=True.", rich_help_panel=MODEL),
     transform: Optional[Path] = typer.Option(None, help="Python file assigning a torchvision `transform` (else --image-size/--mean/--std).", rich_help_panel=MODEL),
-    image_size: Optional[int] = typer.Option(None, help="Without --transform: resize to this square size [default: 224].", rich_help_panel=MODEL),
-    mean: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation mean, three values [default: ImageNet].", rich_help_panel=MODEL),
-    std: Optional[List[float]] = typer.Option(None, help="Without --transform: normalisation std, three values [default: ImageNet].", rich_help_panel=MODEL),
-    layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: last layer with a spatial output].", rich_help_panel=EXPLAIN),
-    target_class: Optional[int] = typer.Option(None, help="Class index to explain [default: each image's predicted class].", rich_help_panel=EXPLAIN),
-    method: Optional[str] = typer.Option(None, help="gradcam, hirescam, integrated-gradients, occlusion or region-ablation (see docs/methods.md) [default: gradcam].", rich_help_panel=EXPLAIN),
-    baseline: Optional[str] = typer.Option(None, help="What replaces a removed region or window (occlusion, region-ablation, integrated-gradients, deletion check): mean (the mean colour) or blur [default: mean].", rich_help_panel=EXPLAIN),
-    samples: Optional[int] = typer.Option(None, help="region-ablation: Shapley values from N random region orders instead of one region at a time [default: 0].", rich_help_panel=EXPLAIN),
-    bootstrap: Optional[int] = typer.Option(None, help="Resamples of images for 95% intervals and group tests; 0 = t intervals [default: 2000].", rich_help_panel=EXPLAIN),
-    check_images: Optional[int] = typer.Option(None, help="Images sampled for the faithfulness and sanity checks; 0 = skip them [default: 64].", rich_help_panel=EXPLAIN),
-    out_path: Optional[Path] = typer.Option(None, "--out", help="HTML report to write [default: report.html].", rich_help_panel=OUTPUT),
+    image_size: Optional[int] = typer.Option(None, help=f"Without --transform: resize to this square size [default: {DEFAULT.image_size}].", rich_help_panel=MODEL),
+    mean: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation mean, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.mean))}].", rich_help_panel=MODEL),
+    std: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation std, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.std))}].", rich_help_panel=MODEL),
+    layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: the last layer whose output is a grid over the image, conv or transformer tokens, that the output depends on].", rich_help_panel=EXPLAIN),
+    target_class: Optional[str] = typer.Option(None, help="Class index to explain, or a multi-label model's attribute name (e.g. Smiling) [default: each image's predicted class; multi-label: the --target attribute].", rich_help_panel=EXPLAIN),
+    head: Optional[str] = typer.Option(None, help="How outputs become probabilities: softmax (exclusive classes) or sigmoid (one logit, or independent attributes) [default: automatic: one output or CelebA attributes = outputs -> sigmoid, else softmax].", rich_help_panel=MODEL),
+    output: Optional[str] = typer.Option(None, help="For a model returning a tuple, list or dict: the INDEX or KEY holding the class scores [default: the first tensor; a dict's 'logits'].", rich_help_panel=MODEL),
+    method: Optional[str] = typer.Option(None, help=METHOD_HELP, rich_help_panel=EXPLAIN),
+    baseline: Optional[str] = typer.Option(None, help=BASELINE_HELP, rich_help_panel=EXPLAIN),
+    samples: Optional[int] = typer.Option(None, help=f"region-ablation: Shapley values from N random region orders instead of one region at a time [default: {DEFAULT.samples}].", rich_help_panel=EXPLAIN),
+    bootstrap: Optional[int] = typer.Option(None, help=f"Resamples of images for 95% intervals and group tests; 0 = t intervals [default: {DEFAULT.bootstrap}].", rich_help_panel=EXPLAIN),
+    check_images: Optional[int] = typer.Option(None, help=f"Images sampled for the faithfulness and sanity checks; 0 = skip them [default: {DEFAULT.check_images}].", rich_help_panel=EXPLAIN),
+    out_path: Optional[Path] = typer.Option(None, "--out", help=f"HTML report to write [default: {DEFAULT.out}].", rich_help_panel=OUTPUT),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here.", rich_help_panel=OUTPUT),
-    patches: Optional[int] = typer.Option(None, help="Top patches shown per region [default: 12].", rich_help_panel=OUTPUT),
+    patches: Optional[int] = typer.Option(None, help=f"Top patches shown per region [default: {DEFAULT.patches}].", rich_help_panel=OUTPUT),
+    full_paths: bool = typer.Option(False, "--full-paths", help="Show absolute paths of the inputs in the report and JSON [default: file names only, image paths relative to --images].", rich_help_panel=OUTPUT),
     config: Optional[Path] = typer.Option(None, help="TOML file with any of these options ('reportgen init' writes one); options given here win.", rich_help_panel=RUNNING),
-    batch_size: Optional[int] = typer.Option(None, help="Images per model batch [default: 16].", rich_help_panel=RUNNING),
+    batch_size: Optional[int] = typer.Option(None, help=f"Images per model batch [default: {DEFAULT.batch_size}].", rich_help_panel=RUNNING),
     workers: Optional[int] = typer.Option(None, help="Processes decoding images and finding faces while the model runs; 0 = none (a thread of this process does it, one batch ahead) [default: cores - 1, at most 4; none on a machine with 2 cores or fewer].", rich_help_panel=RUNNING),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or mps [default: cpu].", rich_help_panel=RUNNING),
+    device: Optional[str] = typer.Option(None, help=f"auto, cpu, cuda (or cuda:N) or mps; auto: CUDA when available, else MPS, else CPU [default: {DEFAULT.device}].", rich_help_panel=RUNNING),
     cache_dir: Optional[Path] = typer.Option(None, help="Landmark cache folder [default: ~/.cache/reportgen/landmarks].", rich_help_panel=RUNNING),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the landmark cache.", rich_help_panel=RUNNING),
     shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),
@@ -167,11 +240,13 @@ def run(
     settings = _guarded(lambda: make_config(
         config, images=images, annotations=annotations, target=target, protected=protected,
         model_file=model_file, model_var=model_var, model_class=model_class, weights=weights, transform=transform,
-        image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, method=method,
+        pairs=pairs or None, reference=reference, threshold=threshold,
+        image_size=image_size, mean=mean, std=std, layer=layer, target_class=target_class, head=head, output=output,
+        method=method,
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
-        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None, dask=dask,
-        shards=shards), debug)
+        no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None,
+        full_paths=full_paths or None, dask=dask, shards=shards), debug)
     if settings.shards is not None and not settings.dask:
         _fail("--shards needs --dask; to run one shard of a run by hand, use --shard I/N")
     if settings.dask:
@@ -238,7 +313,7 @@ def layers(
     """List the model's layers from input to output with their output shapes, to pick --layer."""
     from rich.table import Table
 
-    from .analysis import _input_size
+    from .analysis import _input_shape
     from .model import describe_layers, load_model, load_weights, pick_layer
     from .preprocess import load_transform
 
@@ -246,22 +321,30 @@ def layers(
         model = load_model(model_file, model_var, model_class)
         if weights:
             load_weights(model, weights)
-        size = _input_size(load_transform(transform)) if transform else (image_size, image_size)
-        found = describe_layers(model, size)
-        return size, found, pick_layer(found, None)
+        size, channels = _input_shape(load_transform(transform)) if transform else ((image_size, image_size), 3)
+        found = describe_layers(model, size, channels)
+        return size, channels, found, pick_layer(found, None)
 
-    size, found, default = _guarded(inspect, debug)
-    table = Table(title=f"{model_file} on a {size[0]}x{size[1]} input (first run to last)", title_justify="left")
+    size, channels, found, default = _guarded(inspect, debug)
+    kind = "" if channels == 3 else f" {channels}-channel"
+    table = Table(title=f"{model_file} on a {size[0]}x{size[1]}{kind} input (first run to last)", title_justify="left")
     table.add_column("name", overflow="fold", min_width=12)
-    for column in ("type", "output shape", "parameters", ""):
+    for column in ("type", "output shape", "parameters", "grid", ""):
         table.add_column(column, no_wrap=True)
     for info in found:
         shape = "not used in forward" if info.output_shape is None else " x ".join(map(str, info.output_shape))
-        mark = "default for Grad-CAM" if info.name == default.name else ("spatial" if info.spatial else "")
-        table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", mark)
+        if info.name == default.name:
+            mark = "default for Grad-CAM"
+        elif info.spatial and info.gradient is False:
+            mark = "no gradient: output ignores it"
+        else:
+            mark = ""
+        table.add_row(info.name, info.kind, shape, f"{info.parameters:,}", info.grid_text(), mark)
     # Piped output gets a wide table rather than names folded at 80 columns.
-    (out if out.is_terminal else Console(highlight=False, width=150)).print(table)
-    out.print(f"Grad-CAM needs a spatial layer (channels x height x width). Default: --layer {default.name}")
+    (out if out.is_terminal else Console(highlight=False, width=170)).print(table)
+    out.print("Grad-CAM and HiResCAM need a layer whose output is a grid over the image: channels x height x width, "
+              "channels last, or a transformer's patch tokens (grid: rows x columns after any class tokens). "
+              f"Default: --layer {default.name}")
 
 
 @app.command()

@@ -204,9 +204,6 @@ def _check(config: RunConfig) -> None:
         raise InputError("--workers and --dask: each Dask worker is one process; start more Dask workers instead")
     if config.shards is not None and config.shards < 1:
         raise InputError(f"--shards {config.shards}: give 1 or more")
-    for name in ("images", "annotations", "target", "model_file", "weights"):
-        if getattr(config, name) in (None, ""):
-            raise InputError(f"--{name.replace('_', '-')} is required")
 
 
 def _earlier_parts(folder: Path, fingerprint: str, shards: int | None, say: Say) -> tuple[int | None, dict]:
@@ -255,22 +252,19 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
     started = time.time()
     _check(config)
     from .analysis import run_fingerprint
-    from .dataset import read_dataset
-    from .errors import require_file
     from .manifest import build_manifest
-    from .state import merge_partials
+    from .run_inputs import resolve_inputs
 
     say = say or (lambda text: None)
     config = _absolute(config)
-    # Bad input is cheaper to report before a cluster starts: the annotations and the files' presence
-    # here (the model's own checks, such as --layer, come back from the first shard).
-    dataset = read_dataset(config.images, config.annotations,
-                           {**{column: "--protected" for column in config.protected}, config.target: "--target"})
-    for name in ("model_file", "weights", "transform"):
-        if getattr(config, name) is not None:
-            require_file(getattr(config, name), f"--{name.replace('_', '-')}")
-    total = len(dataset)
-    fingerprint = run_fingerprint(config, build_manifest(config)["inputs"])
+    # The inputs are loaded and checked here once, as each shard will: bad input (a broken annotation file,
+    # weights that do not fit) is reported before a cluster starts, and the run's fingerprint comes from the
+    # same manifest entries as the shards' (the model's parameter digest among them). The model's own
+    # checks (--layer, --target-class) come back from the first shard.
+    inputs = resolve_inputs(config)
+    total = len(inputs.dataset)
+    fingerprint = run_fingerprint(config, build_manifest(config, inputs=inputs.manifest)["inputs"])
+    del inputs  # the model need not stay in this process's memory while the workers run
     folder = parts_folder(config)
     if not config.resume:
         remove_parts(config)
@@ -319,14 +313,33 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
                 client.unsubscribe_topic(topic)
             except Exception:  # the connection may be gone; closing the client below is all that is left
                 pass
-    results = merge_partials([part_path(folder, part, parts) for part in range(1, parts + 1)])
-    # The merged results describe the whole run: its options, not those of shard 1 (shard = "1/4", ...).
-    results["config"] = config.to_dict()
-    if results.get("manifest"):
-        results["manifest"]["options"] = config.to_dict()
+    results = _merge([part_path(folder, part, parts) for part in range(1, parts + 1)], config, fingerprint)
     run.seconds = time.time() - started
     results["run"]["dask"] = run.to_dict()
     return results
+
+
+def _merge(paths: list[Path], config: RunConfig, fingerprint: str) -> dict:
+    """The parts added up and finished into results, as ``state.merge_partials`` does, but described as the
+    whole run: its options (not shard 1's, ``shard = "1/4"``) and this machine's folders, which the shared
+    results leave out (privacy.py; the workers' may differ)."""
+    from .privacy import machine_folders
+    from .state import load_partial
+
+    state, context = None, None
+    for path in paths:
+        part, part_context = load_partial(path)
+        if part_context.get("fingerprint") != fingerprint:
+            raise InputError(f"{path}: made with other inputs or options than this run; run again with --no-resume")
+        if state is None:
+            state, context = part, part_context
+        else:
+            state.merge(part)
+    context["config"] = config.to_dict()
+    if context.get("manifest"):
+        context["manifest"]["options"] = config.to_dict()
+    context["machine"] = machine_folders()
+    return state.results(context)
 
 
 def _wait(futures: dict, run: DaskRun, fingerprint: str, total: int, done_images: dict, completed: set,

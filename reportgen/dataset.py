@@ -40,6 +40,9 @@ class Dataset:
     columns: dict[str, list[str]]
     missing: list[str] = field(default_factory=list)  # rows whose image file does not exist
     lines: list[int] = field(default_factory=list)  # line of the annotation file each row came from
+    # A pair file (MAI-BIAS ImagePairs): each row's second image, relative to ``root``; None otherwise.
+    partners: list[str] | None = None
+    partner_column: str | None = None  # the pair file's name for the second image's column
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -140,7 +143,8 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _read_csv(path: Path, text: str) -> tuple[list[str], dict[str, list[str]], list[int], str | None]:
+def _read_csv(path: Path, text: str, pairs: bool = False) -> tuple[list[str], dict[str, list[str]], list[int], str | None]:
+    example = "'img1,img2,is_same,race' (the two images first" if pairs else "'img,task,protected' (image path first"
     first = next(line for line in text.splitlines() if line.strip())
     delimiter = _delimiter(first)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, quotechar='"')
@@ -158,11 +162,11 @@ def _read_csv(path: Path, text: str) -> tuple[list[str], dict[str, list[str]], l
     if len(header) < 2:
         hint = ("; it looks separated by spaces: use commas, or CelebA's list_attr layout with the row count on line 1"
                 if len(first.split()) > 1 else "")
-        raise InputError(f"{path}, line {header_line}: expected a header line like 'img,task,protected' "
-                         f"(image path first, then label columns){hint}")
+        raise InputError(f"{path}, line {header_line}: expected a header line like {example}, then label "
+                         f"columns){hint}" + ("; --pairs reads pair files" if pairs else ""))
     if header[0].lower().endswith(IMAGE_SUFFIXES) or all(_is_number(name) for name in header[1:]):
         raise InputError(f"{path}, line {header_line}: looks like a data row, not a header; add a first line "
-                         f"naming the columns, like 'img,task,protected' (image path first)")
+                         f"naming the columns, like {example})")
     _unique_names(path, header[1:], f"line {header_line}")
     paths, columns, numbers = [], {name: [] for name in header[1:]}, []
     for number, row in rows[1:]:
@@ -223,13 +227,15 @@ def _is_dir(path: Path) -> bool:
 
 
 def read_dataset(images: Path, annotations: Path,
-                 needed_columns: Sequence[str] | Mapping[str, str] = ()) -> Dataset:
+                 needed_columns: Sequence[str] | Mapping[str, str] = (), pairs: bool = False) -> Dataset:
     """Parse the annotation file, check the columns asked for exist, and find missing image files.
 
     ``needed_columns``: columns the run uses; each must exist. Give a mapping column -> option
     (``{"task": "--target", "Male": "--protected"}``) to name the option in the error message.
     Rows whose image file is missing are kept in ``missing`` (reported, not fatal) unless all are.
     Paths written with backslashes (made on Windows) are read with forward slashes.
+    ``pairs``: the file is a pair file (MAI-BIAS ImagePairs): a CSV whose first two columns are two images'
+    paths (``img1,img2,is_same,race``); the second goes to ``partners``. An image may be in many pairs.
     """
     images, annotations = Path(images), Path(annotations)
     if not _is_dir(images):
@@ -245,32 +251,48 @@ def read_dataset(images: Path, annotations: Path,
     if _is_celeba(lines):
         kind, (paths, columns, numbers, path_column) = "celeba", _read_celeba(annotations, lines)
     else:
-        kind, (paths, columns, numbers, path_column) = "csv", _read_csv(annotations, text)
+        kind, (paths, columns, numbers, path_column) = "csv", _read_csv(annotations, text, pairs)
     if not paths:
         raise InputError(f"--annotations {annotations}: the file lists no images")
+    partners = partner_column = None
+    if pairs:
+        if kind == "celeba":
+            raise InputError(f"--pairs: {annotations} is in CelebA's list_attr layout; a pair file is a CSV whose "
+                             "first two columns are the two images' paths, e.g. img1,img2,is_same,race")
+        if not columns:
+            raise InputError(f"--pairs: {annotations} has one column; a pair file's first two columns are the two "
+                             "images' paths, e.g. img1,img2,is_same,race")
+        partner_column = next(iter(columns))
+        partners = columns.pop(partner_column)
 
-    seen: dict[str, int] = {}
+    seen: dict = {}
     for index, image in enumerate(paths):
         key = _check_relative(annotations, image, f"line {numbers[index]}")
+        if partners is not None:
+            key = (key, _check_relative(annotations, partners[index], f"line {numbers[index]}"))
         if key in seen:
-            raise InputError(f"{annotations}: image {image!r} appears twice (lines {numbers[seen[key]]} and "
+            what = f"the pair {image!r}, {partners[index]!r}" if partners is not None else f"image {image!r}"
+            raise InputError(f"{annotations}: {what} appears twice (lines {numbers[seen[key]]} and "
                              f"{numbers[index]}); remove the duplicate row")
         seen[key] = index
         if "\\" in image and not _is_file(images / image):
-            paths[index] = key  # made on Windows: folder\file.jpg
+            paths[index] = key[0] if partners is not None else key  # made on Windows: folder\file.jpg
+        if partners is not None and "\\" in partners[index] and not _is_file(images / partners[index]):
+            partners[index] = key[1]
     options = needed_columns if isinstance(needed_columns, Mapping) else {name: None for name in needed_columns}
     for name, option in options.items():
         if name not in columns:
             asked = f"{option} {name}: " if option else ""
-            if name == path_column:
-                raise InputError(f"{asked}{annotations}: {name!r} is the image path column, not a label column; "
+            if name in (path_column, partner_column):
+                raise InputError(f"{asked}{annotations}: {name!r} is an image path column, not a label column; "
                                  f"{_suggest(name, list(columns))}")
             raise InputError(f"{asked}{annotations} has no column {name!r}; {_suggest(name, list(columns))}")
-    missing = [image for image in paths if not _is_file(images / image)]
-    if missing and len(missing) == len(paths):
-        raise InputError(f"--images {images}: none of the {len(paths)} images in {annotations.name} exist there "
+    files = paths + (partners or [])
+    missing = list(dict.fromkeys(image for image in files if not _is_file(images / image)))
+    if missing and len(missing) == len(set(files)):
+        raise InputError(f"--images {images}: none of the {len(set(files))} images in {annotations.name} exist there "
                          f"(first: {paths[0]!r}); is --images the right folder?" + _path_column_hint(images, columns))
-    return Dataset(images, annotations, kind, paths, columns, missing, numbers)
+    return Dataset(images, annotations, kind, paths, columns, missing, numbers, partners, partner_column)
 
 
 def _path_column_hint(images: Path, columns: dict[str, list[str]]) -> str:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+from .report.format import (correlation_text, percent_number_text, percent_text, points_text, signed_text,
+                            times_text)
+
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
 # More than this share of attention outside the face suggests the model uses context, not the face.
@@ -28,16 +31,17 @@ def findings(results: dict) -> list[dict]:
     """Three to five findings, most important first: ``{"kind", "severity": "info"|"warning", "text"}``.
 
     Kinds: ``top_region``, ``no_regions``, ``sanity``, ``faithfulness``, ``failures``, ``small_sample``,
-    ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``. Warnings are kept
-    ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
+    ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``,
+    ``verification``, ``verification_gap``. Warnings are kept ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
     order above (a finding's place says how important it is, its severity how worrying).
     """
     candidates: list[tuple[float, dict]] = []
     regions = list(results.get("regions") or [])
-    candidates += _top_region(regions)
+    candidates += _top_region(regions, (results.get("run") or {}).get("task") == "verification")
     candidates += _sanity(results.get("sanity"))
     candidates += _faithfulness(results.get("faithfulness"))
     candidates += _failures(results)
+    candidates += _verification(results.get("verification"))
     candidates += _outside_face(results.get("region_groups") or [])
     groups = results.get("groups") or {}
     for index, comparison in enumerate(results.get("comparisons") or []):
@@ -58,7 +62,7 @@ def _finding(kind: str, severity: str, text: str) -> dict:
 
 # -- the individual findings (each returns [(priority, finding)], empty when it has nothing to say) --
 
-def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
+def _top_region(regions: list[dict], verification: bool = False) -> list[tuple[float, dict]]:
     scored = [r for r in regions if _finite(r.get("density"))]
     if not scored:
         return [(0, _finding("no_regions", "warning",
@@ -85,8 +89,9 @@ def _top_region(regions: list[dict]) -> list[tuple[float, dict]]:
                      f"{_range(second_ci, times_text)}), so their order is not certain.")
     effect_ci = _interval(top.get("effect_ci"))
     if _finite(top.get("effect")) and effect_ci:
-        text += (f" Replacing it alone lowers the class probability by {_points(top['effect'])} percentage points "
-                 f"(95% CI {_range(effect_ci, _points)}).")
+        measure = "similarity" if verification else "class probability"
+        text += (f" Replacing it alone lowers the {measure} by {points_text(top['effect'])} percentage points "
+                 f"(95% CI {_range(effect_ci, points_text)}).")
     if top.get("estimated"):
         text += " This region is estimated from the face's proportions, so its outline is approximate."
     return [(0, _finding("top_region", "info", text))]
@@ -97,7 +102,7 @@ def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
         return []
     rho = sanity["rank_correlation"]
     ci = _interval(sanity.get("rank_correlation_ci"))
-    numbers = f"rank correlation {rho:.2f}" + (f", 95% CI {_range(ci, _two)}" if ci else "")
+    numbers = f"rank correlation {correlation_text(rho)}" + (f", 95% CI {_range(ci, correlation_text)}" if ci else "")
     numbers += f", {sanity['images']} images"
     if sanity.get("verdict") == "failed":
         text = (f"Sanity check failed: with every weight of the model randomised, the regions rank almost the same "
@@ -119,8 +124,8 @@ def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
         return []
     top, random = check["top_drop"], check["random_drop"]
     top_ci, random_ci = _interval(check.get("top_drop_ci")), _interval(check.get("random_drop_ci"))
-    top_text = f"{_points(top)} points" + (f" (95% CI {_range(top_ci, _points)})" if top_ci else "")
-    random_text = f"{_points(random)}" + (f" (95% CI {_range(random_ci, _points)})" if random_ci else "")
+    top_text = f"{points_text(top)} points" + (f" (95% CI {_range(top_ci, points_text)})" if top_ci else "")
+    random_text = f"{points_text(random)}" + (f" (95% CI {_range(random_ci, points_text)})" if random_ci else "")
     how = "a blurred copy" if check.get("baseline") == "blur" else "the mean colour"
     if not check.get("faithful"):
         text = (f"The explanation may not be faithful: replacing each image's top-ranked region with {how} lowers "
@@ -131,6 +136,41 @@ def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
             f"{top_text}, against {random_text} for a random region of similar area ({check['images']} images), "
             f"so the ranking points at what the model uses.")
     return [(7, _finding("faithfulness", "info", text))]
+
+
+def _verification(quality: dict | None) -> list[tuple[float, dict]]:
+    """Face verification: accuracy of same/different decisions, and the largest gap between groups."""
+    if not quality or not quality.get("overall") or not _finite(quality["overall"].get("accuracy")):
+        return []
+    overall, threshold = quality["overall"], quality.get("threshold")
+    how = "the threshold given" if quality.get("threshold_source") == "option" else "the threshold with the best accuracy on these pairs"
+    ci = _interval(overall.get("accuracy_ci"))
+    base = (f"at similarity {threshold:.2f} ({how}) the model decides same/different correctly for "
+            f"{percent_text(overall['accuracy'])} of {overall['pairs']} labelled pairs"
+            + (f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""))
+    gaps = [c for c in quality.get("comparisons") or [] if _finite(c.get("difference"))
+            and min(c.get("n_a") or 0, c.get("n_b") or 0) >= SMALL_GROUP]
+    beyond = [c for c in gaps if c.get("beyond_noise")]
+    if beyond:
+        gap = max(beyond, key=lambda c: abs(c["difference"]))
+        worse, better = (gap["b"], gap["a"]) if gap["difference"] < 0 else (gap["a"], gap["b"])
+        worse_accuracy = gap["accuracy_b"] if gap["difference"] < 0 else gap["accuracy_a"]
+        better_accuracy = gap["accuracy_a"] if gap["difference"] < 0 else gap["accuracy_b"]
+        gap_ci = _interval(gap.get("ci"))
+        if gap_ci and gap["difference"] < 0:
+            gap_ci = (-gap_ci[1], -gap_ci[0])
+        text = (f"Verification accuracy differs between groups: {percent_text(worse_accuracy)} for {worse} against "
+                f"{percent_text(better_accuracy)} for {better}"
+                + (f" (a gap of {signed_text(100 * abs(gap['difference']))} percentage points, 95% CI "
+                   f"{_range((100 * gap_ci[0], 100 * gap_ci[1]), signed_text)})" if gap_ci else "")
+                + f"; overall, {base}. The model's errors fall unevenly on the groups.")
+        return [(0.8, _finding("verification_gap", "warning", text))]
+    if gaps:
+        text = (f"Verification: {base}; no group's accuracy differs from another's beyond noise "
+                f"({len(gaps)} {_plural(len(gaps), 'comparison')}).")
+    else:
+        text = f"Verification: {base}."
+    return [(2.5, _finding("verification", "info", text))]
 
 
 def _failures(results: dict) -> list[tuple[float, dict]]:
@@ -170,7 +210,7 @@ def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
         return []
     share = outside["share"]
     ci = _interval(outside.get("share_ci"))
-    interval = f" (95% CI {_range(ci, _percent_number)}%)" if ci else ""
+    interval = f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""
     if share > OUTSIDE_FACE_WARNING:
         text = (f"{_capital(percent_text(share))} of the model's attention{interval} falls outside the face "
                 f"(hair, ears, neck, background): possible environment bias. The model may be using the surroundings rather "
@@ -283,46 +323,6 @@ def _capital(text: str) -> str:
 
 def _plural(count: int, one: str, many: str | None = None) -> str:
     return one if count == 1 else (many or one + "s")
-
-
-def times_text(value: float) -> str:
-    """A density or ratio: 3.1, 0.45, 12."""
-    if abs(value) >= 9.95:
-        return f"{value:.0f}"
-    if abs(value) < 0.095:
-        return f"{value:.2f}"
-    return f"{value:.1f}"
-
-
-def signed_text(value: float) -> str:
-    """A difference of densities, with a minus sign when negative: 1.2, -0.8, 0.04."""
-    text = times_text(value)
-    return "0" if text.strip("-0.") == "" else text
-
-
-def _points(fraction: float) -> str:
-    """A probability change in percentage points: 45, 3.2, -0.4."""
-    return signed_text(100 * fraction)
-
-
-def _two(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def _percent_number(fraction: float) -> str:
-    """A share as a percentage number: 18, 4.5, 0.3, <0.1."""
-    value = 100 * fraction
-    if value == 0:
-        return "0"
-    if value < 0.05:
-        return "<0.1"
-    if value < 9.95:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.0f}"
-
-
-def percent_text(fraction: float) -> str:
-    return _percent_number(fraction) + "%"
 
 
 def _range(interval: tuple[float, float], number) -> str:

@@ -40,6 +40,7 @@ class PreparedImage:
     detected: bool = False  # True when the detector ran (no usable cache entry)
     failure: str | None = None
     notes: list[str] = field(default_factory=list)  # conversions applied, several faces... (image kept)
+    partner: str | None = None  # verification: the image it is compared with (its pair's other image, the reference)
 
 
 # The smallest side worth searching for a face; smaller images are listed as failures.
@@ -213,16 +214,19 @@ class ImagePreparer(torch.utils.data.Dataset):
             self.geometries[size] = measure_geometry(self.preprocessing, size)
         return self.geometries[size]
 
-    def prepare(self, index: int) -> PreparedImage:
-        """Row ``index`` decoded, its face found and transformed; any problem becomes its ``failure``."""
-        try:
-            return self._prepare(index)
-        except Exception as error:  # one image must never stop the run: record what went wrong
-            return PreparedImage(index, self.dataset.paths[index],
-                                 failure=f"could not be prepared ({type(error).__name__}: {error})")
+    def prepare(self, index: int, keep_tensor: bool = False, image: str | None = None) -> PreparedImage:
+        """Row ``index`` decoded, its face found and transformed; any problem becomes its ``failure``.
 
-    def _prepare(self, index: int) -> PreparedImage:
-        name = self.dataset.paths[index]
+        ``image``: another image of the row to prepare instead (the second image of a pair);
+        ``keep_tensor``: transform the image even when no face is found in it (a verification partner's
+        embedding needs no face)."""
+        name = image if image is not None else self.dataset.paths[index]
+        try:
+            return self._prepare(index, name, keep_tensor)
+        except Exception as error:  # one image must never stop the run: record what went wrong
+            return PreparedImage(index, name, failure=f"could not be prepared ({type(error).__name__}: {error})")
+
+    def _prepare(self, index: int, name: str, keep_tensor: bool = False) -> PreparedImage:
         result = PreparedImage(index, name)
         path = self.dataset.root / name
         try:
@@ -249,7 +253,7 @@ class ImagePreparer(torch.utils.data.Dataset):
                 result.failure = f"face detection failed ({type(error).__name__}: {error})"
                 return result
             self.cache.put(digest, face)
-        if face is None:
+        if face is None and not keep_tensor:
             result.failure = "no face found"
             return result
         try:
@@ -258,12 +262,17 @@ class ImagePreparer(torch.utils.data.Dataset):
         except Exception as error:  # the transform copes with most sizes but not this one
             reason = str(error) if isinstance(error, InputError) else f"{type(error).__name__}: {error}"
             result.failure = f"the transform failed on this image ({reason})"
+            result.tensor = None
+            return result
+        if face is None:
+            result.failure = "no face found"  # the tensor stays: a verification partner needs no face
+            result.seen = geometry.picture(image, result.tensor)
             return result
         result.image_size, result.face = image.size, face
         result.landmarks = geometry.landmarks_to_input(face.landmarks)
         # The region label image is drawn here, in the worker, so the model's process only scores.
         result.labels = label_image(result.landmarks, geometry.input_size[1], geometry.input_size[0])
-        result.seen = geometry.seen_by_model(result.tensor)
+        result.seen = geometry.picture(image, result.tensor)
         result.notes += face.notes
         # From the landmarks, so cached faces get it too; in image pixels, where the face has its true shape.
         turned = pose_note(face.landmarks)

@@ -1,8 +1,10 @@
 """What a run used, so an audit can be repeated and checked: the manifest in results["manifest"].
 
 It records the tool and library versions, the platform, the sha256 of every input file (annotations,
-model file, weights, transform; optionally every image) and all options. Two runs whose manifests
-are equal had the same inputs; see docs/inputs.md for what else "same results" needs.
+model file, weights, transform; optionally every image), a digest of the model's parameters and all
+options. Two runs whose manifests are equal had the same inputs; see docs/inputs.md for what else
+"same results" needs. Inputs given as Python objects (``reportgen.analyze(model=net, ...)``) have no
+file to digest: their entries say so and record what can be known (class, parameter digest, repr).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ LIBRARIES = {
     "dlib": ("dlib-bin", "dlib"), "numpy": ("numpy",), "pillow": ("pillow", "Pillow"),
     "plotly": ("plotly",), "jinja2": ("jinja2", "Jinja2"),
 }
-INPUT_FILES = ("annotations", "model_file", "weights", "transform")
+INPUT_FILES = ("annotations", "model_file", "weights", "transform", "reference")
 
 
 def library_versions() -> dict[str, str | None]:
@@ -79,6 +81,45 @@ def images_digest(root: Path, paths: list[str]) -> dict:
     return {"path": str(root), "files": len(lines), "missing": missing, "sha256": combined}
 
 
+def parameters_digest(model) -> str:
+    """sha256 over a torch model's state_dict: every entry's name, dtype, shape and raw bytes, in order.
+
+    Equal digests mean equal weights whether the model came from a file or from memory, so a run on
+    an in-memory model can be matched to a weights file (load it and compare digests)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def class_names(model) -> list[str] | None:
+    """The model's class names if it carries them (``classes``, ``class_names``, or a Hugging Face
+    ``config.id2label``); None if it does not."""
+    for owner, name in ((model, "classes"), (model, "class_names"), (getattr(model, "config", None), "id2label")):
+        value = getattr(owner, name, None) if owner is not None else None
+        if isinstance(value, Mapping) and value:
+            try:
+                return [str(value[key]) for key in sorted(value, key=int)]
+            except (TypeError, ValueError):
+                continue
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, (str, int)) for v in value):
+            return [str(v) for v in value]
+    return None
+
+
+def model_entry(model, given_as_object: bool) -> dict:
+    """What the manifest records about the model itself: its class, parameter count and digest, and its
+    class names when it carries them."""
+    kind = type(model)
+    return {"class": f"{kind.__module__}.{kind.__qualname__}", "given": "object" if given_as_object else "file",
+            "parameters": sum(p.numel() for p in model.parameters()), "parameters_sha256": parameters_digest(model),
+            "classes": class_names(model)}
+
+
 def _determinism() -> dict:
     torch = sys.modules.get("torch")
     if torch is None:
@@ -89,13 +130,14 @@ def _determinism() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def build_manifest(config, versions: Mapping | None = None, dataset=None) -> dict:
+def build_manifest(config, versions: Mapping | None = None, dataset=None, inputs: Mapping | None = None) -> dict:
     """The manifest of a run: plain, JSON-serialisable data.
 
     ``config``: the RunConfig (or its ``to_dict()``). ``versions``: versions already known (e.g.
     results["tool"]); they override what is looked up here, and ``{"name": "reportgen", "version": v}``
     is read as the reportgen version. ``dataset``: the run's Dataset, to also digest every image
-    (reads every image file once more; leave it out to skip).
+    (reads every image file once more; leave it out to skip). ``inputs``: entries that replace the
+    file digests (inputs given as objects, see ``reportgen.run_inputs``) or add to them (``model``).
     """
     options = dict(config) if isinstance(config, Mapping) else config.to_dict()
     known = library_versions()
@@ -103,15 +145,16 @@ def build_manifest(config, versions: Mapping | None = None, dataset=None) -> dic
         if key == "name":
             continue
         known["reportgen" if key == "version" else key] = None if value is None else str(value)
-    inputs = {name: file_digest(options.get(name)) for name in INPUT_FILES}
+    entries = {name: file_digest(options.get(name)) for name in INPUT_FILES}
+    entries.update(inputs or {})
     if dataset is not None:
-        inputs["images"] = images_digest(dataset.root, list(dataset.paths))
+        entries["images"] = images_digest(dataset.root, list(dataset.paths))
     return {
         "schema": SCHEMA,
         "versions": known,
         "platform": {"system": platform.system(), "release": platform.release(), "machine": platform.machine(),
                      "python_implementation": platform.python_implementation(), "platform": platform.platform()},
-        "inputs": inputs,
+        "inputs": entries,
         "options": options,
         "determinism": _determinism(),
     }

@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 from .errors import InputError, require_file
+from .heads import OutputChoice, choose_output
+from .layer_grid import GridLayout, grid_layout
 
 
 def _run_python_file(path: Path, option: str) -> dict:
@@ -91,6 +93,23 @@ def _candidates(name: str, found: list[str], kind: str) -> str:
     return f"{kind} in the file: {', '.join(found)}" if found else f"the file defines no {kind}"
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then a JSON header."""
+    with open(path, "rb") as handle:
+        start = handle.read(10)
+    return path.suffix == ".safetensors" or (len(start) == 10 and start[8:10] == b'{"')
+
+
+def _read_safetensors(path: Path) -> dict:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise InputError(f"--weights {path}: a safetensors file; install the safetensors package "
+                         "(pip install safetensors) to read it, or convert it with "
+                         "torch.save(safetensors.torch.load_file(path), 'weights.pt')") from None
+    return load_file(str(path), device="cpu")
+
+
 def _describe_load_failure(weights: Path, error: Exception) -> str:
     """Why ``torch.load(weights, weights_only=True)`` failed, in the user's words."""
     with open(weights, "rb") as handle:
@@ -117,11 +136,15 @@ def _describe_load_failure(weights: Path, error: Exception) -> str:
 def load_weights(model: torch.nn.Module, weights: Path) -> None:
     """Load a state_dict file into ``model`` (strictly); mismatches are listed in the error.
 
-    Loaded with ``weights_only=True``: a file holding pickled objects (a whole model) is refused.
+    Loaded with ``weights_only=True``: a file holding pickled objects (a whole model) is refused. A
+    safetensors file (tensors only, no code) is read with the ``safetensors`` package when it is installed.
     """
     weights = require_file(weights, "--weights")
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = _read_safetensors(weights) if _is_safetensors(weights) else \
+            torch.load(weights, map_location="cpu", weights_only=True)
+    except InputError:
+        raise
     except Exception as error:
         raise InputError(f"--weights {weights}: {_describe_load_failure(weights, error)}") from None
     # Training scripts often wrap the state_dict in a checkpoint dict.
@@ -163,55 +186,139 @@ class LayerInfo:
     kind: str  # the module's class name
     output_shape: tuple[int, ...] | None  # for one image, without the batch dimension; None if not run
     parameters: int
+    layout: GridLayout | None = None  # how the output reads as a grid over the image (None: it does not)
+    gradient: bool | None = None  # whether the model's output depends on the grid's positions (None: not probed)
+    features: int | None = None  # channels (conv) or the feature size of each token / position
 
     @property
     def spatial(self) -> bool:
-        """True for a conv-like output (C, H, W) with more than one position: usable for Grad-CAM."""
-        shape = self.output_shape
-        return shape is not None and len(shape) == 3 and shape[1] * shape[2] > 1
+        """True when the output is a grid of positions over the image (conv, channels-last or tokens):
+        usable for Grad-CAM and HiResCAM."""
+        return self.layout is not None
+
+    def grid_text(self) -> str:
+        return self.layout.describe() if self.layout else ""
 
 
-def describe_layers(model: torch.nn.Module, input_size: tuple[int, int]) -> list[LayerInfo]:
+# Modules that work on the last dimension: their 3-D output is (h, w, C), not (C, h, w).
+_FEATURE_LAST = (torch.nn.LayerNorm, torch.nn.Linear)
+
+
+def _probe_input(input_size: tuple[int, int], channels: int) -> torch.Tensor:
+    """A fixed random image batch of one, roughly as normalised model inputs look."""
+    return torch.randn(1, channels, *input_size, generator=torch.Generator().manual_seed(0)) * 0.5
+
+
+def describe_layers(model: torch.nn.Module, input_size: tuple[int, int], channels: int = 3,
+                    output: OutputChoice | None = None) -> list[LayerInfo]:
     """Every named module in the order the forward pass finishes them (input to output), with the
-    output shape seen on one dummy image of ``input_size`` (height, width); unused modules go last."""
+    output shape seen on one probe image of ``input_size`` (height, width) and ``channels``; unused modules
+    go last. Layers whose output is a grid over the image get their ``layout`` and, from one backward pass,
+    whether the model's output (``output``: which part of it; by default as ``choose_output`` picks)
+    depends on the grid's positions at all: in a vision transformer whose head reads the class token only,
+    the last block's output tokens get no gradient, and a CAM of that layer would be zero everywhere."""
     order: list[str] = []
-    shapes: dict[str, tuple[int, ...]] = {}
+    outputs: dict[str, torch.Tensor] = {}
+    linear_inputs: list[torch.Tensor] = []
     modules = dict(model.named_modules())
     handles = []
 
     def hook(name):
-        def record(_module, _inputs, output):
-            if name not in shapes and isinstance(output, torch.Tensor):
-                shapes[name] = tuple(output.shape[1:])
+        def record(module, _inputs, value):
+            if name not in outputs and isinstance(value, torch.Tensor):
+                outputs[name] = value
                 order.append(name)
         return record
+
+    def keep_input(_module, inputs):
+        if inputs and isinstance(inputs[0], torch.Tensor):
+            linear_inputs.append(inputs[0])
 
     for name, module in modules.items():
         if name:
             handles.append(module.register_forward_hook(hook(name)))
+            if isinstance(module, torch.nn.Linear):
+                handles.append(module.register_forward_pre_hook(keep_input))
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, *input_size))
+        with torch.enable_grad():
+            result = model(_probe_input(input_size, channels))
     except Exception as error:
-        raise InputError(f"--model-file: the model fails on a {input_size[0]}x{input_size[1]} RGB input: "
-                         f"{type(error).__name__}: {error}; check the transform's image size "
-                         "(--transform or --image-size) against the size the model was built for") from None
+        kind = "RGB" if channels == 3 else f"{channels}-channel"
+        raise InputError(f"--model-file: the model fails on a {input_size[0]}x{input_size[1]} {kind} input: "
+                         f"{type(error).__name__}: {error}; check the transform's image size and channels "
+                         "(--transform or --image-size) against the input the model was built for") from None
     finally:
         for handle in handles:
             handle.remove()
         model.train(was_training)
-    unused = [name for name in modules if name and name not in shapes]
-    return [LayerInfo(name, type(modules[name]).__name__, shapes.get(name),
-                      sum(p.numel() for p in modules[name].parameters()))
-            for name in order + unused]
+    infos, patch_grid = [], None
+    for name in order:
+        module, value = modules[name], outputs[name]
+        shape = tuple(value.shape[1:])
+        layout = grid_layout(shape, input_size, patch_grid and patch_grid[:2],
+                             feature_last=isinstance(module, _FEATURE_LAST))
+        if layout is not None and layout.kind == "conv" and layout.fits_input:
+            patch_grid = (layout.rows, layout.columns, shape[0])
+        features = None if layout is None else shape[0] if layout.kind == "conv" else shape[-1]
+        infos.append(LayerInfo(name, type(module).__name__, shape, sum(p.numel() for p in module.parameters()),
+                               layout, None, features))
+    _probe_gradients(infos, outputs, result, output, linear_inputs)
+    unused = [name for name in modules if name and name not in outputs]
+    return infos + [LayerInfo(name, type(modules[name]).__name__, None,
+                              sum(p.numel() for p in modules[name].parameters())) for name in unused]
+
+
+def _grid_gradient(gradient: torch.Tensor | None, layout: GridLayout) -> bool:
+    """Whether a layer's gradient is non-zero at two or more positions of its grid."""
+    if gradient is None:
+        return False
+    if layout.kind == "tokens":
+        cells = gradient[0, layout.prefix:].abs().sum(-1)
+    elif layout.kind == "channels-last":
+        cells = gradient[0].abs().sum(-1)
+    else:
+        cells = gradient[0].abs().sum(0)
+    return int((cells > 0).sum()) >= 2
+
+
+def _probe_gradients(infos: list[LayerInfo], outputs: dict, result, output: OutputChoice | None,
+                     linear_inputs: list[torch.Tensor]) -> None:
+    """Set each grid layer's ``gradient``: does a random mix of the model's outputs change with its positions?
+
+    When no layer gets any gradient (a head initialised to zero, as torchvision's ViT does), the features the
+    last linear layer reads are probed instead, so the structure still decides the default layer."""
+    grids = [info for info in infos if info.layout is not None and outputs[info.name].requires_grad]
+    if not grids:
+        return
+    try:
+        picked = (output or choose_output(result)).pick(result)
+    except InputError:
+        return  # the output is refused later, with its own message
+    sources = [picked] + linear_inputs[-1:]
+    for source in sources:
+        if not isinstance(source, torch.Tensor) or not source.requires_grad:
+            continue
+        mix = torch.randn(source.shape, generator=torch.Generator().manual_seed(1))
+        try:
+            gradients = torch.autograd.grad((source.float() * mix).sum(), [outputs[i.name] for i in grids],
+                                            allow_unused=True, retain_graph=True)
+        except RuntimeError:  # an in-place operation or an unusual graph: leave it unprobed
+            return
+        found = [_grid_gradient(g, info.layout) for g, info in zip(gradients, grids)]
+        if any(found):
+            for info, flag in zip(grids, found):
+                info.gradient = flag
+            return
 
 
 def pick_layer(layers: list[LayerInfo], wanted: str | None) -> LayerInfo:
-    """The layer named ``wanted``, or by default the last layer with a spatial output (the final
-    extracted visual features, the usual Grad-CAM choice)."""
+    """The layer named ``wanted``, or by default the last layer whose output is a grid over the image that the
+    model's output depends on (the final visual features, the usual Grad-CAM choice; for a vision transformer
+    the input norm of the last block, whose tokens all feed the class token)."""
     by_name = {layer.name: layer for layer in layers}
+    default = _default_layer(layers)
     if wanted:
         if wanted not in by_name:
             close = difflib.get_close_matches(wanted, list(by_name), n=3, cutoff=0.5)
@@ -220,33 +327,54 @@ def pick_layer(layers: list[LayerInfo], wanted: str | None) -> LayerInfo:
             raise InputError(f"--layer {wanted!r} not found in the model; {hint}")
         layer = by_name[wanted]
         if not layer.spatial:
-            raise InputError(f"--layer {wanted!r} outputs shape {layer.output_shape}, not a spatial map "
-                             "(channels, height, width); Grad-CAM needs a conv-like layer such as the "
-                             "last convolutional block; run 'reportgen layers' to see the shapes")
+            raise InputError(f"--layer {wanted!r} outputs shape {layer.output_shape}, not a grid over the image "
+                             "(channels x height x width, or a transformer's patch tokens); Grad-CAM needs a "
+                             "conv-like or token layer such as the last convolutional block; run 'reportgen layers' "
+                             "to see the shapes")
+        if layer.gradient is False:
+            instead = f"; use e.g. --layer {default.name}" if default is not None else ""
+            raise InputError(f"--layer {wanted!r}: the model's output does not depend on the positions of this "
+                             "layer's grid (in a vision transformer, only the class token is read after the last "
+                             f"block), so every map would be zero{instead}")
         return layer
-    spatial = [layer for layer in layers if layer.spatial]
-    if not spatial:
-        raise InputError("the model has no layer with a spatial output (channels, height, width); "
-                         "Grad-CAM needs a convolutional model")
-    return spatial[-1]
+    if default is None:
+        raise InputError("the model has no layer whose output is a grid over the image (channels x height x "
+                         "width, or a transformer's patch tokens); Grad-CAM and HiResCAM need one: use "
+                         "--method integrated-gradients, occlusion or region-ablation, which work on the input")
+    return default
 
 
-def use_channels_last(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device) -> bool:
+def _default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
+    usable = [layer for layer in layers if layer.spatial and layer.gradient is not False]
+    # Token layers of the model's own width (not the attention's q/k/v or the MLP's wider inside).
+    widths = [layer.features for layer in layers
+              if layer.layout and layer.layout.kind == "conv" and layer.layout.fits_input]
+    width = widths[-1] if widths else None
+    preferred = [layer for layer in usable if layer.layout.fits_input
+                 and (layer.layout.kind != "tokens" or width is None or layer.features == width)]
+    chosen = preferred or usable
+    return chosen[-1] if chosen else None
+
+
+def use_channels_last(model: torch.nn.Module, input_size: tuple[int, int], device: torch.device,
+                      channels: int = 3, forward=None) -> bool:
     """Switch a convolutional model to the channels-last memory format when running on the CPU, if the
     model gives the same output that way; returns whether it did (the batches must follow).
 
     Why: the CPU's convolution and pooling kernels (oneDNN) are much faster on channels-last tensors:
     Grad-CAM on a resnet18 at 224 px goes from 83 to 112 images/s on 2 cores (benchmarks/speed.py).
     A model whose forward uses ``.view`` on a conv output fails in that format, and any model whose
-    output changes is kept as it is: the probe compares both formats on one random image."""
+    output changes is kept as it is: the probe compares both formats on one random image. ``forward``: what
+    to compare when calling ``model`` on images alone does not give a tensor (a verification model's embed)."""
     if device.type != "cpu" or not any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
         return False
-    probe = torch.rand(1, 3, *input_size, generator=torch.Generator().manual_seed(0))
+    forward = forward or model
+    probe = torch.rand(1, channels, *input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        expected = model(probe)
+        expected = forward(probe)
         model.to(memory_format=torch.channels_last)
         try:
-            same = torch.allclose(model(probe.contiguous(memory_format=torch.channels_last)), expected,
+            same = torch.allclose(forward(probe.contiguous(memory_format=torch.channels_last)), expected,
                                   rtol=1e-3, atol=1e-4)
         except Exception:  # noqa: BLE001  (any failure means: not in this format)
             same = False

@@ -32,7 +32,7 @@ VIEW_QUALITY = 70
 REGIONS_QUALITY = 55
 BROWSER_SIZE = 96  # width of the image browser's thumbnails
 BROWSER_QUALITY = 78
-VIEW_FIELDS = ("label", "prediction", "probability", "groups")
+VIEW_FIELDS = ("label", "prediction", "probability", "groups", "similarity", "partner")
 
 
 class Later:
@@ -70,13 +70,24 @@ def _patch_uri(overlay: Later, box: tuple[int, int, int, int]) -> str:
     return data_uri(overlay.get().crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR), quality=80)
 
 
-def _view(seen, attribution, labels, landmarks, fields: dict) -> dict:
-    return dict(full_views(seen, attribution, labels, landmarks), **fields)
+def _view(seen, attribution, labels, landmarks, fields: dict, partner: tuple | None = None) -> dict:
+    view = dict(full_views(seen, attribution, labels, landmarks), **fields)
+    if partner is not None:
+        pictures = full_views(*partner)
+        view.update(partner_uri=pictures["uri"], partner_regions_uri=pictures["regions_uri"])
+    return view
 
 
 def _example_uri(draw, seen: Image.Image, *arrays) -> str:
     size = (EXAMPLE_SIZE, round(EXAMPLE_SIZE * seen.height / seen.width))
     return data_uri(draw(seen, *arrays).resize(size, Image.BILINEAR))
+
+
+def _partner_uri(partner: tuple) -> str:
+    """An example's partner (face verification) at the example's size, with its map when it has one."""
+    seen, attribution = partner[0], partner[1]
+    picture = seen if attribution is None else attribution_overlay(seen, attribution)
+    return data_uri(picture.resize((EXAMPLE_SIZE, round(EXAMPLE_SIZE * seen.height / seen.width)), Image.BILINEAR))
 
 
 def _thumbnail_uri(seen: Image.Image, attribution: np.ndarray) -> str:
@@ -110,7 +121,8 @@ def full_views(seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | 
     stay sharp (landmarks are in ``seen``'s pixels, like ``labels`` and ``attribution``)."""
     width, height = size, max(1, round(size * seen.height / seen.width))
     picture = seen.convert("RGB").resize((width, height), Image.BICUBIC)
-    attention = attribution_overlay(picture, attribution)
+    # No map (a verification partner whose face was not found, or the reference photo): the picture alone.
+    attention = picture if attribution is None else attribution_overlay(picture, attribution)
     if landmarks is not None:
         points = np.asarray(landmarks, dtype=np.float64) * (width / seen.width, height / seen.height)
         regions = region_overlay(picture, label_image(points, width, height), points)
@@ -139,7 +151,7 @@ class TopPatches:
         return self.per_region > 0 and (len(heap) < self.per_region or score > heap[0][0])
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, shares: np.ndarray,
-              info: dict, landmarks: np.ndarray | None = None) -> None:
+              info: dict, landmarks: np.ndarray | None = None, partner: tuple | None = None) -> None:
         """seen: what the model saw (RGB, model-input size); attribution/labels (H, W) in the same pixels;
         shares: per-region shares in ``REGION_IDS`` order; info: image name, label, prediction, probability
         (and optionally ``groups``: {column: value}); landmarks (68, 2) in the same pixels, for the region
@@ -156,7 +168,7 @@ class TopPatches:
                 overlay = Later(attribution_overlay, seen, attribution, 0.4)
                 # One view per image, shared by all of its patches (and so drawn once).
                 view = Later(_view, seen, attribution, labels, landmarks,
-                             {k: info[k] for k in VIEW_FIELDS if k in info})
+                             {k: info[k] for k in VIEW_FIELDS if k in info}, partner)
             record = dict(info, score=round(score, 4), uri=Later(_patch_uri, overlay, box), view=info["image"])
             record["_view"] = view
             self._push(rid, score, record)
@@ -214,13 +226,16 @@ class Examples:
         self._tiebreak = itertools.count()
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
-              info: dict) -> None:
+              info: dict, partner: tuple | None = None) -> None:
+        """``partner``: as ``TopPatches.offer``; the example then also carries the partner's two pictures."""
         confidence = float(info["probability"])
         for heap, key, why in ((self.most, confidence, "most confident"), (self.least, -confidence, "least confident")):
             if len(heap) >= self.each and key <= heap[0][0]:
                 continue
             record = dict(info, why=why, uri=Later(_example_uri, attribution_overlay, seen, attribution),
                           regions_uri=Later(_example_uri, region_overlay, seen, labels, landmarks))
+            if partner is not None:
+                record["partner_uri"] = Later(_partner_uri, partner)
             entry = (key, next(self._tiebreak), record)
             if len(heap) < self.each:
                 heapq.heappush(heap, entry)

@@ -27,7 +27,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass
 class Preprocessing:
-    """A callable PIL image -> float tensor (3, H, W), with a description for the report.
+    """A callable PIL image -> float tensor (C, H, W) (C = 3 for RGB models, 1 for grayscale ones...), with a
+    description for the report.
 
     ``source`` says how to build it again — ("file", path, variable) or ("options", size, mean, std) —
     so a worker process started fresh rebuilds it instead of unpickling the user's objects.
@@ -76,8 +77,11 @@ class InputGeometry:
 
     ``to_image``: 2x3 affine taking model-input pixel coordinates (x, y, 1) to image pixel coordinates.
     ``to_input``: its inverse, image -> model-input pixels (for landmarks).
-    ``black``/``white``: the transform's output for an all-black / all-white image (3, H, W), which
+    ``black``/``white``: the transform's output for an all-black / all-white image (C, H, W), which
     undo the colour normalisation: seen = (output - black) / (white - black).
+    ``rgb``: the output's channels are the image's red, green and blue in that order, so undoing the
+    normalisation shows the picture; False for a grayscale model, a BGR model and any other channel layout,
+    whose picture is the colour photo resampled onto the model's input pixels instead.
     """
 
     input_size: tuple[int, int]  # model-input (height, width)
@@ -85,18 +89,46 @@ class InputGeometry:
     to_input: np.ndarray
     black: torch.Tensor
     white: torch.Tensor
+    rgb: bool = True
+
+    @property
+    def channels(self) -> int:
+        return int(self.black.shape[0])
 
     def landmarks_to_input(self, points: np.ndarray) -> np.ndarray:
         """Image-pixel points (N, 2) -> model-input pixel points (N, 2)."""
         return points @ self.to_input[:, :2].T + self.to_input[:, 2]
 
+    def picture(self, image: Image.Image, tensor: torch.Tensor) -> Image.Image:
+        """The RGB picture of the model's input pixels for the report: what the model sees (``seen_by_model``)
+        for an RGB model, else the colour photo ``image`` resampled through the measured geometry, so region
+        overlays and patches of a grayscale or BGR model still show the face in its own colours."""
+        if self.rgb:
+            return self.seen_by_model(tensor)
+        return self.photo_on_input(image)
+
+    def photo_on_input(self, image: Image.Image) -> Image.Image:
+        """``image`` (RGB) resampled onto the model-input pixels (the crop, resize and padding of the transform)."""
+        height, width = self.input_size
+        matrix = self.to_image.astype(np.float64).copy()
+        # Shrink first when the input is much smaller than the image: a plain affine resampling would alias.
+        factor = int(max(1, np.floor(min(np.hypot(*matrix[:, 0]), np.hypot(*matrix[:, 1])))))
+        if factor > 1:
+            image = image.reduce(factor)
+            matrix /= factor
+        return image.convert("RGB").transform((width, height), Image.AFFINE, tuple(matrix.reshape(-1)),
+                                              resample=Image.BILINEAR)
+
     def seen_by_model(self, tensor: torch.Tensor) -> Image.Image:
-        """The transformed tensor (3, H, W) as the RGB picture the model sees (normalisation undone)."""
+        """The transformed tensor (C, H, W) as the picture the model sees (normalisation undone; one channel
+        shows as gray)."""
         # In numpy: small torch operations pay for waking torch's thread pool, which the model is using.
         black = self.black.numpy()
         span = self.white.numpy() - black
         span = np.where(np.abs(span) < 1e-8, 1.0, span)
         seen = np.clip((tensor.numpy() - black) / span, 0, 1)
+        if seen.shape[0] != 3:
+            seen = np.repeat(seen.mean(0, keepdims=True), 3, axis=0)
         return Image.fromarray((seen.transpose(1, 2, 0) * 255 + 0.5).astype(np.uint8), "RGB")
 
 
@@ -106,14 +138,28 @@ def _apply(transform, image: Image.Image, path: str) -> torch.Tensor:
     except Exception as error:
         raise InputError(f"--transform {path}: fails on a {image.width}x{image.height} RGB image: "
                          f"{type(error).__name__}: {error}") from None
-    if not isinstance(output, torch.Tensor) or output.ndim != 3 or output.shape[0] != 3:
-        raise InputError(f"--transform {path}: must turn a PIL image into a float tensor (3, H, W); "
-                         f"got {type(output).__name__} {tuple(getattr(output, 'shape', ()))}")
+    if not isinstance(output, torch.Tensor) or output.ndim != 3 or not 1 <= output.shape[0] <= 16:
+        raise InputError(f"--transform {path}: must turn a PIL image into a float tensor (channels, H, W), e.g. "
+                         f"(3, H, W) for RGB or (1, H, W) for grayscale; got {type(output).__name__} "
+                         f"{tuple(getattr(output, 'shape', ()))}")
     return output.float()
 
 
+def _keeps_rgb(transform, image_size: tuple[int, int], black: torch.Tensor, where: str) -> bool:
+    """Whether the transform's three output channels are red, green and blue in that order (pure red lights
+    channel 0 most, and so on); False for other channel counts and orders (grayscale, BGR)."""
+    if black.shape[0] != 3:
+        return False
+    for channel, colour in enumerate(((255, 0, 0), (0, 255, 0), (0, 0, 255))):
+        response = (_apply(transform, Image.new("RGB", image_size, colour), where) - black).abs().mean((1, 2))
+        if int(response.argmax()) != channel:
+            return False
+    return True
+
+
 def measure_geometry(preprocessing: Preprocessing, image_size: tuple[int, int]) -> InputGeometry:
-    """Fit the model-input -> image pixel map for images of ``image_size`` (width, height)."""
+    """Fit the model-input -> image pixel map for images of ``image_size`` (width, height); any number of
+    output channels (the ramps are gray, so every channel carries the coordinate)."""
     transform, where = preprocessing.transform, preprocessing.description.split(":")[0]
     width, height = image_size
     black = _apply(transform, Image.new("RGB", image_size, (0, 0, 0)), where)
@@ -155,4 +201,5 @@ def measure_geometry(preprocessing: Preprocessing, image_size: tuple[int, int]) 
     to_image = np.stack(rows)
     square = np.vstack([to_image, [0, 0, 1]])
     to_input = np.linalg.inv(square)[:2]
-    return InputGeometry((out_h, out_w), to_image, to_input, black, white)
+    return InputGeometry((out_h, out_w), to_image, to_input, black, white,
+                         _keeps_rgb(transform, image_size, black, where))

@@ -1,7 +1,8 @@
-"""Where the shipped templates and samples are, in a checkout and in an installed wheel alike.
+"""Where the shipped templates, samples and plotly.js are, in a checkout and in an installed wheel alike.
 
-In the repository they sit at the top level (``templates/``, ``samples/``); the wheel carries them
-inside the package (``reportgen/templates``, ``reportgen/samples``, see pyproject.toml).
+In the repository templates and samples sit at the top level (``templates/``, ``samples/``); the wheel
+carries them inside the package (``reportgen/templates``, ``reportgen/samples``, see pyproject.toml).
+plotly.js is inside the package in both (``reportgen/report/vendor/plotly.js/``).
 """
 
 from __future__ import annotations
@@ -26,3 +27,9 @@ def templates_dir() -> Path:
 
 def samples_dir() -> Path:
     return _find("samples")
+
+
+def plotly_bundle() -> Path:
+    """The plotly.js bundle the report inlines: plotly's cartesian partial bundle (bar, scatter, heatmap
+    and a few more; see reportgen/report/vendor/plotly.js/SOURCE.md)."""
+    return Path(str(resources.files("reportgen") / "report" / "vendor" / "plotly.js" / "plotly-cartesian.min.js"))

@@ -27,11 +27,14 @@ from .errors import InputError
 from .patches import Examples, ImageBrowser, TopPatches
 from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
+from .similarity import SimilarityCounts
 
 # /2: bootstrap resamples, check records and the piecewise-affine canonical face; /3: the canonical face
 # summed at 128 x 128 points (canonical.SAMPLES). An older checkpoint is not resumed (the run starts over)
 # and an older part is refused by merge.
 FORMAT = "reportgen-partial/3"
+# The counts kept per attribute of a multi-label model (RunState.add_attributes).
+ATTRIBUTE_COUNTS = ("labelled", "correct", "predicted", "present")
 
 
 def _array(values: np.ndarray) -> dict:
@@ -86,8 +89,10 @@ def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
 class RunState:
     """Totals over the images processed so far; ``total`` is the number of rows in the dataset."""
 
-    def __init__(self, total: int, patches_per_region: int = 12, replicates: int = 0):
+    def __init__(self, total: int, patches_per_region: int = 12, replicates: int = 0, images_per_row: int = 1,
+                 threshold: float | None = None):
         self.total = total
+        self.images_per_row = images_per_row  # 2 for a pair file: both images of a pair are explained
         self.replicates = replicates  # bootstrap resamples kept by every RunningScores
         self.done = np.zeros(total, dtype=bool)  # rows already processed (analysed or failed)
         self.overall = RunningScores(replicates)
@@ -107,6 +112,10 @@ class RunState:
         self.sanity: list[dict] = []
         self.probability_sum = 0.0
         self.seconds = 0.0  # time spent computing, added up over resumes and shards
+        # Multi-label models: per attribute, images labelled, predicted correctly, predicted present, truly present.
+        self.attributes: dict[str, np.ndarray] | None = None
+        # Verification runs: similarity histograms of genuine and impostor pairs per group (threshold: --threshold).
+        self.similarity = SimilarityCounts(threshold)
 
     # --- adding images ---------------------------------------------------------------------------
     def add_failure(self, index: int, image: str, reason: str) -> None:
@@ -118,10 +127,12 @@ class RunState:
 
     def add_image(self, index: int, scores: dict, attribution: np.ndarray, landmarks: np.ndarray,
                   labels: np.ndarray, groups: dict[str, str], info: dict, label: int | None, seen,
-                  weights: np.ndarray | None = None) -> None:
+                  weights: np.ndarray | None = None, partner: tuple | None = None) -> None:
         """One analysed image: its region scores, its map and landmarks (model-input pixels), its label
         image, group values {column: value}, info (image, label, prediction, probability), the picture
-        the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``)."""
+        the model saw (for patches and examples) and its bootstrap weights (``scores.bootstrap_weights``).
+        ``partner`` (face verification): the compared image's (seen, attribution, labels, landmarks), any but
+        the picture None, for side-by-side views."""
         self.done[index] = True
         self.overall.add(scores, weights)
         # Warp once, for the overall and group means; a map with nothing in it (region-ablation found no
@@ -146,9 +157,20 @@ class RunState:
         shares = np.nan_to_num(scores["share"][:len(REGION_IDS)], nan=0.0)
         # Pictures are drawn later from what the heaps keep (patches.Later): half-size numbers are plenty.
         attribution = attribution.astype(np.float32)
-        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks)
-        self.examples.offer(seen, attribution, labels, landmarks, info)
+        self.patches.offer(seen, attribution, labels, shares, info, landmarks=landmarks, partner=partner)
+        self.examples.offer(seen, attribution, labels, landmarks, info, partner=partner)
         self.browser.offer(seen, attribution, labels, landmarks, info, shares)
+
+    def add_attributes(self, labels: np.ndarray, predicted: np.ndarray) -> None:
+        """One scored image of a multi-label model: every attribute's true value (0/1, -1 unlabelled) and its
+        prediction (0/1, probability > 0.5), in output order."""
+        known = labels >= 0
+        if self.attributes is None:
+            self.attributes = {name: np.zeros(len(labels)) for name in ATTRIBUTE_COUNTS}
+        self.attributes["labelled"] += known
+        self.attributes["correct"] += known & (labels == predicted)
+        self.attributes["predicted"] += known & (predicted == 1)
+        self.attributes["present"] += known & (labels == 1)
 
     # --- combining ---------------------------------------------------------------------------------
     def merge(self, other: "RunState") -> None:
@@ -176,13 +198,21 @@ class RunState:
         self.predicted_counts += other.predicted_counts
         for name in ("several_faces", "detector_calls", "correct", "labelled", "probability_sum", "seconds"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.similarity.merge(other.similarity)
+        if other.attributes is not None:
+            if self.attributes is None:
+                self.attributes = {name: values.copy() for name, values in other.attributes.items()}
+            else:
+                for name, values in other.attributes.items():
+                    self.attributes[name] += values
 
     # --- saving --------------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         for pictures in (self.patches, self.examples, self.browser):
             pictures.draw()  # pending pictures are drawn now: the saved state is plain data
         return {
-            "total": self.total, "replicates": self.replicates, "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
+            "total": self.total, "replicates": self.replicates, "images_per_row": self.images_per_row,
+            "similarity": self.similarity.to_dict(), "done": base64.b64encode(np.packbits(self.done).tobytes()).decode("ascii"),
             "overall": _scores_to_dict(self.overall),
             "groups": {k: _scores_to_dict(v) for k, v in self.groups.items()},
             "canonical": _face_to_dict(self.canonical),
@@ -195,13 +225,17 @@ class RunState:
             "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
             "faithfulness": self.faithfulness, "sanity": self.sanity,
             "predicted_counts": dict(self.predicted_counts),
+            "attributes": None if self.attributes is None else {k: v.tolist() for k, v in self.attributes.items()},
             **{name: getattr(self, name) for name in ("several_faces", "detector_calls", "correct", "labelled",
                                                       "probability_sum", "seconds")},
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunState":
-        state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]))
+        state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]),
+                    int(data.get("images_per_row", 1)))
+        if data.get("similarity"):
+            state.similarity = SimilarityCounts.from_dict(data["similarity"])
         bits = np.frombuffer(base64.b64decode(data["done"]), dtype=np.uint8)
         state.done = np.unpackbits(bits)[:state.total].astype(bool)
         state.overall = _scores_from_dict(data["overall"])
@@ -223,6 +257,8 @@ class RunState:
         state.faithfulness, state.sanity = list(data["faithfulness"]), list(data["sanity"])
         state.detection = Counter(data["detection"])
         state.predicted_counts = Counter(data["predicted_counts"])
+        if data.get("attributes"):
+            state.attributes = {k: np.asarray(v, dtype=np.float64) for k, v in data["attributes"].items()}
         for name in ("several_faces", "detector_calls", "correct", "labelled"):
             setattr(state, name, int(data[name]))
         state.probability_sum, state.seconds = float(data["probability_sum"]), float(data["seconds"])
@@ -232,6 +268,7 @@ class RunState:
     def results(self, context: dict) -> dict:
         """The results dict (docs/results.md). ``context``: what the run was (see analysis.run_context)."""
         from .findings import findings
+        from .privacy import shareable
 
         scored = self.overall.images
         notes = list(context.get("notes", []))
@@ -239,15 +276,17 @@ class RunState:
             notes.append(f"{self.several_faces} image(s) showed several faces; the largest face was analysed")
         missing = self.total - int(self.done.sum())
         if missing:
-            notes.append(f"{missing} of {self.total} images were not processed (an incomplete set of shards?)")
+            rows = "pairs" if self.images_per_row == 2 else "images"
+            notes.append(f"{missing} of {self.total} {rows} were not processed (an incomplete set of shards?)")
         run = dict(context["run"], seconds=round(self.seconds, 2), detector_calls=self.detector_calls)
         results = {
             "schema": "reportgen/1",
             "tool": context["tool"],
             "run": run,
             "config": context["config"],
-            "counts": {"images": self.total, "aligned": sum(self.detection.values()),
-                       "failed": self.total - scored, "scored": scored},
+            "counts": {"images": self.total * self.images_per_row, "aligned": sum(self.detection.values()),
+                       "failed": self.total * self.images_per_row - scored, "scored": scored,
+                       **({"pairs": self.total} if self.images_per_row == 2 else {})},
             "failures": [{"image": f["image"], "reason": f["reason"]}
                          for f in sorted(self.failures, key=lambda f: f["index"])],
             "image_notes": [{"image": n["image"], "note": n["note"]}
@@ -261,11 +300,14 @@ class RunState:
                              "regions": stats.table(), "region_groups": stats.table(tuple(GROUPS), sort=False),
                              "mean_attribution": self.group_faces[key].mean_map()}
                        for key, stats in sorted(self.groups.items())},
-            "comparisons": self._comparisons(run.get("protected", [])),
+            # A verification run also compares genuine with impostor pairs (the "pair" column it adds).
+            "comparisons": self._comparisons(list(run.get("protected", []))
+                                             + (["pair"] if run.get("task") == "verification" else [])),
             "predictions": {"accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
                             "n_labelled": self.labelled,
                             "predicted_counts": dict(sorted(self.predicted_counts.items())),
-                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None},
+                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None,
+                            "attributes": self._attribute_table(run.get("class_names"))},
             "canonical_face": self.canonical.summary(),
             "patches": self.patches.summary(),
             "examples": self.examples.summary(),
@@ -274,8 +316,28 @@ class RunState:
             "faithfulness": faithfulness_summary(self.faithfulness, context["run"].get("baseline", "mean")),
             "sanity": sanity_summary(self.sanity),
         }
+        if run.get("task") == "verification":
+            results["verification"] = self.similarity.summary(self.group_keys)
+            results["predictions"] = None  # class predictions do not apply; "verification" holds the decisions
         results["findings"] = findings(results)
-        return results
+        return shareable(results, context)  # no folder of this machine in what is shared (unless --full-paths)
+
+    def _attribute_table(self, names: list[str] | None) -> list[dict] | None:
+        """Multi-label models: per attribute, accuracy of "present when probability > 0.5" against its own
+        annotation column, and how often it is predicted and truly present (among labelled images)."""
+        if self.attributes is None:
+            return None
+        counts = self.attributes
+        names = names or [str(k) for k in range(len(counts["labelled"]))]
+        rows = []
+        for k, name in enumerate(names):
+            labelled = int(counts["labelled"][k])
+            def rate(kind: str) -> float | None:
+                return round(float(counts[kind][k]) / labelled, 4) if labelled else None
+
+            rows.append({"name": name, "n_labelled": labelled, "accuracy": rate("correct"),
+                         "predicted_rate": rate("predicted"), "true_rate": rate("present")})
+        return rows
 
     def _comparisons(self, columns: list[str]) -> list[dict]:
         """For each group column: every other value against the first (sorted) value."""

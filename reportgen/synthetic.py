@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,11 @@ SOURCES: tuple[tuple[str, str, int], ...] = (
 # a small sticker (an eye) stands out after the 2x downscale to the model input.
 CUE_COLOUR = (0, 255, 0)
 CUE_CORE_COLOUR = (255, 0, 255)
+# A second sticker, for a second attribute of a multi-label model: azure with a yellow core, told apart
+# from the lime/magenta one by colour alone (the small CNN's features are local, its pooling is global).
+SECOND_CUE_COLOURS = ((0, 170, 255), (255, 255, 0))
+# For grayscale models: black with a white core, which keeps its contrast when colour is dropped.
+GRAY_CUE_COLOURS = ((0, 0, 0), (255, 255, 255))
 # Largest sticker radius as a fraction of the face width (jaw point 0 to 16). Big enough to survive the
 # 2x downscale to the model input, small enough to sit inside the forehead or a cheek.
 CUE_MAX_RADIUS = 0.15
@@ -118,9 +124,9 @@ class SmallFaceNet(nn.Module):
     a default-layer search could pick instead.
     """
 
-    def __init__(self, num_classes: int = 2):
+    def __init__(self, num_classes: int = 2, in_channels: int = 3):
         super().__init__()
-        self.conv1 = _conv_block(3, 16, kernel=4, stride=2, padding=1)
+        self.conv1 = _conv_block(in_channels, 16, kernel=4, stride=2, padding=1)
         self.conv2 = _conv_block(16, 32, kernel=4, stride=2, padding=1)
         self.conv3 = _conv_block(32, 64, kernel=1, stride=1, padding=0)
         self.conv4 = _conv_block(64, 64, kernel=1, stride=1, padding=0)
@@ -329,8 +335,9 @@ def _cue_mask(labels: np.ndarray, landmarks: np.ndarray, region_id: str,
     return mask, centre, min(max_radius, float(distance[ys[k], xs[k]]))
 
 
-def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str,
-           rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str, rng: np.random.Generator,
+           colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (CUE_COLOUR, CUE_CORE_COLOUR),
+           ) -> tuple[Image.Image, np.ndarray]:
     if region_id not in REGION_IDS:
         raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
     image = image.convert("RGB")
@@ -340,11 +347,11 @@ def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str,
     if not mask.any():
         raise CueDoesNotFit(f"region {region_id!r} is too small here to hold a sticker")
     pixels = np.asarray(image).copy()
-    pixels[mask] = CUE_COLOUR
+    pixels[mask] = colours[0]
     if radius >= 2:  # a core of at least a pixel or so
         # A magenta core: a second unusual colour, and an edge inside the sticker, make it a "texture"
         # rather than a flat patch; it still reads as one object at 128 px.
-        pixels[mask & _disc(mask.shape, centre, 0.45 * radius)] = CUE_CORE_COLOUR
+        pixels[mask & _disc(mask.shape, centre, 0.45 * radius)] = colours[1]
 
     # The scored masks are label-image pixels, so that is what the sticker is checked against.
     inside = float((labels[mask] == REGION_IDS.index(region_id)).mean())
@@ -352,8 +359,9 @@ def _plant(image: Image.Image, landmarks: np.ndarray, region_id: str,
     return Image.fromarray(pixels), mask
 
 
-def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str,
-              rng: np.random.Generator) -> Image.Image:
+def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str, rng: np.random.Generator,
+              colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (CUE_COLOUR, CUE_CORE_COLOUR),
+              ) -> Image.Image:
     """A copy of ``image`` (RGB PIL) with the sticker painted inside ``region_id``.
 
     ``landmarks``: float (68, 2) in the image's pixels. Inner regions get the region itself, shrunk by
@@ -361,9 +369,10 @@ def plant_cue(image: Image.Image, landmarks: np.ndarray, region_id: str,
     ``background`` gets a disc (radius 0.12 x face width) in a corner that ``label_image`` marks as
     background. At least 90% of the sticker's pixels lie in the region's label-image mask (asserted;
     by construction it is 100%). Raises ``CueDoesNotFit`` when the region is too small in this image
-    (no pixel two steps from its edge, e.g. the mouth opening of a closed mouth).
+    (no pixel two steps from its edge, e.g. the mouth opening of a closed mouth). ``colours``: the sticker's
+    ring and core colours (lime and magenta by default).
     """
-    return _plant(image, landmarks, region_id, rng)[0]
+    return _plant(image, landmarks, region_id, rng, colours)[0]
 
 
 # ------------------------------------------------------------------------------------------ dataset
@@ -382,9 +391,18 @@ def _jpeg(image: Image.Image, quality: int) -> bytes:
     return buffer.getvalue()
 
 
-def _one_image(source: Image.Image, planted: bool, region_id: str, rng: np.random.Generator, size: int,
+@dataclass(frozen=True)
+class Cue:
+    """A sticker for one image: the region it goes in, its (ring, core) colours, and whether it is painted."""
+
+    region: str
+    colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (CUE_COLOUR, CUE_CORE_COLOUR)
+    planted: bool = True
+
+
+def _one_image(source: Image.Image, cues: list[Cue], rng: np.random.Generator, size: int,
                quality: int, who: str) -> bytes:
-    """One JPEG (bytes) of ``source``, with the sticker when ``planted``; raises after MAX_ATTEMPTS."""
+    """One JPEG (bytes) of ``source`` with the planted ``cues`` painted; raises after MAX_ATTEMPTS."""
     misses = {"no face found": 0, "region too small for a sticker": 0, "the sticker moved the landmarks": 0}
     for _ in range(MAX_ATTEMPTS):
         image = augment_portrait(source, rng, size)
@@ -393,39 +411,47 @@ def _one_image(source: Image.Image, planted: bool, region_id: str, rng: np.rando
             misses["no face found"] += 1
             continue
         try:
-            # Placed in both classes, kept only in class 1: both classes are then drawn from the
-            # variants whose region can hold a sticker, so that condition says nothing about the label.
-            placed, mask = _plant(image, face.landmarks, region_id, rng)
+            # Placed whether planted or not, kept only when planted: every image is then drawn from the
+            # variants whose regions can hold a sticker, so that condition says nothing about the labels.
+            placed = image
+            masks = []
+            for cue in cues:
+                painted, mask = _plant(placed, face.landmarks, cue.region, rng, cue.colours)
+                if cue.planted:
+                    placed = painted
+                    masks.append((cue.region, mask))
         except CueDoesNotFit:
             misses["region too small for a sticker"] += 1
             continue
-        if planted:
-            image = placed
-        data = _jpeg(image, quality)
-        # reportgen will detect the face on the saved file, sticker included: make sure it still can,
-        # and (class 1) that the sticker is still in the region by the landmarks it will find.
+        data = _jpeg(placed, quality)
+        # reportgen will detect the face on the saved file, stickers included: make sure it still can,
+        # and that each planted sticker is still in its region by the landmarks it will find.
         again = detect_face(Image.open(io.BytesIO(data)).convert("RGB"))
         if again is None:
             misses["no face found"] += 1
             continue
-        if planted:
+        if masks:
             labels = label_image(again.landmarks, size, size)
-            if (labels[mask] == REGION_IDS.index(region_id)).mean() < CUE_INSIDE_REDETECTED_MIN:
+            if any((labels[mask] == REGION_IDS.index(region)).mean() < CUE_INSIDE_REDETECTED_MIN
+                   for region, mask in masks):
                 misses["the sticker moved the landmarks"] += 1
                 continue
         return data
     counts = ", ".join(f"{reason}: {n}" for reason, n in misses.items() if n)
-    message = f"no usable {who} image with a sticker in {region_id!r} in {MAX_ATTEMPTS} variants ({counts})"
+    regions = " and ".join(repr(cue.region) for cue in cues)
+    message = f"no usable {who} image with a sticker in {regions} in {MAX_ATTEMPTS} variants ({counts})"
     region_misses = misses["region too small for a sticker"] + misses["the sticker moved the landmarks"]
     if region_misses > MAX_ATTEMPTS // 2:
-        if region_id == "mouth" and who == "hopper":
+        if any(cue.region == "mouth" for cue in cues) and who == "hopper":
             message += "; Grace Hopper's mouth is closed, so its opening is a sliver"
         raise CueDoesNotFit(message + "; plant the cue in another region, e.g. nose, chin or left_eye")
     raise RuntimeError(message)
 
 
 def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, size: int = 256,
-                         quality: int = JPEG_QUALITY) -> Path:
+                         quality: int = JPEG_QUALITY,
+                         colours: tuple[tuple[int, int, int], tuple[int, int, int]] = (CUE_COLOUR, CUE_CORE_COLOUR),
+                         ) -> Path:
     """Write ``count`` augmented portraits to ``out_dir/images/`` and ``out_dir/annotations.csv``.
 
     CSV header ``img,task,protected``: img is the file name relative to images/ (``hopper_000.jpg``),
@@ -434,6 +460,7 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
     each portrait's images carry the sticker. Images are ``size`` x ``size`` JPEGs. Deterministic for
     a given seed. Returns the path of annotations.csv. Raises ``CueDoesNotFit`` for a region that
     cannot hold a sticker in one of the portraits: ``mouth`` (the opening; Grace Hopper's is closed).
+    ``colours``: the sticker's (ring, core) colours (``GRAY_CUE_COLOURS`` for a grayscale model).
     """
     if region_id not in REGION_IDS:
         raise ValueError(f"unknown region {region_id!r}; expected one of {', '.join(REGION_IDS)}")
@@ -448,7 +475,7 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
         tasks = rng.permutation(np.array([1] * (n // 2) + [0] * (n - n // 2)))
         for number, task in enumerate(tasks):
             name = f"{prefix}_{number:03d}.jpg"
-            data = _one_image(source, bool(task), region_id, rng, size, quality, prefix)
+            data = _one_image(source, [Cue(region_id, colours, bool(task))], rng, size, quality, prefix)
             (images_dir / name).write_bytes(data)
             rows.append((name, int(task), protected))
     annotations = out_dir / "annotations.csv"
@@ -459,21 +486,57 @@ def make_planted_dataset(out_dir: Path, region_id: str, count: int, seed: int, s
     return annotations
 
 
+def make_multi_label_dataset(out_dir: Path, cues: dict[str, tuple[str, tuple]], count: int, seed: int,
+                             size: int = 256, quality: int = JPEG_QUALITY) -> Path:
+    """A dataset for a multi-label model: one attribute per entry of ``cues`` ({name: (region id, (ring, core)
+    colours)}), each present (its sticker painted in its region) in half of each portrait's images,
+    independently of the others. Writes ``images/``, CelebA's ``list_attr_celeba.txt`` (row count, attribute
+    names, ``file -1 1 ...`` rows) and ``annotations.csv`` (``img``, the attributes as 0/1, ``protected``);
+    returns the path of list_attr_celeba.txt. Deterministic for a seed."""
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    names = list(cues)
+    rows = []
+    for index, (prefix, source, protected) in enumerate(_load_sources()):
+        n = count // 2 + (1 if index < count % 2 else 0)
+        present = np.stack([rng.permutation(np.array([1] * (n // 2) + [0] * (n - n // 2))) for _ in names], 1)
+        for number in range(n):
+            name = f"{prefix}_{number:03d}.jpg"
+            chosen = [Cue(cues[attribute][0], cues[attribute][1], bool(present[number, k]))
+                      for k, attribute in enumerate(names)]
+            (images_dir / name).write_bytes(_one_image(source, chosen, rng, size, quality, prefix))
+            rows.append((name, [int(v) for v in present[number]], protected))
+    attributes = out_dir / "list_attr_celeba.txt"
+    lines = [str(len(rows)), " ".join(names)]
+    lines += [f"{name} " + " ".join("1" if v else "-1" for v in values) for name, values, _ in rows]
+    attributes.write_text("\n".join(lines) + "\n")
+    with open(out_dir / "annotations.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["img", *names, "protected"])
+        writer.writerows([name, *values, protected] for name, values, protected in rows)
+    return attributes
+
+
 # ----------------------------------------------------------------------------------------- training
 
 
-def _load_dataset(dataset_dir: Path) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(inputs (N, 3, 128, 128), labels (N,), protected (N,)) from images/ and annotations.csv."""
+def _load_dataset(dataset_dir: Path, columns: tuple[str, ...] = ("task",), transform=None,
+                  annotations: str = "annotations.csv") -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(inputs (N, C, 128, 128), labels (N,) or (N, len(columns)) for several columns, protected (N,)) from
+    images/ and the ``annotations`` CSV; ``transform`` defaults to ``sample_transform()``."""
     dataset_dir = Path(dataset_dir)
-    transform = sample_transform()
+    transform = transform or sample_transform()
     inputs, labels, groups = [], [], []
-    with open(dataset_dir / "annotations.csv", newline="") as handle:
+    with open(dataset_dir / annotations, newline="") as handle:
         for row in csv.DictReader(handle):
             with Image.open(dataset_dir / "images" / row["img"]) as image:
                 inputs.append(transform(image.convert("RGB")))
-            labels.append(int(row["task"]))
+            labels.append([int(row[column]) for column in columns])
             groups.append(int(row["protected"]))
-    return torch.stack(inputs), torch.tensor(labels), np.array(groups)
+    labels = torch.tensor(labels)
+    return torch.stack(inputs), labels[:, 0] if len(columns) == 1 else labels, np.array(groups)
 
 
 def _split(labels: np.ndarray, groups: np.ndarray, seed: int, held_out: float = 0.25):
@@ -490,26 +553,31 @@ def _split(labels: np.ndarray, groups: np.ndarray, seed: int, held_out: float = 
 
 
 def _shift(x: torch.Tensor, generator: torch.Generator, most: int = 8) -> torch.Tensor:
-    """Translate a batch (N, 3, H, W) by one random offset of up to ``most`` pixels (edges replicated):
+    """Translate a batch (N, C, H, W) by one random offset of up to ``most`` pixels (edges replicated):
     with so few images, this keeps the model from tying the class to where things sit in the frame."""
     dx, dy = (int(v) for v in torch.randint(-most, most + 1, (2,), generator=generator))
     padded = torch.nn.functional.pad(x, (most, most, most, most), mode="replicate")
     return padded[:, :, most + dy:most + dy + x.shape[2], most + dx:most + dx + x.shape[3]]
 
 
-def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS,
-                    seed: int = 0) -> tuple[SmallFaceNet, float]:
-    """Train ``SmallFaceNet`` on a planted-cue folder; returns (model in eval mode, held-out accuracy).
+def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, groups: np.ndarray,
+                     epochs: int = DEFAULT_EPOCHS, seed: int = 0, loss: str = "softmax",
+                     learning_rate: float = LEARNING_RATE, scores=None) -> tuple[nn.Module, float]:
+    """Train ``model`` on (inputs, labels); returns (model in eval mode, held-out accuracy).
 
-    A stratified 25% of the images is held out (at least one per label and portrait). Training
+    ``loss``: "softmax" (cross-entropy over the classes; labels (N,) class indices) or "sigmoid" (binary
+    cross-entropy with logits, as a CelebA attribute model is trained; labels (N,) 0/1 for one output, or
+    (N, K) 0/1 for K attributes). ``scores``: picks the class scores out of the model's output (a tuple, say).
+    A stratified 25% of the images is held out (by the first label and the portrait). Training
     augmentation: random left-right flip, a mild brightness/contrast change of the normalised input and
     a shift of up to 8 pixels, which all leave the sticker's colour and shape intact. Adam with cosine
-    decay, batches of 16; 60 epochs of 72 images take about 8 s on 2 CPU cores. Deterministic for a
-    seed on a given machine: seeded torch and numpy, deterministic algorithms, 2 threads (all restored
-    afterwards, so callers' settings are untouched).
+    decay, batches of 16; 60 epochs of 72 images take about 8 s on 2 CPU cores for the small CNN.
+    Deterministic for a seed on a given machine: seeded torch and numpy, deterministic algorithms, 2
+    threads (all restored afterwards, so callers' settings are untouched).
     """
-    inputs, labels, groups = _load_dataset(dataset_dir)
-    train_idx, test_idx = _split(labels.numpy(), groups, seed)
+    scores = scores or (lambda output: output)
+    first = labels if labels.ndim == 1 else labels[:, 0]
+    train_idx, test_idx = _split(first.numpy(), groups, seed)
 
     threads = torch.get_num_threads()
     deterministic = torch.are_deterministic_algorithms_enabled()
@@ -518,10 +586,13 @@ def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS,
     try:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        model = SmallFaceNet()
-        optimiser = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
-        loss_fn = nn.CrossEntropyLoss()
-        x_train, y_train = inputs[train_idx], labels[train_idx]
+        optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
+        if loss == "softmax":
+            loss_fn, targets = nn.CrossEntropyLoss(), labels
+        else:
+            loss_fn = nn.BCEWithLogitsLoss()
+            targets = (labels[:, None] if labels.ndim == 1 else labels).float()
+        x_train, y_train = inputs[train_idx], targets[train_idx]
         batch = 16
         steps = epochs * ((len(x_train) + batch - 1) // batch)
         # Cosine decay: the last epochs settle instead of bouncing between memorised solutions.
@@ -539,42 +610,117 @@ def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS,
                 x = (x * gain + shift).clamp(-1, 1)
                 x = _shift(x, generator)
                 optimiser.zero_grad()
-                loss = loss_fn(model(x), y_train[pick])
-                loss.backward()
+                loss_value = loss_fn(scores(model(x)), y_train[pick])
+                loss_value.backward()
                 optimiser.step()
                 schedule.step()
         model.eval()
         with torch.no_grad():
-            predicted = model(inputs[test_idx]).argmax(1)
-        accuracy = float((predicted == labels[test_idx]).float().mean())
+            output = scores(model(inputs[test_idx]))
+        if loss == "softmax":
+            accuracy = float((output.argmax(1) == labels[test_idx]).float().mean())
+        else:
+            accuracy = float(((output > 0).float() == targets[test_idx]).float().mean())
     finally:
         torch.use_deterministic_algorithms(deterministic)
         torch.set_num_threads(threads)
     return model, accuracy
 
 
+def train_small_cnn(dataset_dir: Path, epochs: int = DEFAULT_EPOCHS,
+                    seed: int = 0) -> tuple[SmallFaceNet, float]:
+    """Train ``SmallFaceNet`` on a planted-cue folder (``train_classifier`` with cross-entropy on ``task``);
+    returns (model in eval mode, held-out accuracy)."""
+    inputs, labels, groups = _load_dataset(dataset_dir)
+    torch.manual_seed(seed)  # the same initial weights as before training was factored out
+    return train_classifier(SmallFaceNet(), inputs, labels, groups, epochs, seed)
+
+
 # ---------------------------------------------------------------------------------- known answers
 
 
-def write_model_files(out_dir: Path, model: SmallFaceNet, region_id: str) -> dict[str, Path]:
+# The model shapes a known-answer case can be built for (``make_known_answer_case(kind=...)``): how the
+# model file builds it, its transform, how it is trained and which layer is its Grad-CAM layer by default.
+KIND_MODEL_FILES = {
+    "softmax": MODEL_FILE,
+    "sigmoid": MODEL_FILE.replace("model = SmallFaceNet()", "model = SmallFaceNet(num_classes=1)  # one logit, "
+                                  "trained with BCEWithLogitsLoss"),
+    "gray": MODEL_FILE.replace("model = SmallFaceNet()", "model = SmallFaceNet(in_channels=1)  # grayscale input"),
+    "tuple": MODEL_FILE.replace("model = SmallFaceNet()", '''import torch
+
+
+class TupleFaceNet(SmallFaceNet):
+    """Returns (class logits, pooled features), as many face models return an embedding beside the logits."""
+
+    def forward(self, x):
+        features = self.conv4(self.conv3(self.conv2(self.conv1(x)))).amax(dim=(2, 3))
+        return self.classifier(features), features
+
+
+model = TupleFaceNet()'''),
+    "vit": '''"""A small vision transformer trained to find a sticker on the {region} (class 1); 16x16 patches of 8 px."""
+
+from torchvision.models.vision_transformer import VisionTransformer
+
+model = VisionTransformer(image_size=128, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128,
+                          num_classes=2)
+''',
+}
+GRAY_TRANSFORM_FILE = '''"""Evaluation transform of the grayscale planted-cue model: one channel, 128x128, [-1, 1]."""
+
+from torchvision import transforms
+
+transform = transforms.Compose([
+    transforms.Grayscale(num_output_channels=1),
+    transforms.Resize((128, 128)),
+    transforms.ToTensor(),
+    transforms.Normalize(mean=[0.5], std=[0.5]),
+])
+'''
+# Default Grad-CAM layer of each kind (what reportgen must pick without --layer).
+KIND_LAYERS = {"softmax": TARGET_LAYER, "sigmoid": TARGET_LAYER, "gray": TARGET_LAYER, "tuple": TARGET_LAYER,
+               "vit": "encoder.layers.encoder_layer_1.ln_1"}
+VIT_LEARNING_RATE = 1e-3
+
+
+def _kind_model_and_transform(kind: str):
+    """(untrained model, evaluation transform, training loss) for a known-answer ``kind``."""
+    namespace: dict = {}
+    exec(KIND_MODEL_FILES[kind].format(region="", layer=TARGET_LAYER), namespace)
+    if kind == "gray":
+        exec(GRAY_TRANSFORM_FILE, namespace)
+        transform = namespace["transform"]
+    else:
+        transform = sample_transform()
+    return namespace["model"], transform, "sigmoid" if kind == "sigmoid" else "softmax"
+
+
+def write_model_files(out_dir: Path, model: nn.Module, region_id: str, kind: str = "softmax") -> dict[str, Path]:
     """Write model.py, weights.pt (state_dict) and transform.py into ``out_dir``; returns their paths."""
     out_dir = Path(out_dir)
     model_file, weights, transform = out_dir / "model.py", out_dir / "weights.pt", out_dir / "transform.py"
-    model_file.write_text(MODEL_FILE.format(region=region_id.replace("_", " "), layer=TARGET_LAYER))
+    model_file.write_text(KIND_MODEL_FILES[kind].format(region=region_id.replace("_", " "), layer=TARGET_LAYER))
     torch.save(model.state_dict(), weights)
-    transform.write_text(TRANSFORM_FILE)
+    transform.write_text(GRAY_TRANSFORM_FILE if kind == "gray" else TRANSFORM_FILE)
     return {"model_file": model_file, "weights": weights, "transform": transform}
 
 
 def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed: int = 0,
-                           epochs: int = DEFAULT_EPOCHS) -> dict:
+                           epochs: int = DEFAULT_EPOCHS, kind: str = "softmax", data_dir: Path | None = None) -> dict:
     """A dataset with the sticker in ``region_id`` and a model trained on it, ready for the CLI.
 
     Returns {"images": folder, "annotations": csv, "model_file": model.py, "weights": weights.pt,
-    "transform": transform.py, "layer": "conv4"} (paths, and the layer name as a string). Also writes
-    ``training.json`` (held-out accuracy, seconds). About 10 s on 2 idle CPU cores for 96 images
+    "transform": transform.py, "layer": the default Grad-CAM layer} (paths, and the layer name as a string).
+    Also writes ``training.json`` (held-out accuracy, seconds). About 10 s on 2 idle CPU cores for 96 images
     (generation 2-4 s, training 5-8 s). The answer: for class 1, ``region_id`` has the highest mean
     density (checked by benchmarks/check_planted_cue.py).
+
+    ``kind``: the model's shape: "softmax" (SmallFaceNet, two classes), "sigmoid" (one logit, binary
+    cross-entropy), "gray" (one input channel, a grayscale transform and a black-and-white sticker), "tuple"
+    (returns (logits, features)) or "vit" (a two-block vision transformer, 16x16 patches).
+    ``data_dir``: where the images and annotations.csv go (default ``out_dir``); when it already holds a
+    dataset (made for another kind with the same sticker colours), that dataset is used as it is, so
+    several model shapes can be trained on one set of images.
 
     Works for every region except three: ``mouth`` and ``lower_lip`` raise ``CueDoesNotFit`` (Grace
     Hopper's closed mouth has no opening to hold a sticker; a sticker on the lower lip moves dlib's lip
@@ -582,15 +728,27 @@ def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed:
     ``CueNotLearned`` (too thin: the model does not learn the sticker). The files are written before
     ``CueNotLearned`` is raised, for a look.
     """
+    if kind not in KIND_MODEL_FILES:
+        raise ValueError(f"unknown kind {kind!r}; expected one of {', '.join(KIND_MODEL_FILES)}")
     out_dir = Path(out_dir)
+    data_dir = Path(data_dir or out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    annotations = make_planted_dataset(out_dir, region_id, count, seed)
+    colours = GRAY_CUE_COLOURS if kind == "gray" else (CUE_COLOUR, CUE_CORE_COLOUR)
+    annotations = data_dir / "annotations.csv"
+    if not annotations.exists():
+        annotations = make_planted_dataset(data_dir, region_id, count, seed, colours=colours)
     generated = time.perf_counter()
-    model, accuracy = train_small_cnn(out_dir, epochs, seed)
+    torch.manual_seed(seed)
+    model, transform, loss = _kind_model_and_transform(kind)
+    inputs, labels, groups = _load_dataset(data_dir, transform=transform)
+    model, accuracy = train_classifier(model, inputs, labels, groups, epochs, seed, loss,
+                                       VIT_LEARNING_RATE if kind == "vit" else LEARNING_RATE,
+                                       (lambda output: output[0]) if kind == "tuple" else None)
     trained = time.perf_counter()
-    files = write_model_files(out_dir, model, region_id)
+    files = write_model_files(out_dir, model, region_id, kind)
     (out_dir / "training.json").write_text(json.dumps({
-        "region": region_id, "count": count, "seed": seed, "epochs": epochs,
+        "region": region_id, "kind": kind, "count": count, "seed": seed, "epochs": epochs,
         "held_out_accuracy": accuracy, "generation_seconds": round(generated - started, 2),
         "training_seconds": round(trained - generated, 2),
     }, indent=2) + "\n")
@@ -598,4 +756,146 @@ def make_known_answer_case(out_dir: Path, region_id: str, count: int = 96, seed:
         raise CueNotLearned(f"region {region_id!r}: held-out accuracy {accuracy:.3f} is below "
                             f"{MIN_ACCURACY}, so the model does not rely on the sticker; use a larger region "
                             "(e.g. nose, chin, left_eye)")
-    return {"images": out_dir / "images", "annotations": annotations, **files, "layer": TARGET_LAYER}
+    return {"images": data_dir / "images", "annotations": annotations, **files, "layer": KIND_LAYERS[kind]}
+
+
+def make_multi_label_case(out_dir: Path, cues: dict[str, str] | None = None, count: int = 96, seed: int = 0,
+                          epochs: int = DEFAULT_EPOCHS) -> dict:
+    """A multi-label known answer: one attribute per entry of ``cues`` ({attribute name: region}, default
+    ``Forehead_sticker`` on the forehead and ``Chin_sticker`` on the chin), each with a sticker of its own
+    colours, in CelebA's list_attr format; a SmallFaceNet with one output per attribute trained with binary
+    cross-entropy. The answer: explaining each attribute ranks its own region first.
+
+    Returns {"images", "annotations" (list_attr_celeba.txt), "model_file", "weights", "transform",
+    "layer", "attributes": {name: region}}."""
+    cues = cues or {"Forehead_sticker": "forehead", "Chin_sticker": "chin"}
+    palettes = [(CUE_COLOUR, CUE_CORE_COLOUR), SECOND_CUE_COLOURS]
+    if len(cues) > len(palettes):
+        raise ValueError(f"at most {len(palettes)} attributes (one sticker colour each)")
+    out_dir = Path(out_dir)
+    annotations = make_multi_label_dataset(out_dir, {name: (region, palettes[k]) for k, (name, region)
+                                                     in enumerate(cues.items())}, count, seed)
+    inputs, labels, groups = _load_dataset(out_dir, tuple(cues))
+    torch.manual_seed(seed)
+    model, accuracy = train_classifier(SmallFaceNet(num_classes=len(cues)), inputs, labels, groups, epochs, seed,
+                                       "sigmoid")
+    files = write_model_files(out_dir, model, " and ".join(cues.values()))
+    files["model_file"].write_text(MODEL_FILE.format(region=" and ".join(cues.values()), layer=TARGET_LAYER).replace(
+        "model = SmallFaceNet()", f"model = SmallFaceNet(num_classes={len(cues)})  # one logit per attribute"))
+    (out_dir / "training.json").write_text(json.dumps({"cues": cues, "count": count, "seed": seed, "epochs": epochs,
+                                                       "held_out_accuracy": accuracy}, indent=2) + "\n")
+    if accuracy < MIN_ACCURACY:
+        raise CueNotLearned(f"multi-label case: held-out accuracy {accuracy:.3f} is below {MIN_ACCURACY}")
+    return {"images": out_dir / "images", "annotations": annotations, **files, "layer": TARGET_LAYER,
+            "attributes": dict(cues)}
+
+
+# ------------------------------------------------------------------------------------ verification
+
+# One sticker colour pair per synthetic identity: identity is carried by the sticker's colours alone.
+IDENTITY_COLOURS = (
+    ((0, 255, 0), (255, 0, 255)),      # lime, magenta core
+    ((0, 170, 255), (255, 255, 0)),    # azure, yellow core
+    ((140, 0, 255), (0, 255, 140)),    # violet, spring-green core
+    ((0, 0, 0), (255, 255, 255)),      # black, white core
+)
+EMBEDDING_SIZE = 16
+EMBEDDING_MODEL_FILE = '''"""A face-verification model for the known-answer test: a 16-d embedding whose identity is the colour of a
+sticker on the {region} (one colour per identity). Grad-CAM layer: conv4."""
+
+import torch
+
+from reportgen.synthetic import SmallFaceNet
+
+
+class StickerEmbedding(SmallFaceNet):
+    """SmallFaceNet's trunk with its last linear layer as a {size}-d embedding (no classes)."""
+
+    def __init__(self):
+        super().__init__(num_classes={size})
+
+
+model = StickerEmbedding()
+'''
+
+
+class _CosineClassifier(nn.Module):
+    """Training head for an embedding model: scaled cosine between the unit embedding and one unit vector per
+    identity (NormFace), so that embeddings of one identity point the same way and cosine similarity is high
+    for genuine pairs."""
+
+    def __init__(self, embedding: nn.Module, identities: int, scale: float = 16.0):
+        super().__init__()
+        self.embedding, self.scale = embedding, scale
+        self.centres = nn.Parameter(torch.randn(identities, EMBEDDING_SIZE))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        embedding = nn.functional.normalize(self.embedding(x), dim=1)
+        return self.scale * embedding @ nn.functional.normalize(self.centres, dim=1).T
+
+
+def make_verification_case(out_dir: Path, region_id: str = "forehead", count: int = 96, pairs: int = 96,
+                           seed: int = 0, epochs: int = DEFAULT_EPOCHS) -> dict:
+    """A face-verification known answer: ``count`` augmented portraits, each carrying a sticker in ``region_id``
+    whose colours are its identity (``IDENTITY_COLOURS``; both portraits appear with every identity, so the face
+    itself says nothing about identity), a pair file, and an embedding model trained to tell the identities
+    apart by cosine similarity. The answer: explaining the similarity of genuine pairs ranks ``region_id``
+    first.
+
+    Writes ``images/``, ``images.csv`` (img, identity, protected), ``pairs.csv`` (img1, img2, is_same,
+    protected: half genuine, half impostor), ``model.py``, ``weights.pt``, ``transform.py`` and
+    ``reference.jpg`` (one more image of identity 0) with ``reference.csv`` (img, is_same: identity 0 or
+    not, protected). Returns their paths and the layer name."""
+    out_dir = Path(out_dir)
+    images_dir = out_dir / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    identities = len(IDENTITY_COLOURS)
+    rows = []
+    for index, (prefix, source, protected) in enumerate(_load_sources()):
+        n = count // 2 + (1 if index < count % 2 else 0)
+        for number, identity in enumerate(rng.permutation(np.arange(n) % identities)):
+            name = f"{prefix}_{number:03d}.jpg"
+            cue = Cue(region_id, IDENTITY_COLOURS[int(identity)], True)
+            (images_dir / name).write_bytes(_one_image(source, [cue], rng, 256, JPEG_QUALITY, prefix))
+            rows.append((name, int(identity), protected))
+    reference = out_dir / "reference.jpg"
+    reference.write_bytes(_one_image(_load_sources()[0][1], [Cue(region_id, IDENTITY_COLOURS[0], True)], rng, 256,
+                                     JPEG_QUALITY, "hopper"))
+    with open(out_dir / "images.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img", "identity", "protected"), *rows])
+    with open(out_dir / "reference.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img", "is_same", "protected"),
+                                      *((name, int(identity == 0), protected) for name, identity, protected in rows)])
+    # Pairs: each genuine pair two images of one identity, each impostor pair two of different identities.
+    chosen: set = set()
+    pair_rows = []
+    while len(pair_rows) < pairs:
+        genuine = len(pair_rows) % 2 == 0
+        a = rows[int(rng.integers(len(rows)))]
+        candidates = [r for r in rows if r is not a and (r[1] == a[1]) == genuine]
+        b = candidates[int(rng.integers(len(candidates)))]
+        if (a[0], b[0]) in chosen:
+            continue
+        chosen.add((a[0], b[0]))
+        pair_rows.append((a[0], b[0], int(genuine), a[2]))
+    with open(out_dir / "pairs.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([("img1", "img2", "is_same", "protected"), *pair_rows])
+
+    inputs, labels, groups = _load_dataset(out_dir, ("identity",), annotations="images.csv")
+    torch.manual_seed(seed)
+    embedding = SmallFaceNet(num_classes=EMBEDDING_SIZE)
+    trained, accuracy = train_classifier(_CosineClassifier(embedding, identities), inputs, labels, groups, epochs,
+                                         seed)
+    model_file, weights, transform = out_dir / "model.py", out_dir / "weights.pt", out_dir / "transform.py"
+    model_file.write_text(EMBEDDING_MODEL_FILE.format(region=region_id.replace("_", " "), size=EMBEDDING_SIZE))
+    torch.save(trained.embedding.state_dict(), weights)
+    transform.write_text(TRANSFORM_FILE)
+    (out_dir / "training.json").write_text(json.dumps({"region": region_id, "identities": identities,
+                                                       "count": count, "pairs": pairs, "seed": seed,
+                                                       "held_out_accuracy": accuracy}, indent=2) + "\n")
+    if accuracy < MIN_ACCURACY:
+        raise CueNotLearned(f"verification case: held-out identity accuracy {accuracy:.3f} is below {MIN_ACCURACY}")
+    return {"images": images_dir, "pairs": out_dir / "pairs.csv", "annotations": out_dir / "images.csv",
+            "reference": reference, "reference_annotations": out_dir / "reference.csv", "model_file": model_file,
+            "weights": weights, "transform": transform, "layer": TARGET_LAYER}

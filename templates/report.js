@@ -38,15 +38,27 @@
     return node;
   }
 
+  // How numbers read: the rule of reportgen/report/format.py (percent_text, probability_text), mirrored so
+  // the pictures' facts and the image browser say what the tables say. toFixed rounds ties away from zero,
+  // as format.fixed does; tests/number_cases.py holds the cases both sides are tested on.
+  function isNumber(value) {
+    return typeof value === "number" && isFinite(value);
+  }
+
   function percent(value) {
-    if (typeof value !== "number" || !isFinite(value)) return "–";
-    var p = value * 100;
-    return (p >= 10 || p === 0 ? p.toFixed(0) : p.toFixed(1)) + "%";
+    if (!isNumber(value)) return "–";
+    var p = 100 * value;
+    if (p === 0) return "0%";
+    if (p < 0.05) return "<0.1%";
+    return (p < 9.95 ? p.toFixed(1).replace(/\.0$/, "") : p.toFixed(0)) + "%";
   }
 
   function probability(value) {
-    return typeof value === "number" && isFinite(value) ? value.toFixed(2) : "–";
+    return isNumber(value) ? value.toFixed(2) : "–";
   }
+
+  // Read-only, for the tests and the browser console: the page's own formatters.
+  window.reportgen = Object.freeze({format: Object.freeze({percent: percent, probability: probability})});
 
   function shown(value) {
     return value === null || value === undefined || value === "" ? "–" : String(value);

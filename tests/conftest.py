@@ -66,3 +66,23 @@ def tutorial_like(tmp_path_factory) -> dict:
     torch.save(model.state_dict(), root / "weights.pt")
     return {"root": root, "images": images, "annotations": root / "annotations.csv", "model_file": root / "model.py",
             "weights": root / "weights.pt", "transform": root / "transform.py"}
+
+
+@pytest.fixture(scope="session")
+def known_cases(tmp_path_factory):
+    """``known_cases(region, kind="softmax")``: a known-answer case (``synthetic.make_known_answer_case``: 96
+    images with a sticker in ``region`` and a model of shape ``kind`` trained on them), made once per session
+    and shared by every test that asks for it. Kinds with the same sticker colours share one set of images."""
+    from reportgen.synthetic import make_known_answer_case
+
+    made: dict = {}
+    root = tmp_path_factory.mktemp("known_answers")
+
+    def case(region: str, kind: str = "softmax") -> dict:
+        if (region, kind) not in made:
+            data = root / (f"{region}-gray" if kind == "gray" else region)
+            made[region, kind] = make_known_answer_case(root / f"{region}-{kind}", region, count=96, seed=0,
+                                                        kind=kind, data_dir=data)
+        return made[region, kind]
+
+    return case

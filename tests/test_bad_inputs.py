@@ -5,7 +5,9 @@ run goes on. Every entry of the catalogue has a test here (some also in test_dat
 from __future__ import annotations
 
 import os
+import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -268,10 +270,29 @@ def test_weights_that_are_not_this_models_state_dict(good, tmp_path, name, fragm
     stops({**good, "weights": _bad_weights(tmp_path, good)[name]}, "--weights", *fragments)
 
 
-def test_safetensors_weights_are_named(good, tmp_path):
-    header = b'{"fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
-    weights = write(tmp_path / "w.safetensors", struct.pack("<Q", len(header)) + header + bytes(8))
-    stops({**good, "weights": weights}, "--weights", "a safetensors file", "torch.save(")
+def _safetensors(tensors: dict) -> bytes:
+    """A safetensors file of float32 tensors, written by hand (the format: header length, JSON header, data)."""
+    header, data = {}, b""
+    for name, tensor in tensors.items():
+        raw = tensor.detach().float().contiguous().numpy().tobytes()
+        header[name] = {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def test_safetensors_weights_load_or_say_what_to_install(good, tmp_path, monkeypatch):
+    from reportgen.model import load_model, load_weights
+
+    model = load_model(good["model_file"])
+    trained = {k: v.float() + 0.5 for k, v in load_model(good["model_file"]).state_dict().items()}
+    weights = write(tmp_path / "w.safetensors", _safetensors(trained))
+    load_weights(model, weights)
+    assert torch.equal(model.state_dict()["fc.bias"], trained["fc.bias"])
+    partial = write(tmp_path / "p.safetensors", _safetensors({"fc.bias": torch.zeros(2)}))
+    stops({**good, "weights": partial}, "--weights", "does not match the model", "missing keys")
+    monkeypatch.setitem(sys.modules, "safetensors.torch", None)  # as if it were not installed
+    stops({**good, "weights": weights}, "--weights", "a safetensors file", "pip install safetensors", "torch.save(")
 
 
 def test_a_random_transform_is_refused(good, tmp_path):
@@ -292,7 +313,7 @@ def test_old_weights_without_batchnorm_counters_still_load(good, tmp_path):
 @pytest.mark.parametrize("change, fragments", [
     (dict(layer="layr4"), ["--layer 'layr4' not found", "did you mean 'layer4'"]),
     (dict(layer="zzz"), ["--layer 'zzz' not found", "reportgen layers"]),
-    (dict(layer="avgpool"), ["not a spatial map", "Grad-CAM needs a conv-like layer"]),
+    (dict(layer="avgpool"), ["not a grid over the image", "Grad-CAM needs a conv-like or token layer"]),
     (dict(target_class=2), ["--target-class 2", "2 outputs", "classes 0 to 1"]),
     (dict(target_class=-1), ["--target-class -1"]),
 ])
@@ -316,7 +337,7 @@ def test_transform_files_that_do_not_give_a_tensor(good, tmp_path):
           "--transform", "ValueError: nope")
     stops({**good, "transform": write(tmp_path / "t3.py", "import torchvision.transforms as T\n"
                                                           "transform = T.Compose([T.Resize(64)])\n")},
-          "--transform", "float tensor (3, H, W)")
+          "--transform", "float tensor (channels, H, W)")
 
 
 # --- the command line: exit code 2, one red line, no traceback ------------------------------------

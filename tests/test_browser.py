@@ -17,6 +17,7 @@ import os
 import shutil
 from pathlib import Path
 
+import number_cases
 import pytest
 from report_fixture import build_results, region_ablation
 
@@ -151,6 +152,16 @@ def test_page_loads_offline_without_errors(report):
     assert pictures and all(p == ["data:image/jpeg;base64,", True] for p in pictures)
 
 
+def test_the_inlined_plotly_registers_every_trace_type_the_figures_draw(report):
+    types = report.page.evaluate("""() => {
+        const registered = Object.keys(Plotly.PlotSchema.get().traces);
+        const drawn = [...document.querySelectorAll('[data-figure]')].flatMap(d => d._fullData.map(t => t.type));
+        return {registered, drawn: [...new Set(drawn)]};
+    }""")
+    assert {"bar", "scatter", "heatmap"} <= set(types["drawn"]) <= set(types["registered"])
+    assert "scattergeo" not in types["registered"]  # the partial bundle, not the full one
+
+
 def test_region_map_has_one_filled_trace_per_region(report, results):
     traces = report.page.evaluate("""() => document.querySelector('[data-figure="figure-region-map"]')._fullData
         .filter(t => t.meta).map(t => [t.meta, t.fill, t.hoveron])""")
@@ -276,6 +287,20 @@ def test_downloads_are_made_in_the_page(report, results):
     with page.expect_download(timeout=10000) as info:
         page.click("#download-results")
     assert json.loads(Path(info.value.path()).read_text(encoding="utf-8")) == results
+
+
+def test_the_page_reads_numbers_by_the_rule_of_the_tables(report):
+    """report.js's formatters give the text the Python filters give, on the same table of cases
+    (tests/number_cases.py), and Python's rounding is the browser's own toFixed."""
+    shown = report.page.evaluate("""([percent, probability, fixed]) => ({
+        percent: percent.map(v => window.reportgen.format.percent(v)),
+        probability: probability.map(v => window.reportgen.format.probability(v)),
+        fixed: fixed.map(([v, d]) => v.toFixed(d))})""",
+        [[v for v, _ in number_cases.PERCENT], [v for v, _ in number_cases.PROBABILITY],
+         [[v, d] for v, d, _ in number_cases.FIXED]])
+    assert shown["percent"] == [text for _, text in number_cases.PERCENT]
+    assert shown["probability"] == [text for _, text in number_cases.PROBABILITY]
+    assert shown["fixed"] == [text for _, _, text in number_cases.FIXED]
 
 
 def test_screenshot_of_the_top_of_the_report(report):

@@ -198,6 +198,10 @@ def test_cli_runs_on_a_scheduler_and_says_what_ran(scheduler, demo_subset, tmp_p
     assert results["run"]["dask"]["scheduler"] == scheduler and results["run"]["dask"]["shards"] == 3
     assert results["counts"]["scored"] == 8 and (tmp_path / "report.html").exists()
     assert not (tmp_path / "report.parts").exists()
+    # As a single run's, the shared report names no folder of this machine (the workers' contexts hold them).
+    for shared in ((tmp_path / "results.json").read_text(), (tmp_path / "report.html").read_text()):
+        for folder in (str(samples_dir()), str(demo_subset["annotations"].parent), str(tmp_path)):
+            assert folder not in shared
 
 
 def test_cli_bad_input_found_by_a_worker_is_one_line(scheduler, demo_subset, tmp_path):

@@ -13,24 +13,11 @@ import reportgen
 from reportgen.attribution import METHODS, Explanation, make_method
 from reportgen.checks import SANITY_FAIL
 from reportgen.regions import REGION_IDS
-from reportgen.synthetic import make_known_answer_case
 
 # Four regions in different parts of the face where every method ranks the planted cue first (the
 # background cue is ranked second by integrated gradients: see test_background_cue below).
 PLANTED = ("left_eye", "forehead", "nose", "chin")
 CHECK_IMAGES = 32
-
-
-@pytest.fixture(scope="session")
-def known_cases(tmp_path_factory):
-    made = {}
-
-    def case(region: str) -> dict:
-        if region not in made:
-            made[region] = make_known_answer_case(tmp_path_factory.mktemp(region), region, count=96, seed=0)
-        return made[region]
-
-    return case
 
 
 def _analyse(case: dict, method: str, cache, **options) -> dict:

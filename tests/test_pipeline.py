@@ -93,7 +93,7 @@ def test_a_broken_image_and_a_faceless_image_are_recorded_and_the_run_goes_on(tu
 
 @pytest.mark.parametrize("change, message", [
     (dict(layer="layr4"), "--layer 'layr4' not found in the model; did you mean 'layer4'"),
-    (dict(layer="fc"), "not a spatial map"),
+    (dict(layer="fc"), "not a grid over the image"),
     (dict(target_class=5), "--target-class 5: the model has 2 outputs"),
     (dict(model_var="net"), "variable 'net' is not defined"),
     (dict(target="taks"), "no column 'taks'; did you mean 'task'"),

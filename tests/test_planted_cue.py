@@ -6,7 +6,6 @@ import pytest
 import reportgen
 from reportgen.config import make_config
 from reportgen.resources import samples_dir
-from reportgen.synthetic import make_known_answer_case
 
 
 def _ranking(results):
@@ -24,8 +23,8 @@ def test_bundled_demo_ranks_the_planted_forehead_first(tmp_path):
 
 
 @pytest.mark.parametrize("region", ["background", "left_eye"])
-def test_planted_cue_region_ranks_first(tmp_path, region):
-    case = make_known_answer_case(tmp_path / region, region, count=96, seed=0)
+def test_planted_cue_region_ranks_first(known_cases, tmp_path, region):
+    case = known_cases(region)
     results = reportgen.analyze(images=case["images"], annotations=case["annotations"], target="task",
                                 model_file=case["model_file"], weights=case["weights"],
                                 transform=case["transform"], target_class=1, cache_dir=tmp_path / "cache")

@@ -6,16 +6,23 @@ import json
 import math
 import os
 import re
+import tomllib
+from pathlib import Path
 from html import unescape
 from html.parser import HTMLParser
 
 import plotly.offline
 import pytest
+import number_cases
 from report_fixture import build_results, region_ablation
 
+from reportgen.config import make_config, to_toml
+import reportgen.report.figures
 from reportgen.regions import ESTIMATED, PAINT_ORDER
-from reportgen.report import (CONTENT_SECURITY_POLICY, METHOD_NAMES, render_html, script_json, write_html,
-                              write_json)
+from reportgen.report import format as number_format
+from reportgen.resources import plotly_bundle
+from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
+from reportgen.methods import METHODS
 
 EVIL = "</script><script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -262,9 +269,41 @@ def test_content_security_policy_forbids_network_before_any_script(page):
 
 
 def test_plotly_js_is_inlined_exactly_once(html):
-    source = plotly.offline.get_plotlyjs()
+    source = plotly_bundle().read_text(encoding="utf-8")
     assert html.count(source[:300]) == 1
     assert html.count(source[-300:]) == 1
+    assert "plotly.js (cartesian - minified)" in source[:300]
+
+
+def _bundle_traces() -> set[str]:
+    """The trace types the vendored plotly.js registers (each trace module declares its name)."""
+    return set(re.findall(r'moduleType:"trace",name:"(\w+)"', plotly_bundle().read_text(encoding="utf-8")))
+
+
+def test_every_figure_uses_a_trace_type_the_partial_plotly_bundle_has():
+    bundle = _bundle_traces()
+    assert {"bar", "scatter", "heatmap"} <= bundle and "scattergeo" not in bundle  # the partial bundle
+    figures = {}
+    for results in (build_results(), region_ablation(build_results(with_groups=False))):
+        page = parse(render_html(results))
+        figures.update({a["id"]: json.loads(text) for a, text in page.scripts if a.get("id", "").startswith("figure-")})
+    assert {"figure-region-map", "figure-mean-map", "figure-ranked", "figure-checks-deletion", "figure-checks-sanity",
+            "figure-comparison-0"} <= set(figures)
+    drawn = {trace.get("type", "scatter") for figure in figures.values() for trace in figure["data"]}
+    assert drawn <= bundle, f"figures draw {sorted(drawn - bundle)}, which the plotly.js bundle lacks"
+    # every trace class the figures' code can build, drawn by the fixtures or not
+    source = (Path(reportgen.report.figures.__file__)).read_text()
+    built = {name.lower() for name in re.findall(r"\bgo\.([A-Z]\w+)\(", source)} - {"figure"}
+    assert built and built <= bundle, f"figures.py builds {sorted(built - bundle)}, which the bundle lacks"
+
+
+def test_the_bundle_is_the_plotly_js_major_version_plotly_py_writes_figures_for():
+    vendored = json.loads((plotly_bundle().parent / "package.json").read_text())["version"]
+    shipped = re.search(r"plotly\.js v(\d+)\.", plotly.offline.get_plotlyjs()[:200]).group(1)
+    assert vendored.split(".")[0] == shipped, (
+        f"plotly.py writes figures for plotly.js {shipped}.x but the report inlines {vendored}: "
+        "update reportgen/report/vendor/plotly.js (see SOURCE.md there)")
+    assert (plotly_bundle().parent / "LICENSE").read_text().startswith("MIT License")
 
 
 def test_figures_are_parsed_from_json_blocks(page):
@@ -350,6 +389,29 @@ def test_config_is_shown_as_toml_for_a_one_edit_rerun(html):
     assert "# layer = (not set)" in html
     assert "[analysis]" in html and "patches_per_region = 6" in html
     assert "upsample = true" in html
+
+
+def test_config_toml_reads_back_as_the_same_run_config(tmp_path):
+    config = make_config(images=tmp_path / "my images", annotations=tmp_path / "ann.csv", target="task",
+                         model_file=tmp_path / "model.py", weights=tmp_path / "w.pt", protected=["Male", 'a "b"\\c'],
+                         mean=(0.5, 0.25, 0.125), checkpoint_seconds=12.5, no_cache=True, out=tmp_path / "r.html")
+    # (absolute paths: a relative one in a config file is read as relative to the file's folder)
+    text = to_toml(config.to_dict())
+    assert "# layer = (not set)" in text and "# workers = (not set)" in text
+    assert tomllib.loads(text) == {key: value for key, value in config.to_dict().items() if value is not None}
+    run_toml = tmp_path / "run.toml"
+    run_toml.write_text(text)
+    assert make_config(run_toml) == config
+
+
+def test_config_toml_writes_tables_and_leaves_out_what_toml_cannot_hold():
+    config = {"name": "Zoë\n<b>", "odd key": None, "values": [1, None, {"a": 2.5, "b": None}],
+              "nested": {"flag": False, "unset": None, "deeper": {"x": [[1, 2], []]}}, "after": 3}
+    text = to_toml(config)
+    assert '# "odd key" = (not set)' in text and "# unset = (not set)" in text
+    assert text.index("after = 3") < text.index("[nested]") < text.index("[nested.deeper]")
+    assert tomllib.loads(text) == {"name": "Zoë\n<b>", "values": [1, {"a": 2.5}], "after": 3,
+                                   "nested": {"flag": False, "deeper": {"x": [[1, 2], []]}}}
 
 
 def test_script_injection_in_image_name_and_column_name_stays_escaped():
@@ -530,7 +592,7 @@ def test_method_wording_follows_the_method(method):
     results["run"]["method"] = method
     html = render_html(results)
     lede = re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", "", masthead(html))))
-    name = METHOD_NAMES[method]
+    name = METHODS[method].name
     assert name in lede
     assert ("at layer layer4" in lede) == (method in ("gradcam", "hirescam"))
     if method in ("integrated-gradients", "occlusion"):
@@ -632,3 +694,30 @@ def test_a_mean_map_without_numbers_is_left_out():
     html = render_html(results)
     assert "figure-mean-map" not in html and "No mean attention map in these results." in html
     assert "figure-region-map" in html
+
+
+@pytest.mark.parametrize("value, text", number_cases.PERCENT)
+def test_shares_read_by_one_rule(value, text):
+    assert number_format.percent(value) == text
+
+
+@pytest.mark.parametrize("value, text", number_cases.PROBABILITY)
+def test_probabilities_read_by_one_rule(value, text):
+    assert number_format.probability(value) == text
+
+
+@pytest.mark.parametrize("value, digits, text", number_cases.FIXED)
+def test_decimals_are_rounded_as_javascript_rounds_them(value, digits, text):
+    assert number_format.fixed(value, digits) == text
+
+
+@pytest.mark.parametrize("name, value, text", number_cases.FILTERS)
+def test_the_other_filters_follow_the_rule(name, value, text):
+    assert number_format.FILTERS[name](value) == text
+
+
+def test_probabilities_in_the_page_use_the_rule():
+    results = build_results(with_groups=False)
+    example = results["examples"][0]
+    example["probability"] = 0.125  # a tie: "%.2f" would write 0.12, the browser's toFixed 0.13
+    assert "with probability 0.13" in text_of(render_html(results), "examples")
