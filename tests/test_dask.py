@@ -235,6 +235,16 @@ def test_without_dask_installed_the_option_says_which_extra_to_install(demo_subs
                                     "(pip install 'reportgen[dask]')"
 
 
+def test_inputs_given_as_objects_are_refused_with_dask(demo_subset, tmp_path):
+    from reportgen.errors import InputError
+    from reportgen.synthetic import SmallFaceNet
+
+    options = _options(demo_subset, tmp_path, dask="local")
+    del options["model_file"]
+    with pytest.raises(InputError, match="Dask workers load the inputs from files"):
+        reportgen.analyze(**options, model=SmallFaceNet())
+
+
 def test_import_and_help_do_not_import_dask():
     code = ("import sys, reportgen\nfrom reportgen.cli import app\nsys.argv = ['reportgen', 'run', '--help']\n"
             "try:\n    app()\nexcept SystemExit:\n    pass\n"
