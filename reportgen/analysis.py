@@ -111,21 +111,29 @@ def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: 
     notes = list(inputs.notes) if inputs else []
     if dataset.missing:
         notes.append(f"{len(dataset.missing)} annotation row(s) point to missing files (listed under failures)")
-    # Options that change what is computed; batch size, workers, device, outputs and how paths are shown do not.
-    same_when = {k: v for k, v in config.to_dict().items()
-                 if k not in ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device",
-                              "cache_dir", "no_cache", "full_paths")}
     versions = _versions()
     manifest = build_manifest(config, versions, inputs=inputs.manifest if inputs else None)
+    # "machine": the folders that say whose machine this is, which the shared results leave out (privacy.py).
+    return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes,
+            "fingerprint": run_fingerprint(config, manifest["inputs"]), "manifest": manifest,
+            "machine": machine_folders()}
+
+
+# Options that do not change what is computed: outputs, batch size, how paths are shown, where and how the
+# run is spread.
+NOT_FINGERPRINTED = ("out", "json", "partial", "shard", "resume", "workers", "batch_size", "device", "cache_dir",
+                     "no_cache", "full_paths", "checkpoint_seconds", "dask", "shards")
+
+
+def run_fingerprint(config: RunConfig, inputs: dict) -> str:
+    """sha256 over the options that change the results and the input files (``inputs``: manifest["inputs"]);
+    only partial states with the same fingerprint are resumed or merged."""
+    same_when = {k: v for k, v in config.to_dict().items() if k not in NOT_FINGERPRINTED}
     # The manifest already holds the sha256 of the annotation, model, weights and transform files, and of the
     # model's parameters (which is all there is to compare for a model given as an object).
     digests = {name: (entry or {}).get("sha256") or (entry or {}).get("parameters_sha256") or (entry or {}).get("repr")
-               for name, entry in manifest["inputs"].items()}
-    fingerprint = hashlib.sha256(json.dumps(
-        {"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
-    # "machine": the folders that say whose machine this is, which the shared results leave out (privacy.py).
-    return {"run": run, "tool": versions, "config": config.to_dict(), "notes": notes, "fingerprint": fingerprint,
-            "manifest": manifest, "machine": machine_folders()}
+               for name, entry in inputs.items()}
+    return hashlib.sha256(json.dumps({"options": same_when, "files": digests}, sort_keys=True).encode()).hexdigest()
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:
@@ -193,10 +201,20 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
     ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
-    (``resume=True``, the default) continues from it.
+    (``resume=True``, the default) continues from it. With ``dask="local"`` or a scheduler's address the
+    shards run on a Dask cluster and are merged here (``reportgen.cluster``).
     """
     options, given = split_objects(options)
     config = config or make_config(**options)
+    if config.dask:  # the shards run on a Dask cluster; this process merges them
+        from .cluster import remove_parts, run_on_dask
+
+        if any(value is not None for value in vars(given).values()):
+            raise InputError("dask: the Dask workers load the inputs from files; give model_file=, transform=, "
+                             "images= (a folder) and annotations= (a file) rather than Python objects")
+        results = run_on_dask(config, progress)
+        remove_parts(config)
+        return Results(results)
     state, context = run_analysis(config, progress, given)
     return Results(state.results(context))
 

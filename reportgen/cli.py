@@ -86,6 +86,28 @@ def _run_with_progress(config, debug: bool):
             config, progress=lambda done, total: bar.update(task, completed=done, total=total)), debug)
 
 
+def _run_on_dask(config, debug: bool, started: float) -> None:
+    """--dask: the shards on a Dask cluster, a progress bar over all their images, the merged report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .cluster import remove_parts, run_on_dask
+
+    columns = (TextColumn("[bold]analysing images on Dask"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("images", total=None)
+        results = _guarded(lambda: run_on_dask(
+            config, progress=lambda done, total: bar.update(task, completed=done, total=total),
+            say=lambda text: out.print(text.replace("[", r"\["))), debug)
+    _write_outputs(results, config, debug, started)
+    remove_parts(config)  # the report is written: the parts have done their job
+    dask = results["run"]["dask"]
+    computed = dask["shards"] - len(dask["reused"])
+    out.print(f"dask: {dask['shards']} shards ({computed} computed, {len(dask['reused'])} reused) on "
+              f"{dask['workers']} worker(s) in {dask['seconds']:.1f} s; compute time over all shards "
+              f"{results['run']['seconds']:.1f} s")
+
+
 def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     from .report import write_html, write_json
 
@@ -224,6 +246,8 @@ def run(
     shard: Optional[str] = typer.Option(None, help="I/N: process every N-th image from the I-th and save partial results; combine with 'reportgen merge'.", rich_help_panel=RUNNING),
     partial: Optional[Path] = typer.Option(None, help="Partial-results / checkpoint file [default: beside --out, e.g. report.partial.json].", rich_help_panel=RUNNING),
     no_resume: bool = typer.Option(False, "--no-resume", help="Start over even if an interrupted run left a checkpoint.", rich_help_panel=RUNNING),
+    dask: Optional[str] = typer.Option(None, "--dask", metavar="ADDRESS|local", help="Run the shards on a Dask cluster and merge them here: a scheduler's address (tcp://host:8786), or local for one worker process per core (needs reportgen[dask]; docs/scaling.md).", rich_help_panel=RUNNING),
+    shards: Optional[int] = typer.Option(None, help="With --dask: how many shards [default: 2 per worker thread, at least 32 images each; when continuing an interrupted run, its count].", rich_help_panel=RUNNING),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.", rich_help_panel=RUNNING),
 ):
     """Explain a model on a face dataset and write the HTML report (and optionally results.json)."""
@@ -239,7 +263,12 @@ def run(
         baseline=baseline, samples=samples, bootstrap=bootstrap, check_images=check_images,
         out=out_path, json=json_path, patches=patches, batch_size=batch_size, workers=workers, device=device, cache_dir=cache_dir,
         no_cache=no_cache or None, shard=shard, partial=partial, resume=False if no_resume else None,
-        full_paths=full_paths or None), debug)
+        full_paths=full_paths or None, dask=dask, shards=shards), debug)
+    if settings.shards is not None and not settings.dask:
+        _fail("--shards needs --dask; to run one shard of a run by hand, use --shard I/N")
+    if settings.dask:
+        _run_on_dask(settings, debug, started)
+        return
     if settings.partial is None and not settings.shard:
         # The command line checkpoints beside the report, so running it again after Ctrl-C resumes.
         settings.partial = settings.out.with_name(settings.out.stem + ".partial.json")

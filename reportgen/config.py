@@ -67,6 +67,8 @@ class RunConfig:
     # False: the report and results.json name files without their folders (a report is shared widely and
     # folders reveal user names and layouts); True: absolute paths, as given.
     full_paths: bool = False
+    dask: str | None = None  # a Dask scheduler's address, or "local": run the shards there (reportgen.cluster)
+    shards: int | None = None  # with dask: how many shards [default: from the cluster's workers]
 
     def to_dict(self) -> dict:
         """Plain values (paths as strings) for results.json and the report."""
@@ -160,6 +162,7 @@ transform = "transform.py"          # file assigning `transform`; or remove it a
 {batch_size}
 # workers = 1                       # processes finding faces while the model runs [default: automatic]
 {device:<35} # CUDA when available, else MPS, else CPU; or "cpu", "cuda", "mps"
+# dask = "local"                    # or "tcp://HOST:8786": run the shards on a Dask cluster (reportgen[dask])
 {patches:<35} # top patches shown per region
 {out}
 json = "results.json"
