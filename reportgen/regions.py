@@ -237,8 +237,3 @@ def label_image(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
         for polygon in polygons.get(region_id, ()):
             draw.polygon([tuple(point) for point in polygon], fill=index)
     return np.asarray(canvas).copy()
-
-
-def region_masks(labels: np.ndarray) -> np.ndarray:
-    """Boolean (R, H, W) masks from a label image, in ``REGION_IDS`` order."""
-    return labels[None, :, :] == np.arange(len(REGION_IDS), dtype=labels.dtype)[:, None, None]
