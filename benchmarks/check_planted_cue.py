@@ -32,7 +32,11 @@ from reportgen.landmarks import detect_face
 from reportgen.regions import REGION_IDS, label_image
 from reportgen.resources import samples_dir
 from reportgen.synthetic import (
-    INPUT_SIZE, CueDoesNotFit, CueNotLearned, make_known_answer_case, sample_transform,
+    INPUT_SIZE,
+    CueDoesNotFit,
+    CueNotLearned,
+    make_known_answer_case,
+    sample_transform,
 )
 
 # "mouth" (the opening) is left out: it cannot hold a sticker in the Grace Hopper portrait (closed mouth).

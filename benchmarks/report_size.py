@@ -161,6 +161,7 @@ def report(row: dict) -> str:
     mb = lambda b: f"{b / MB:6.2f} MB"  # noqa: E731
     pictures = row["pictures"]
     other_json = row["results_json"] - sum(pictures.values())
+    shown_in_browser = row["browser"]["random"] + row["browser"]["highest"] + row["browser"]["lowest"]
     lines = [
         f"{row['rows']:,} images ({row['scored']:,} scored): analysis {row['analysis_seconds']} s, "
         f"render {row['render_seconds']} s",
@@ -170,7 +171,7 @@ def report(row: dict) -> str:
         f"      patch thumbnails   {mb(pictures['patches'])}",
         f"      whole-image views  {mb(pictures['views'])}  ({row['views']} images; at most {row['views_bound']})",
         f"      examples           {mb(pictures['examples'])}",
-        f"      image browser      {mb(pictures['browser'])}  ({row['browser']['random'] + row['browser']['highest'] + row['browser']['lowest']} of {row['browser']['total_seen']:,} images)",
+        f"      image browser      {mb(pictures['browser'])}  ({shown_in_browser} of {row['browser']['total_seen']:,} images)",
         f"      numbers and text   {mb(other_json)}",
         f"    figures (plotly)     {mb(row['figures'])}",
         f"    page (HTML/CSS/JS)   {mb(row['rest'])}",

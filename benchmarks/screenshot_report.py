@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
                 .findIndex(o => o.value === 'region' && o.dataset.key === {json.dumps(options.region)})""")
             if index >= 0:
                 page.select_option("#browser-sort", index=index)
-                values = [float(v) for v in page.eval_on_selector_all("#browser-grid .tile", "ts => ts.map(t => t.dataset.value)")]
+                values = [float(v) for v in
+                          page.eval_on_selector_all("#browser-grid .tile", "ts => ts.map(t => t.dataset.value)")]
                 summary["browser"] = {"tiles": len(values), "count": page.text_content("#browser-count")}
                 if values != sorted(values, reverse=True):
                     problems.append(f"the image browser did not sort by {options.region}")

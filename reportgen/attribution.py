@@ -30,8 +30,15 @@ import math
 from dataclasses import dataclass
 
 import torch
-from captum.attr import (FeatureAblation, IntegratedGradients, LayerAttribution, LayerGradCam,
-                         LayerGradientXActivation, Occlusion, ShapleyValueSampling)
+from captum.attr import (
+    FeatureAblation,
+    IntegratedGradients,
+    LayerAttribution,
+    LayerGradCam,
+    LayerGradientXActivation,
+    Occlusion,
+    ShapleyValueSampling,
+)
 from torchvision.transforms.functional import gaussian_blur
 
 from . import methods
@@ -57,7 +64,7 @@ def baseline_images(inputs: torch.Tensor, kind: str) -> torch.Tensor:
         return torch.zeros_like(inputs)
     if kind != "blur":
         raise ValueError(f"unknown baseline {kind!r}; use one of {BASELINES}")
-    sigma = method_settings(tuple(inputs.shape[-2:]))["blur_sigma"]
+    sigma = method_settings((inputs.shape[-2], inputs.shape[-1]))["blur_sigma"]
     kernel = 2 * math.ceil(3 * sigma) + 1
     kernel = min(kernel, 2 * ((min(inputs.shape[-2:]) - 1) // 2) + 1)  # reflect padding needs kernel < side
     return gaussian_blur(inputs, [kernel, kernel], [sigma, sigma])
@@ -85,10 +92,17 @@ class Method:
         self.model, self.layer, self.baseline, self.samples = model, layer, baseline, samples
         self.layout = layout  # how the layer's output reads as a grid (tokens, channels-last); None: conv
 
+    def _layer(self) -> torch.nn.Module:
+        """The layer of a method that needs one (``about.needs_layer``); the run resolves it before."""
+        if self.layer is None:
+            raise ValueError(f"{self.about.id} needs a layer")
+        return self.layer
+
     def probabilities(self, inputs: torch.Tensor, *extra) -> torch.Tensor:
         """(B, classes) class probabilities as the model's head defines them (softmax or sigmoid)."""
-        if hasattr(self.model, "probabilities"):
-            return self.model.probabilities(inputs, *extra)
+        head = getattr(self.model, "probabilities", None)  # an ExplainedModel's, a plain module has none
+        if head is not None:
+            return head(inputs, *extra)
         return torch.softmax(self.model(inputs, *extra), 1)
 
     def attribute(self, inputs: torch.Tensor, targets: torch.Tensor,
@@ -109,7 +123,7 @@ class GradCAM(Method):
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
-        with grid_view(self.layer, self.layout) as layer:
+        with grid_view(self._layer(), self.layout) as layer:
             maps = LayerGradCam(self.model, layer).attribute(inputs, target=targets, relu_attributions=True,
                                                       additional_forward_args=_args(extra))
         return Explanation(_upsample(maps, inputs.shape[-2:]))
@@ -125,7 +139,7 @@ class HiResCAM(Method):
     single_forward = True
 
     def attribute(self, inputs, targets, regions=None, extra=()) -> Explanation:
-        with grid_view(self.layer, self.layout) as layer:
+        with grid_view(self._layer(), self.layout) as layer:
             products = LayerGradientXActivation(self.model, layer).attribute(inputs, target=targets,
                                                                              additional_forward_args=_args(extra))
         maps = products.sum(1, keepdim=True).clamp_min(0)

@@ -114,7 +114,7 @@ def delaunay(points: np.ndarray) -> np.ndarray:
         edges: dict[tuple[int, int], int] = {}
         for t in bad:
             for edge in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0])):
-                key = tuple(sorted(edge))
+                key = (min(edge), max(edge))
                 edges[key] = edges.get(key, 0) + 1
         bad_set = set(bad)
         triangles = [t for t in triangles if t not in bad_set]
@@ -320,9 +320,9 @@ def similarity_align(attribution: np.ndarray, landmarks: np.ndarray) -> tuple[np
     size = (SAMPLES, SAMPLES)
     normalised = attribution * (attribution.size / attribution.sum())
     warped = Image.fromarray(normalised.astype(np.float32), "F").transform(
-        size, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+        size, Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
     inside = Image.fromarray(np.ones_like(attribution, dtype=np.float32), "F").transform(
-        size, Image.AFFINE, coefficients, resample=Image.BILINEAR)
+        size, Image.Transform.AFFINE, coefficients, resample=Image.Resampling.BILINEAR)
     return np.asarray(warped), np.asarray(inside), _apply(matrix, landmarks)
 
 
@@ -369,13 +369,13 @@ class CanonicalFace:
         """attribution: float (H, W) >= 0 and landmarks (68, 2), both in model-input pixels."""
         self.add_aligned(self.align(attribution, landmarks))
 
-    def merge(self, other: "CanonicalFace") -> None:
+    def merge(self, other: CanonicalFace) -> None:
         self.attention += other.attention
         self.coverage += other.coverage
         self.landmark_sum += other.landmark_sum
         self.faces += other.faces
 
-    def mean_map(self) -> list[list[float]] | None:
+    def mean_map(self) -> list[list[float | None]] | None:
         """Mean attention on a GRID x GRID grid (rows top to bottom); 1.0 = an even spread."""
         if self.faces == 0:
             return None
@@ -391,12 +391,10 @@ class CanonicalFace:
             grid = np.where(covered > 0, np.nansum(blocks, axis=(1, 3)) / np.maximum(covered, 1), np.nan)
         return [[None if not np.isfinite(v) else round(float(v), 4) for v in row] for row in grid]
 
-    def summary(self, fallback_landmarks: np.ndarray | None = None) -> dict:
-        """The canonical face for the report: canvas size, mean landmarks, region polygons, mean map."""
-        if self.faces:
-            landmarks = self.landmark_sum / self.faces
-        else:
-            landmarks = fallback_landmarks
+    def summary(self) -> dict:
+        """The canonical face for the report: canvas size, mean landmarks, region polygons, mean map
+        (landmarks None and no polygons when no face was aligned)."""
+        landmarks = self.landmark_sum / self.faces if self.faces else None
         polygons = {}
         if landmarks is not None:
             polygons = {rid: [np.round(p, 2).tolist() for p in shapes]

@@ -145,13 +145,13 @@ def _randomise(module: torch.nn.Module, seed: int) -> None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 fresh = copy.deepcopy(module).cpu()
-                fresh.reset_parameters()
+                fresh.reset_parameters()  # type: ignore[operator]  # (Module.__getattr__ reads as a Tensor)
             for name, value in fresh.named_parameters(recurse=False):
                 own[name].copy_(value)
             buffers = dict(module.named_buffers(recurse=False))
-            for name, value in fresh.named_buffers(recurse=False):
+            for name, buffer in fresh.named_buffers(recurse=False):
                 if name in buffers:
-                    buffers[name].copy_(value)
+                    buffers[name].copy_(buffer)
             return
         generator = torch.Generator().manual_seed(seed)
         for parameter in own.values():

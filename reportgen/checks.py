@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .regions import REGION_IDS
-from .scores import _number, percentile_interval
+from .scores import json_float, percentile_interval
 
 DEFAULT_CHECK_IMAGES = 64
 CHECK_SEED = 1
@@ -206,11 +206,11 @@ def _mean_and_interval(values: np.ndarray, counts: np.ndarray) -> tuple:
     means = counts @ values / n
     if values.ndim == 1:
         interval = percentile_interval(means) if n >= 2 else [None, None]
-        return _number(values.mean()), interval
+        return json_float(values.mean()), interval
     if n < 2:
-        return [_number(v) for v in values.mean(0)], [[None, None]] * values.shape[1]
+        return [json_float(v) for v in values.mean(0)], [[None, None]] * values.shape[1]
     low, high = np.percentile(means, [2.5, 97.5], axis=0)
-    return [_number(v) for v in values.mean(0)], [[_number(a), _number(b)] for a, b in zip(low, high)]
+    return [json_float(v) for v in values.mean(0)], [[json_float(a), json_float(b)] for a, b in zip(low, high)]
 
 
 # -- deletion summary ------------------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA
         records = [dict(r, random=r["random"][:orders]) for r in records]
     grid = area_grid(limit)
     counts = _resample_counts(len(records), CHECK_SEED)
-    summary = {"images": len(records), "baseline": baseline,
+    summary: dict = {"images": len(records), "baseline": baseline,
                "evidence": records[0].get("evidence_name") or "evidence for the explained class",
                "area_limit": limit, "random_orders": max(len(r["random"]) for r in records),
                "areas": [round(float(a), 4) for a in grid]}
@@ -258,14 +258,14 @@ def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA
         single[f"random_drop{suffix}"], single[f"random_drop{suffix}_ci"] = _mean_and_interval(at_top, counts)
     low = summary["difference_ci"][0]
     summary["faithful"] = low is not None and low > 0
-    summary["single_region"]["top_area"] = _number(np.mean([r["top_area"] for r in records]))
+    summary["single_region"]["top_area"] = json_float(np.mean([r["top_area"] for r in records]))
     top_regions: dict[str, int] = {}
     for r in records:
         top_regions[r["top_region"]] = top_regions.get(r["top_region"], 0) + 1
     summary["top_regions"] = dict(sorted(top_regions.items(), key=lambda kv: -kv[1]))
     summary["per_image"] = [{"row": r["row"], "top_region": r["top_region"], "top_area": r["top_area"],
                              "evidence": r["evidence"], "probability": r["probability"],
-                             "difference": _number(d)} for r, d in zip(records, per_image)]
+                             "difference": json_float(d)} for r, d in zip(records, per_image)]
     return summary
 
 
@@ -328,8 +328,8 @@ def sanity_record(row: int, real: np.ndarray, randomised: list[np.ndarray | None
     not run on this image (an expensive method's earlier steps outside ``cascade_subset``); their
     correlation is None and they count in no number."""
     skipped = list(skipped or [False] * len(steps))
-    return {"row": row, "real": [_number(v) for v in real],
-            "randomised": [None if r is None or skip else [_number(v) for v in r] for r, skip in zip(randomised, skipped)],
+    return {"row": row, "real": [json_float(v) for v in real],
+            "randomised": [None if r is None or skip else [json_float(v) for v in r] for r, skip in zip(randomised, skipped)],
             "rank_correlation": [None if skip else step_correlation(real, r) for r, skip in zip(randomised, skipped)],
             "steps": list(steps), "skipped": skipped}
 
@@ -370,7 +370,7 @@ def sanity_summary(records: list[dict]) -> dict | None:
         ranking = rank_correlation(_column_means([r["real"] for r in run]) if run else real, randomised)
         steps.append({"randomised": name, "images": len(used), "rank_correlation": mean,
                       "rank_correlation_ci": interval,
-                      "mean_ranking_correlation": None if ranking is None else _number(ranking),
+                      "mean_ranking_correlation": None if ranking is None else json_float(ranking),
                       "zero_maps": sum(1 for r in run if r["randomised"][k] is None),
                       "top_region_randomised": _top(randomised)})
     last = steps[-1]

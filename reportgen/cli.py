@@ -6,7 +6,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import List, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
@@ -33,6 +33,7 @@ METHOD_HELP = ("; ".join(f"{m.id}: {m.summary}" for m in METHODS.values())
 BASELINE_HELP = ("What replaces a removed region or window ("
                  + ", ".join([m.id for m in METHODS.values() if m.uses_baseline] + ["deletion check"]) + "): "
                  + " or ".join(f"{key} ({words})" for key, words in BASELINES.items()) + f" [default: {DEFAULT.baseline}].")
+MEAN_DEFAULT, STD_DEFAULT = " ".join(map(str, DEFAULT.mean)), " ".join(map(str, DEFAULT.std))
 
 
 def _version(show: bool):
@@ -74,7 +75,14 @@ def _guarded(action, debug: bool):
 
 def _run_with_progress(config, debug: bool):
     """(state, context) of the analysis, with a progress bar (count and time left) on a terminal."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .analysis import run_analysis
 
@@ -212,7 +220,7 @@ def run(
     images: Optional[Path] = typer.Option(None, help="Folder the annotation file's image paths are relative to.", rich_help_panel=DATA),
     annotations: Optional[Path] = typer.Option(None, help="CSV with a header (first column: image path) or CelebA list_attr_celeba.txt.", rich_help_panel=DATA),
     target: Optional[str] = typer.Option(None, help="Annotation column with the true label (class numbers; CelebA -1/1 reads as 0/1).", rich_help_panel=DATA),
-    protected: Optional[List[str]] = typer.Option(None, help="Group column to compare (repeatable), e.g. a protected attribute or Eyeglasses.", rich_help_panel=DATA),
+    protected: Optional[list[str]] = typer.Option(None, help="Group column to compare (repeatable), e.g. a protected attribute or Eyeglasses.", rich_help_panel=DATA),
     pairs: bool = typer.Option(False, "--pairs", help="Face verification: the annotation rows are image pairs (MAI-BIAS ImagePairs: img1,img2,is_same,race...); each pair's similarity is explained on both images.", rich_help_panel=DATA),
     reference: Optional[Path] = typer.Option(None, help="Face verification: explain every image's similarity to this one reference photo (e.g. an ID photo against selfies).", rich_help_panel=DATA),
     threshold: Optional[float] = typer.Option(None, help="Face verification: cosine similarity at or above which two faces count as the same person [default: the threshold with the best accuracy on the data, stated in the report].", rich_help_panel=EXPLAIN),
@@ -222,8 +230,8 @@ def run(
     weights: Optional[Path] = typer.Option(None, help="state_dict file (torch.save(model.state_dict())); loaded with weights_only=True.", rich_help_panel=MODEL),
     transform: Optional[Path] = typer.Option(None, help="Python file assigning a torchvision `transform` (else --image-size/--mean/--std).", rich_help_panel=MODEL),
     image_size: Optional[int] = typer.Option(None, help=f"Without --transform: resize to this square size [default: {DEFAULT.image_size}].", rich_help_panel=MODEL),
-    mean: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation mean, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.mean))}].", rich_help_panel=MODEL),
-    std: Optional[List[float]] = typer.Option(None, help=f"Without --transform: normalisation std, three values [default: ImageNet's, {' '.join(map(str, DEFAULT.std))}].", rich_help_panel=MODEL),
+    mean: Optional[list[float]] = typer.Option(None, help=f"Without --transform: normalisation mean, three values [default: ImageNet's, {MEAN_DEFAULT}].", rich_help_panel=MODEL),
+    std: Optional[list[float]] = typer.Option(None, help=f"Without --transform: normalisation std, three values [default: ImageNet's, {STD_DEFAULT}].", rich_help_panel=MODEL),
     layer: Optional[str] = typer.Option(None, help="Module name to explain (see 'reportgen layers') [default: the last layer whose output is a grid over the image, conv or transformer tokens, that the output depends on].", rich_help_panel=EXPLAIN),
     target_class: Optional[str] = typer.Option(None, help="Class index to explain, or a multi-label model's attribute name (e.g. Smiling) [default: each image's predicted class; multi-label: the --target attribute].", rich_help_panel=EXPLAIN),
     head: Optional[str] = typer.Option(None, help="How outputs become probabilities: softmax (exclusive classes) or sigmoid (one logit, or independent attributes) [default: automatic: one output or CelebA attributes = outputs -> sigmoid, else softmax].", rich_help_panel=MODEL),
@@ -284,7 +292,7 @@ def run(
 
 @app.command()
 def merge(
-    parts: List[Path] = typer.Argument(..., help="Partial-results files written by 'reportgen run --shard I/N'."),
+    parts: list[Path] = typer.Argument(..., help="Partial-results files written by 'reportgen run --shard I/N'."),
     out_path: Path = typer.Option(Path("report.html"), "--out", help="HTML report to write."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the results as JSON here."),
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
@@ -413,10 +421,6 @@ def init(
         _fail(f"{path} already exists; pass --force to overwrite it")
     path.write_text(INIT_TEMPLATE.format(name=path.name))
     out.print(f"wrote {path}; edit it, then run: reportgen run --config {path}")
-
-
-def main():  # pragma: no cover - console entry point alias
-    app()
 
 
 if __name__ == "__main__":

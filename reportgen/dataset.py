@@ -111,7 +111,9 @@ def _read_celeba(path: Path, lines: list[str]) -> tuple[list[str], dict[str, lis
             and rows and all(len(fields) == len(names) for _, fields in rows)):
         path_column, names = names[0], names[1:]
     _unique_names(path, names, "line 2")
-    paths, columns, numbers = [], {name: [] for name in names}, []
+    paths: list[str] = []
+    columns: dict[str, list[str]] = {name: [] for name in names}
+    numbers: list[int] = []
     for number, fields in rows:
         # The file name plus exactly one value per attribute; anything else is broken.
         if len(fields) != len(names) + 1:
@@ -168,7 +170,9 @@ def _read_csv(path: Path, text: str, pairs: bool = False) -> tuple[list[str], di
         raise InputError(f"{path}, line {header_line}: looks like a data row, not a header; add a first line "
                          f"naming the columns, like {example})")
     _unique_names(path, header[1:], f"line {header_line}")
-    paths, columns, numbers = [], {name: [] for name in header[1:]}, []
+    paths: list[str] = []
+    columns: dict[str, list[str]] = {name: [] for name in header[1:]}
+    numbers: list[int] = []
     for number, row in rows[1:]:
         if len(row) != len(header):
             raise InputError(f"{path}, line {number}: {len(row)} fields but the header has {len(header)}"
@@ -267,18 +271,20 @@ def read_dataset(images: Path, annotations: Path,
 
     seen: dict = {}
     for index, image in enumerate(paths):
-        key = _check_relative(annotations, image, f"line {numbers[index]}")
-        if partners is not None:
-            key = (key, _check_relative(annotations, partners[index], f"line {numbers[index]}"))
+        first = _check_relative(annotations, image, f"line {numbers[index]}")
+        second = (_check_relative(annotations, partners[index], f"line {numbers[index]}")
+                  if partners is not None else None)
+        key = first if second is None else (first, second)
         if key in seen:
             what = f"the pair {image!r}, {partners[index]!r}" if partners is not None else f"image {image!r}"
             raise InputError(f"{annotations}: {what} appears twice (lines {numbers[seen[key]]} and "
                              f"{numbers[index]}); remove the duplicate row")
         seen[key] = index
         if "\\" in image and not _is_file(images / image):
-            paths[index] = key[0] if partners is not None else key  # made on Windows: folder\file.jpg
-        if partners is not None and "\\" in partners[index] and not _is_file(images / partners[index]):
-            partners[index] = key[1]
+            paths[index] = first  # made on Windows: folder\file.jpg
+        if partners is not None and second is not None and "\\" in partners[index] \
+                and not _is_file(images / partners[index]):
+            partners[index] = second
     options = needed_columns if isinstance(needed_columns, Mapping) else {name: None for name in needed_columns}
     for name, option in options.items():
         if name not in columns:

@@ -43,7 +43,7 @@ def attribution_overlay(image: Image.Image, attribution: np.ndarray, alpha: floa
     """The image with its attribution map (float (H, W), same pixels, non-negative) blended on top."""
     peak = float(attribution.max())
     scaled = attribution / peak if peak > 0 else attribution
-    heat = Image.fromarray(heat_colours(scaled), "RGB").resize(image.size, Image.BILINEAR)
+    heat = Image.fromarray(heat_colours(scaled), "RGB").resize(image.size, Image.Resampling.BILINEAR)
     return Image.blend(image.convert("RGB"), heat, alpha)
 
 
@@ -80,7 +80,7 @@ def region_sheet(image: Image.Image, face) -> Image.Image:
     labels = label_image(face.landmarks, image.width, image.height)
     picture = region_overlay(image, labels, face.landmarks, alpha=0.45)
     scale = max(1.0, 600 / max(picture.size))
-    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BILINEAR)
+    picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.BILINEAR)
     shown = [rid for rid in REGION_IDS if rid != "background" and (labels == REGION_IDS.index(rid)).any()]
     legend_width, row = 190, 18
     sheet = Image.new("RGB", (picture.width + legend_width, max(picture.height, row * (len(shown) + 3))), "white")

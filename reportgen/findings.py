@@ -12,8 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .report.format import (correlation_text, percent_number_text, percent_text, points_text, signed_text,
-                            times_text)
+from .report.format import correlation_text, percent_number_text, percent_text, points_text, signed_text, times_text
 
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
@@ -32,8 +31,9 @@ def findings(results: dict) -> list[dict]:
 
     Kinds: ``top_region``, ``no_regions``, ``sanity``, ``faithfulness``, ``failures``, ``small_sample``,
     ``outside_face``, ``group_difference``, ``no_group_difference``, ``small_groups``, ``low_region``,
-    ``verification``, ``verification_gap``. Warnings are kept ahead of information when there are more candidates than ``MAX_FINDINGS``; the output keeps the
-    order above (a finding's place says how important it is, its severity how worrying).
+    ``verification``, ``verification_gap``. Warnings are kept ahead of information when there are more
+    candidates than ``MAX_FINDINGS``; the output keeps the order above (a finding's place says how important
+    it is, its severity how worrying).
     """
     candidates: list[tuple[float, dict]] = []
     regions = list(results.get("regions") or [])
@@ -176,7 +176,8 @@ def _verification(quality: dict | None) -> list[tuple[float, dict]]:
     if not quality or not quality.get("overall") or not _finite(quality["overall"].get("accuracy")):
         return []
     overall, threshold = quality["overall"], quality.get("threshold")
-    how = "the threshold given" if quality.get("threshold_source") == "option" else "the threshold with the best accuracy on these pairs"
+    how = ("the threshold given" if quality.get("threshold_source") == "option"
+           else "the threshold with the best accuracy on these pairs")
     ci = _interval(overall.get("accuracy_ci"))
     base = (f"at similarity {threshold:.2f} ({how}) the model decides same/different correctly for "
             f"{percent_text(overall['accuracy'])} of {overall['pairs']} labelled pairs"
@@ -325,7 +326,7 @@ def _low_region(regions: list[dict]) -> list[tuple[float, dict]]:
         return []
     low = min(scored, key=lambda r: r["density"])
     ci = _interval(low["ci"])
-    if ci[1] >= 1.0:
+    if ci is None or ci[1] >= 1.0:  # (never None: scored keeps only regions with an interval)
         return []
     text = (f"The model pays least attention to {_the(low)}: {times_text(low['density'])}x an even spread "
             f"(95% CI {_range(ci, times_text)}).")

@@ -14,6 +14,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -24,8 +25,8 @@ from .dataset import Dataset
 from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, pose_note
 from .patches import Later
-from .regions import label_image
 from .preprocess import InputGeometry, Preprocessing, measure_geometry
+from .regions import label_image
 from .scores import bootstrap_weights, region_areas
 
 
@@ -178,7 +179,8 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
         if mode in ("LA", "La"):
             notes.append("grayscale image: copied to three equal channels (the model sees no colour)")
         rgba = image.convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        lowest_alpha, _ = cast(tuple[int, int], rgba.getchannel("A").getextrema())  # one band: (min, max)
+        if lowest_alpha < 255:
             notes.append("transparent pixels composited on white")
             white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             return Image.alpha_composite(white, rgba).convert("RGB")
@@ -191,8 +193,9 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
 
                 converted = ImageCms.profileToProfile(image, io.BytesIO(profile), ImageCms.createProfile("sRGB"),
                                                       outputMode="RGB")
-                notes.append("CMYK image: converted to RGB with its colour profile")
-                return converted
+                if converted is not None:  # (None only for inPlace=True)
+                    notes.append("CMYK image: converted to RGB with its colour profile")
+                    return converted
             except Exception:
                 pass
         notes.append("CMYK image: converted to RGB without a colour profile (colours may be slightly off)")

@@ -37,8 +37,8 @@ MAX_DETECTION_SIDE = 800
 # An image whose faces are all smaller pays for both looks; smaller extra faces beside a large one are
 # not counted (docs/inputs.md). The landmarks are always placed on the full-size pixels; they move by 3%
 # of the eye distance on average, and the region IoU against the face-parsing masks changes within
-# +-0.02, as between any two sizes. Smaller images are searched at full size: the time saved would be small (256 px: 1.8 ms) while the
-# coarser box still moves the landmarks (it changed the sanity statistic of a known-answer case, 11
+# +-0.02, as between any two sizes. Smaller images are searched at full size: the time saved would be small (256 px:
+# 1.8 ms) while the coarser box still moves the landmarks (it changed the sanity statistic of a known-answer case, 11
 # images, from 0.59 to 0.70).
 HOG_HALF_FROM = 400
 # The CNN detector first looks at a copy this small (its smallest face is about 40 px).
@@ -189,7 +189,7 @@ def _boxes(pixels: np.ndarray, path: str, factor: float) -> list:
     shrunk = pixels
     if factor < 1.0:
         size = (round(pixels.shape[1] * factor), round(pixels.shape[0] * factor))
-        shrunk = np.asarray(Image.fromarray(pixels).resize(size, Image.BILINEAR))
+        shrunk = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
     if path == "cnn":
         found = [_like_hog_box(d.rect) for d in _cnn_detector()(shrunk, 0)]
     else:
@@ -211,7 +211,7 @@ def detect_face(image: Image.Image) -> Face | None:
     predictor = _dlib_models()[1]
     scale = min(1.0, MAX_DETECTION_SIDE / max(image.size))
     small = image if scale == 1.0 else image.resize(
-        (round(image.width * scale), round(image.height * scale)), Image.BILINEAR
+        (round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR
     )
     pixels = np.asarray(small.convert("RGB"))
     hog_fast = 0.5 if max(pixels.shape[:2]) >= HOG_HALF_FROM else 1.0
@@ -250,6 +250,7 @@ class LandmarkCache:
         self.folder = Path(folder) if folder else None
 
     def _entry(self, digest: str) -> Path:
+        assert self.folder is not None, "callers return early when caching is off"
         return self.folder / digest[:2] / f"{digest}.json"
 
     def get(self, digest: str) -> tuple[bool, Face | None]:

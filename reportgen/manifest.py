@@ -43,8 +43,9 @@ def library_versions() -> dict[str, str | None]:
             except importlib.metadata.PackageNotFoundError:
                 continue
         module = sys.modules.get(name if name != "pillow" else "PIL")
-        if versions[name] is None and getattr(module, "__version__", None):
-            versions[name] = str(module.__version__)
+        version = getattr(module, "__version__", None)
+        if versions[name] is None and version:
+            versions[name] = str(version)
     return versions
 
 

@@ -45,11 +45,11 @@ def _run_python_file(path: Path, option: str) -> dict:
         line = frames[-1].lineno if frames else None
         if isinstance(error, SyntaxError) and error.lineno and error.filename in (str(path), None):
             line = error.lineno
-            error = f"SyntaxError: {error.msg}"
+            reason = f"SyntaxError: {error.msg}"
         else:
-            error = f"{type(error).__name__}: {error}"
+            reason = f"{type(error).__name__}: {error}"
         where = f", line {line}" if line else ""
-        raise InputError(f"{option} {path}{where}: loading the file failed: {error}") from None
+        raise InputError(f"{option} {path}{where}: loading the file failed: {reason}") from None
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
@@ -306,7 +306,8 @@ def _probe_gradients(infos: list[LayerInfo], outputs: dict, result, output: Outp
                                             allow_unused=True, retain_graph=True)
         except RuntimeError:  # an in-place operation or an unusual graph: leave it unprobed
             return
-        found = [_grid_gradient(g, info.layout) for g, info in zip(gradients, grids)]
+        # (every grid has a layout; the condition only tells the type checker so)
+        found = [_grid_gradient(g, info.layout) for g, info in zip(gradients, grids) if info.layout is not None]
         if any(found):
             for info, flag in zip(grids, found):
                 info.gradient = flag
@@ -350,7 +351,7 @@ def _default_layer(layers: list[LayerInfo]) -> LayerInfo | None:
     widths = [layer.features for layer in layers
               if layer.layout and layer.layout.kind == "conv" and layer.layout.fits_input]
     width = widths[-1] if widths else None
-    preferred = [layer for layer in usable if layer.layout.fits_input
+    preferred = [layer for layer in usable if layer.layout is not None and layer.layout.fits_input
                  and (layer.layout.kind != "tokens" or width is None or layer.features == width)]
     chosen = preferred or usable
     return chosen[-1] if chosen else None

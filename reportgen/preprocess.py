@@ -11,6 +11,7 @@ model sees.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ class Preprocessing:
     so a worker process started fresh rebuilds it instead of unpickling the user's objects.
     """
 
-    transform: object
+    transform: Callable[[Image.Image], torch.Tensor]
     description: str
     source: tuple | None = None
 
@@ -44,7 +45,7 @@ class Preprocessing:
         return (_rebuild, (self.source,))
 
 
-def _rebuild(source: tuple) -> "Preprocessing":
+def _rebuild(source: tuple) -> Preprocessing:
     kind, *arguments = source
     return load_transform(*arguments) if kind == "file" else build_transform(*arguments)
 
@@ -116,8 +117,8 @@ class InputGeometry:
         if factor > 1:
             image = image.reduce(factor)
             matrix /= factor
-        return image.convert("RGB").transform((width, height), Image.AFFINE, tuple(matrix.reshape(-1)),
-                                              resample=Image.BILINEAR)
+        return image.convert("RGB").transform((width, height), Image.Transform.AFFINE, tuple(matrix.reshape(-1)),
+                                              resample=Image.Resampling.BILINEAR)
 
     def seen_by_model(self, tensor: torch.Tensor) -> Image.Image:
         """The transformed tensor (C, H, W) as the picture the model sees (normalisation undone; one channel

@@ -18,6 +18,7 @@ import os
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
+from typing import overload
 
 from .config import PATH_OPTIONS
 
@@ -36,6 +37,10 @@ def machine_folders() -> dict[str, str]:
     return {"cwd": os.getcwd(), "home": str(Path.home()), "temp": tempfile.gettempdir()}
 
 
+@overload
+def file_name(path: str) -> str: ...
+@overload
+def file_name(path: None) -> None: ...
 def file_name(path: str | None) -> str | None:
     """The last component of a path (``/a/b/weights.pt`` -> ``weights.pt``; ``C:\\x\\y`` -> ``y``)."""
     if not isinstance(path, str) or not path:

@@ -236,8 +236,3 @@ def label_image(landmarks: np.ndarray, width: int, height: int) -> np.ndarray:
         for polygon in polygons.get(region_id, ()):
             draw.polygon(polygon.ravel().tolist(), fill=index)  # a flat list: 4x faster to hand over than tuples
     return np.asarray(canvas).copy()
-
-
-def region_masks(labels: np.ndarray) -> np.ndarray:
-    """Boolean (R, H, W) masks from a label image, in ``REGION_IDS`` order."""
-    return labels[None, :, :] == np.arange(len(REGION_IDS), dtype=labels.dtype)[:, None, None]

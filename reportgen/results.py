@@ -14,7 +14,7 @@ TOP_REGIONS = 5  # rows of the region table in the notebook summary
 SEVERITY_MARKS = {"warning": "&#9888;", "info": "&#8226;"}  # findings.py: info or warning
 
 
-def _number(value, digits: int = 2) -> str:
+def _number_text(value, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -44,7 +44,7 @@ class Results(dict):
                                      f"labelled images"))
         if run.get("protected"):
             rows.append(("groups compared", ", ".join(str(c) for c in run["protected"])))
-        rows.append(("ran on", f"{run.get('device')} in {_number(run.get('seconds'), 1)} s"))
+        rows.append(("ran on", f"{run.get('device')} in {_number_text(run.get('seconds'), 1)} s"))
         return rows
 
     def _repr_html_(self) -> str:
@@ -55,13 +55,14 @@ class Results(dict):
         regions = [r for r in self.get("regions") or [] if r.get("density") is not None][:TOP_REGIONS]
         region_rows = "".join(
             f"<tr><td style='text-align:left'>{escape(str(r.get('label', r.get('id'))))}</td>"
-            f"<td>{_number(r['density'])}</td><td>{escape(' to '.join(_number(v) for v in r.get('ci') or []))}</td>"
+            f"<td>{_number_text(r['density'])}</td><td>{escape(' to '.join(_number_text(v) for v in r.get('ci') or []))}</td>"
             f"<td>{_percent(r.get('share'))}</td></tr>" for r in regions)
         return (
             "<div class='reportgen-results'>"
             "<h4 style='margin:0.3em 0'>reportgen: which face regions drive the model</h4>"
             f"<table>{rows}</table>"
-            + (f"<p style='margin:0.6em 0 0.2em'><b>Findings</b></p><ul style='margin-top:0;padding-left:0.5em;list-style:none'>{findings}</ul>"
+            + ("<p style='margin:0.6em 0 0.2em'><b>Findings</b></p>"
+               f"<ul style='margin-top:0;padding-left:0.5em;list-style:none'>{findings}</ul>"
                if findings else "")
             + (f"<p style='margin:0.6em 0 0.2em'><b>Top regions</b> (density: 1.0 = attention spread evenly)</p>"
                "<table><tr><th style='text-align:left'>region</th><th>density</th><th>95% interval</th>"

@@ -160,9 +160,10 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
                                   "note": "rows given in Python: no file to digest; sha256 is over the rows "
                                           "as JSON (path and columns)"}
     else:
+        assert config.images is not None and config.annotations is not None  # require_inputs checked them
         dataset = read_dataset(config.images, config.annotations, needed, pairs=config.pairs)
         shown.update(images=str(config.images), annotations=str(config.annotations))
-    labels = label_values(dataset, config.target) if config.target else [None] * len(dataset)
+    labels: list[int | None] = label_values(dataset, config.target) if config.target else [None] * len(dataset)
 
     notes = []
     if given.model is not None:
@@ -179,14 +180,15 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
             entries["weights"] = {"given": "object", "note": "the object's own parameters: see "
                                                              "model.parameters_sha256"}
     else:
+        assert config.model_file is not None and config.weights is not None  # require_inputs checked them
         model = load_model(config.model_file, config.model_var, config.model_class)
         load_weights(model, config.weights)
         shown.update(model_file=str(config.model_file), weights=str(config.weights),
                      model_name=config.model_class or config.model_var or "model")
     model.eval()
-    entries["model"] = model_entry(model, given.model is not None)
+    entries["model"] = model_facts = model_entry(model, given.model is not None)
     if given.model is not None:
-        entries["model_file"] = {"given": "object", "class": entries["model"]["class"],
+        entries["model_file"] = {"given": "object", "class": model_facts["class"],
                                  "note": "a Python object: no file to digest; see model.parameters_sha256"}
 
     if given.transform is not None:
@@ -279,7 +281,8 @@ def dataset_from_rows(images, rows, needed_columns: Mapping[str, str]) -> Datase
                          "folder the table's image paths are relative to")
     columns = _columns(rows)
     path_column, *label_columns = columns
-    paths, seen = [], {}
+    paths: list[str] = []
+    seen: dict[str, int] = {}
     for number, value in enumerate(columns[path_column], start=1):
         image = _text(value)
         key = _check_relative(Path(ROWS_NAME), image, f"row {number}")
@@ -312,7 +315,8 @@ def dataset_from_list(paths: Sequence, images=None) -> Dataset:
     else:
         full = [os.path.abspath(p) for p in texts]
         root = Path(os.path.commonpath([os.path.dirname(p) for p in full]))
-    relative, seen = [], {}
+    relative: list[str] = []
+    seen: dict[str, int] = {}
     for number, (text, path) in enumerate(zip(texts, full), start=1):
         inside = os.path.relpath(path, root)
         if inside == ".." or inside.startswith(".." + os.sep):

@@ -228,7 +228,7 @@ class RunningScores:
         self._flush()
         return self._boot_sum
 
-    def merge(self, other: "RunningScores") -> None:
+    def merge(self, other: RunningScores) -> None:
         if other.replicates != self.replicates:
             raise ValueError("cannot add scores kept with different numbers of bootstrap resamples")
         self.images += other.images
@@ -267,21 +267,21 @@ class RunningScores:
         """Rows for ``ids`` with share, share_ci, area, density, ci (density) and n; by density, highest first."""
         stats = {metric: self.mean_and_error(metric) for metric in METRICS}
         intervals = {metric: self.intervals(metric) for metric in BOOTSTRAPPED}
-        rows = []
+        rows: list[dict] = []
         for rid in ids:
             index = SCORED_IDS.index(rid)
-            row = {"id": rid}
+            row: dict = {"id": rid}
             if rid in REGION_BY_ID:
                 row.update(label=REGION_BY_ID[rid].label, estimated=REGION_BY_ID[rid].estimated)
             else:
                 row.update(label=GROUP_LABELS[rid], members=list(GROUPS[rid]))
             for metric, interval_name in (("share", "share_ci"), ("area", None), ("density", "ci")):
-                row[metric] = _number(stats[metric][0][index])
+                row[metric] = json_float(stats[metric][0][index])
                 if interval_name:
                     row[interval_name] = intervals[metric][index]
             row["n"] = int(stats["density"][2][index])
             if stats["effect"][2][index] > 0:  # only methods that measure regions directly have effects
-                row["effect"] = _number(stats["effect"][0][index])
+                row["effect"] = json_float(stats["effect"][0][index])
                 row["effect_ci"] = intervals["effect"][index]
                 row["effect_n"] = int(stats["effect"][2][index])  # images showing the region (n: with attention)
             rows.append(row)
@@ -295,7 +295,7 @@ def confidence_interval(mean: float, variance: float, n: float) -> list[float | 
     if not (n >= 2 and np.isfinite(mean) and np.isfinite(variance)):
         return [None, None]
     half = t_quantile_975(n - 1) * math.sqrt(variance / n)
-    return [_number(mean - half), _number(mean + half)]
+    return [json_float(mean - half), json_float(mean + half)]
 
 
 def percentile_interval(values: np.ndarray) -> list[float | None]:
@@ -304,7 +304,7 @@ def percentile_interval(values: np.ndarray) -> list[float | None]:
     if len(values) < 2:
         return [None, None]
     low, high = np.percentile(values, [2.5, 97.5])
-    return [_number(low), _number(high)]
+    return [json_float(low), json_float(high)]
 
 
 def bootstrap_p_value(differences: np.ndarray) -> float | None:
@@ -333,7 +333,7 @@ def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_ID
     resampled = a.replicates and b.replicates
     if resampled:
         differences = b.resampled_means("density") - a.resampled_means("density")
-    rows = []
+    rows: list[dict] = []
     for rid in ids:
         i = SCORED_IDS.index(rid)
         difference = mean_b[i] - mean_a[i]
@@ -349,17 +349,17 @@ def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_ID
                 # Welch-Satterthwaite degrees of freedom.
                 df = (sa + sb) ** 2 / ((sa ** 2) / (n_a[i] - 1) + (sb ** 2) / (n_b[i] - 1))
                 half = t_quantile_975(df) * se
-                interval = [_number(difference - half), _number(difference + half)]
+                interval = [json_float(difference - half), json_float(difference + half)]
                 p_value = math.erfc(abs(difference) / se / math.sqrt(2))
         rows.append({
             "id": rid, "label": REGION_BY_ID[rid].label if rid in REGION_BY_ID else GROUP_LABELS[rid],
-            "density_a": _number(mean_a[i]), "density_b": _number(mean_b[i]),
-            "difference": _number(difference), "ci": interval, "p_value": p_value,
+            "density_a": json_float(mean_a[i]), "density_b": json_float(mean_b[i]),
+            "difference": json_float(difference), "ci": interval, "p_value": p_value,
             "test": "bootstrap" if resampled else "welch",
         })
     for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
-        row["p_value"] = None if row["p_value"] is None else _number(row["p_value"])
-        row["p_adjusted"] = None if adjusted is None else _number(adjusted)
+        row["p_value"] = None if row["p_value"] is None else json_float(row["p_value"])
+        row["p_adjusted"] = None if adjusted is None else json_float(adjusted)
         row["beyond_noise"] = adjusted is not None and adjusted < 0.05
     rows.sort(key=lambda r: -abs(r["difference"] or 0))
     return rows
@@ -376,6 +376,7 @@ def holm(p_values: list[float | None]) -> list[float | None]:
     return adjusted
 
 
-def _number(value) -> float | None:
+def json_float(value) -> float | None:
+    """A number as results.json keeps it: a float rounded to 6 digits, None when not finite (NaN, inf)."""
     value = float(value)
     return round(value, 6) if math.isfinite(value) else None

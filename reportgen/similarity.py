@@ -50,7 +50,7 @@ class SimilarityCounts:
                 correct = (similarity >= self.threshold) == bool(genuine)
                 self.decided.setdefault(key, np.zeros(2))[int(genuine)] += correct
 
-    def merge(self, other: "SimilarityCounts") -> None:
+    def merge(self, other: SimilarityCounts) -> None:
         for key, counts in other.counts.items():
             self.counts.setdefault(key, np.zeros((2, BINS)))[:] += counts
         for key, decided in other.decided.items():
@@ -63,7 +63,7 @@ class SimilarityCounts:
                 "decided": {k: v.tolist() for k, v in self.decided.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SimilarityCounts":
+    def from_dict(cls, data: dict) -> SimilarityCounts:
         counts = cls(data.get("threshold"))
         counts.unlabelled = int(data.get("unlabelled", 0))
         counts.counts = {k: np.asarray(v, dtype=np.float64) for k, v in data.get("counts", {}).items()}
@@ -115,7 +115,9 @@ class SimilarityCounts:
         if ALL not in self.counts:
             return None
         exact = self.threshold is not None
-        threshold = self.threshold if exact else self.best_threshold()
+        threshold = self.threshold if self.threshold is not None else self.best_threshold()
+        if threshold is None:  # no labelled pair: nothing to decide with
+            return None
         overall = self._at(ALL, threshold, exact)
         groups = {key: self._at(key, threshold, exact) for key in sorted(self.counts) if key != ALL}
         comparisons = []
@@ -129,7 +131,8 @@ class SimilarityCounts:
                 comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a["pairs"], "n_b": b["pairs"],
                                     "accuracy_a": a["accuracy"], "accuracy_b": b["accuracy"],
                                     "difference": None if difference is None else round(difference, 4),
-                                    "ci": [low, high], "beyond_noise": low is not None and (low > 0 or high < 0)})
+                                    "ci": [low, high],
+                                    "beyond_noise": low is not None and high is not None and (low > 0 or high < 0)})
         for entry in [overall, *groups.values()]:
             entry.pop("_correct")
         return {"threshold": round(threshold, 4),
@@ -147,13 +150,16 @@ def _mean(centres: np.ndarray, counts: np.ndarray) -> float | None:
 
 
 def wilson(successes: int, trials: int) -> list[float | None]:
-    """95% Wilson score interval of a proportion."""
-    if trials <= 0:
-        return [None, None]
+    """95% Wilson score interval of a proportion; [None, None] without trials."""
+    return [None, None] if trials <= 0 else list(_wilson(successes, trials))
+
+
+def _wilson(successes: int, trials: int) -> tuple[float, float]:
+    """wilson() for trials > 0."""
     p = successes / trials
     centre = (p + Z95 ** 2 / (2 * trials)) / (1 + Z95 ** 2 / trials)
     half = Z95 * math.sqrt(p * (1 - p) / trials + Z95 ** 2 / (4 * trials ** 2)) / (1 + Z95 ** 2 / trials)
-    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
+    return round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)
 
 
 def newcombe(successes_a: int, trials_a: int, successes_b: int, trials_b: int) -> list[float | None]:
@@ -161,7 +167,7 @@ def newcombe(successes_a: int, trials_a: int, successes_b: int, trials_b: int) -
     if trials_a <= 0 or trials_b <= 0:
         return [None, None]
     p_a, p_b = successes_a / trials_a, successes_b / trials_b
-    (low_a, high_a), (low_b, high_b) = wilson(successes_a, trials_a), wilson(successes_b, trials_b)
+    (low_a, high_a), (low_b, high_b) = _wilson(successes_a, trials_a), _wilson(successes_b, trials_b)
     difference = p_b - p_a
     low = difference - math.sqrt((p_b - low_b) ** 2 + (high_a - p_a) ** 2)
     high = difference + math.sqrt((high_b - p_b) ** 2 + (p_a - low_a) ** 2)

@@ -27,16 +27,19 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
-from PIL import Image, ImageEnhance, ImageFilter, ImageOps
-
 import torch
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from torch import nn
 
 from .landmarks import detect_face
 from .regions import REGION_IDS, label_image
 from .resources import samples_dir
+
+# train_classifier hands back the model it was given (its own class), trained.
+TrainedModel = TypeVar("TrainedModel", bound=nn.Module)
 
 # Model input side in pixels; sample_transform resizes every image to this.
 INPUT_SIZE = 128
@@ -238,7 +241,7 @@ def augment_portrait(source: Image.Image, rng: np.random.Generator, size: int = 
     padded = np.pad(np.asarray(source), ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
     padded_image = Image.fromarray(padded)
     scaled_size = (max(1, round(padded_image.width * scale)), max(1, round(padded_image.height * scale)))
-    scaled = padded_image.resize(scaled_size, Image.BILINEAR)
+    scaled = padded_image.resize(scaled_size, Image.Resampling.BILINEAR)
     actual_scale = np.array(scaled_size) / np.array(padded_image.size)
 
     # Face centre: landmark centroid (about the nose) moved up a little so the frame shows hair.
@@ -250,7 +253,7 @@ def augment_portrait(source: Image.Image, rng: np.random.Generator, size: int = 
     a, b, d, e = cos, sin, -sin, cos
     c = centre[0] - (a * target[0] + b * target[1])
     f = centre[1] - (d * target[0] + e * target[1])
-    image = scaled.transform((size, size), Image.AFFINE, (a, b, c, d, e, f), resample=Image.BICUBIC)
+    image = scaled.transform((size, size), Image.Transform.AFFINE, (a, b, c, d, e, f), resample=Image.Resampling.BICUBIC)
     if flip:
         image = ImageOps.mirror(image)
 
@@ -574,8 +577,8 @@ def _load_dataset(dataset_dir: Path, columns: tuple[str, ...] = ("task",), trans
                 inputs.append(transform(image.convert("RGB")))
             labels.append([int(row[column]) for column in columns])
             groups.append(int(row["protected"]))
-    labels = torch.tensor(labels)
-    return torch.stack(inputs), labels[:, 0] if len(columns) == 1 else labels, np.array(groups)
+    table = torch.tensor(labels)
+    return torch.stack(inputs), table[:, 0] if len(columns) == 1 else table, np.array(groups)
 
 
 def _split(labels: np.ndarray, groups: np.ndarray, seed: int, held_out: float = 0.25):
@@ -599,9 +602,9 @@ def _shift(x: torch.Tensor, generator: torch.Generator, most: int = 8) -> torch.
     return padded[:, :, most + dy:most + dy + x.shape[2], most + dx:most + dx + x.shape[3]]
 
 
-def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, groups: np.ndarray,
+def train_classifier(model: TrainedModel, inputs: torch.Tensor, labels: torch.Tensor, groups: np.ndarray,
                      epochs: int = DEFAULT_EPOCHS, seed: int = 0, loss: str = "softmax",
-                     learning_rate: float = LEARNING_RATE, scores=None) -> tuple[nn.Module, float]:
+                     learning_rate: float = LEARNING_RATE, scores=None) -> tuple[TrainedModel, float]:
     """Train ``model`` on (inputs, labels); returns (model in eval mode, held-out accuracy).
 
     ``loss``: "softmax" (cross-entropy over the classes; labels (N,) class indices) or "sigmoid" (binary
@@ -626,6 +629,7 @@ def train_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tenso
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=WEIGHT_DECAY)
+        loss_fn: nn.Module
         if loss == "softmax":
             loss_fn, targets = nn.CrossEntropyLoss(), labels
         else:
@@ -839,8 +843,8 @@ IDENTITY_COLOURS = (
     ((0, 0, 0), (255, 255, 255)),      # black, white core
 )
 EMBEDDING_SIZE = 16
-EMBEDDING_MODEL_FILE = '''"""A face-verification model for the known-answer test: a 16-d embedding whose identity is the colour of a
-sticker on the {region} (one colour per identity). Grad-CAM layer: conv4."""
+EMBEDDING_MODEL_FILE = '''"""A face-verification model for the known-answer test: a 16-d embedding whose identity is the
+colour of a sticker on the {region} (one colour per identity). Grad-CAM layer: conv4."""
 
 import torch
 
@@ -921,7 +925,7 @@ def make_verification_case(out_dir: Path, region_id: str = "forehead", count: in
                                       *((name, int(identity == 0), protected) for name, identity, protected in rows)])
     # Pairs: each genuine pair two images of one identity, each impostor pair two of different identities.
     chosen: set = set()
-    pair_rows = []
+    pair_rows: list[tuple[str, str, int, int]] = []
     while len(pair_rows) < pairs:
         genuine = len(pair_rows) % 2 == 0
         a = rows[int(rng.integers(len(rows)))]

@@ -145,7 +145,8 @@ def embeddings(model: SimilarityModel, sides: list[Side], device, memory_format)
                 images.setdefault(id(item), item)
     if not images:
         return {}
-    batch = torch.stack([item.tensor for item in images.values()]).to(device).contiguous(memory_format=memory_format)
+    tensors = [item.tensor for item in images.values() if item.tensor is not None]  # (all of them have one)
+    batch = torch.stack(tensors).to(device).contiguous(memory_format=memory_format)
     with torch.no_grad():
         vectors = model.embed(batch).cpu()
     return dict(zip(images, vectors))
@@ -200,7 +201,8 @@ class VerificationExplainer(Explainer):
     partner's embedding as the fixed second input."""
 
     def __init__(self, model: SimilarityModel, setup, config, device, check_rows: set[int], channels_last: bool):
-        super().__init__(model, setup, config, device, check_rows, channels_last)
+        # analysis.Explainer types its model as an ExplainedModel; a SimilarityModel offers what it uses.
+        super().__init__(model, setup, config, device, check_rows, channels_last)  # type: ignore[arg-type]
         self.reference: PreparedImage | None = None  # the reference photo, prepared with the run's transform
         self._partners: dict[int, PreparedImage] = {}  # while a batch is explained: id(image) -> its partner
 
@@ -215,7 +217,7 @@ class VerificationExplainer(Explainer):
 
     def explain_batch(self, prepared: list, state, dataset, true_labels) -> None:
         sides = [side for group in prepared for side in group]
-        vectors = embeddings(self.model, sides, self.device, self.memory_format)
+        vectors = embeddings(self.model, sides, self.device, self.memory_format)  # type: ignore[arg-type]
         for side in sides:
             if not side.first:
                 continue

@@ -12,18 +12,22 @@ are; nothing is trained at run time. Deterministic on a given machine (fixed see
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import time
 from pathlib import Path
 
-import csv
-
 import numpy as np
 import torch
 
 from reportgen.synthetic import (
-    EMBEDDING_SIZE, MIN_ACCURACY, TARGET_LAYER, make_planted_dataset, train_embedding, train_small_cnn,
+    EMBEDDING_SIZE,
+    MIN_ACCURACY,
+    TARGET_LAYER,
+    make_planted_dataset,
+    train_embedding,
+    train_small_cnn,
     write_model_files,
 )
 

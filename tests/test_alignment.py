@@ -7,7 +7,16 @@ from PIL import Image
 from conftest import portrait
 from reportgen import canonical
 from reportgen import landmarks as landmark_module
-from reportgen.canonical import CANVAS, MEAN_FACE, SAMPLE_STEP, SAMPLES, CanonicalFace, canvas_to_face, delaunay, similarity_align
+from reportgen.canonical import (
+    CANVAS,
+    MEAN_FACE,
+    SAMPLE_STEP,
+    SAMPLES,
+    CanonicalFace,
+    canvas_to_face,
+    delaunay,
+    similarity_align,
+)
 from reportgen.images import ImagePreparer
 from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
 from reportgen.preprocess import build_transform

@@ -17,10 +17,12 @@ import os
 import shutil
 from pathlib import Path
 
-import number_cases
+import numpy as np
 import pytest
-from report_fixture import build_results, region_ablation, verification
+from PIL import Image
 
+import number_cases
+from report_fixture import build_results, region_ablation, verification
 from reportgen.findings import findings, times_text
 from reportgen.regions import PAINT_ORDER
 from reportgen.report import write_html
@@ -305,6 +307,13 @@ def test_the_page_reads_numbers_by_the_rule_of_the_tables(report):
     assert shown["fixed"] == [text for _, _, text in number_cases.FIXED]
 
 
+def _painted(png: bytes) -> tuple[int, float]:
+    """(distinct colours, fraction of pixels that differ clearly from the top-left corner's colour)."""
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    colours = len(np.unique(pixels.reshape(-1, 3), axis=0))
+    return colours, float((np.abs(pixels - pixels[2, 2]).sum(-1) > 40).mean())
+
+
 def test_screenshot_of_the_top_of_the_report(report):
     page = report.page
     page.evaluate("window.scrollTo(0, 0)")
@@ -312,8 +321,17 @@ def test_screenshot_of_the_top_of_the_report(report):
     page.wait_for_timeout(200)
     OUTPUT.mkdir(exist_ok=True)
     path = OUTPUT / "report-top.png"
-    page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1800}, full_page=True)
-    assert path.stat().st_size > 50_000
+    png = page.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": 1280, "height": 1800}, full_page=True)
+    assert _painted(png)[1] > 0.02  # text and tables, not a blank page
+    # Every figure, as the browser paints it, shows something: many colours, and a good part of its box in
+    # colours other than its background (a blank, collapsed or unstyled plot would be one or two flat colours).
+    figures = page.eval_on_selector_all("[data-figure]", "ds => ds.map(d => d.dataset.figure)")
+    assert {"figure-region-map", "figure-mean-map", "figure-ranked"} <= set(figures)
+    for figure in figures:
+        element = page.locator(f'[data-figure="{figure}"]')
+        element.scroll_into_view_if_needed()
+        colours, painted = _painted(element.screenshot())
+        assert colours > 50 and painted > 0.05, (figure, colours, painted)
     # still nothing fetched, logged or thrown after every interaction above
     assert report.remote_requests() == [] and report.problems() == []
 

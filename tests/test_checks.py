@@ -6,15 +6,24 @@ import torch
 
 import reportgen
 from reportgen.attribution import Explanation, Method
-from reportgen.check_passes import (deletion_curves, layers_in_forward_order, randomisation_cascade,
-                                    randomised_copy)
-from reportgen.checks import (AREA_LIMIT, CASCADE, cascade_subset, deletion_orders, drop_curve, faithfulness_summary,
-                              rank_correlation, sample_rows, sanity_record, sanity_summary, step_correlation)
+from reportgen.check_passes import deletion_curves, layers_in_forward_order, randomisation_cascade, randomised_copy
+from reportgen.checks import (
+    AREA_LIMIT,
+    CASCADE,
+    cascade_subset,
+    deletion_orders,
+    drop_curve,
+    faithfulness_summary,
+    rank_correlation,
+    sample_rows,
+    sanity_record,
+    sanity_summary,
+    step_correlation,
+)
 from reportgen.heads import ExplainedModel, Head, OutputChoice
 from reportgen.methods import METHODS as REGISTRY
 from reportgen.regions import REGION_IDS
-from reportgen.scores import (SCORED_IDS, RunningScores, bootstrap_p_value, bootstrap_weights, compare,
-                              region_scores)
+from reportgen.scores import SCORED_IDS, RunningScores, bootstrap_p_value, bootstrap_weights, compare, region_scores
 
 
 def _scores(density_of_first: float, rng) -> dict:

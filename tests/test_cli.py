@@ -1,6 +1,7 @@
 """The command line: exit codes, one-line errors, and each command doing its job."""
 
 import json
+
 from typer.testing import CliRunner
 
 from conftest import SOURCES

@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 import pytest
-from report_fixture import build_results
 
+from report_fixture import build_results
 from reportgen.findings import MAX_FINDINGS, findings, percent_text, times_text
 
 

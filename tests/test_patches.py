@@ -9,10 +9,9 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-from report_fixture import SOURCE_LANDMARKS, _source
 
-from reportgen.patches import (BROWSER_SIZE, VIEW_SIZE, Examples, ImageBrowser, TopPatches, full_views,
-                               random_key)
+from report_fixture import SOURCE_LANDMARKS, _source
+from reportgen.patches import BROWSER_SIZE, VIEW_SIZE, Examples, ImageBrowser, TopPatches, full_views, random_key
 from reportgen.regions import REGION_IDS, label_image
 from reportgen.scores import region_scores
 

@@ -146,15 +146,21 @@ def test_config_file_values_are_overridden_by_given_options(tmp_path):
         make_config(config)
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_worker_processes_give_the_same_results(tutorial_like, tmp_path, workers):
+def test_worker_processes_give_the_same_results(tutorial_like, tmp_path):
+    """Faces found in a worker process (workers=1) give exactly the in-process run's results (workers=0)."""
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
                    model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                   transform=tutorial_like["transform"], layer="layer4", target_class=1, no_cache=True)
-    baseline = reportgen.analyze(workers=0, **options)
-    results = reportgen.analyze(workers=workers, **options)
-    assert [r["density"] for r in results["regions"]] == [r["density"] for r in baseline["regions"]]
-    assert results["run"]["detector_calls"] == 6
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, no_cache=True,
+                   check_images=0)
+    in_process = reportgen.analyze(workers=0, **options)
+    in_worker = reportgen.analyze(workers=1, **options)
+    assert in_process["run"]["workers"] == 0 and in_worker["run"]["workers"] == 1
+    for results in (in_process, in_worker):
+        assert results["run"]["detector_calls"] == 6 and results["counts"]["scored"] == 6
+    assert in_worker["counts"] == in_process["counts"] and in_worker["failures"] == in_process["failures"]
+    assert in_worker["predictions"] == in_process["predictions"]
+    assert [(r["id"], r["density"], r["share"]) for r in in_worker["regions"]] == \
+        [(r["id"], r["density"], r["share"]) for r in in_process["regions"]]
 
 
 def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):

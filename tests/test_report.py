@@ -7,22 +7,22 @@ import math
 import os
 import re
 import tomllib
-from pathlib import Path
 from html import unescape
 from html.parser import HTMLParser
+from pathlib import Path
 
 import plotly.offline
 import pytest
-import number_cases
-from report_fixture import build_results, region_ablation, verification
 
-from reportgen.config import make_config, to_toml
+import number_cases
 import reportgen.report.figures
+from report_fixture import build_results, region_ablation, verification
+from reportgen.config import make_config, to_toml
+from reportgen.methods import METHODS
 from reportgen.regions import ESTIMATED, PAINT_ORDER
+from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
 from reportgen.report import format as number_format
 from reportgen.resources import plotly_bundle
-from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
-from reportgen.methods import METHODS
 
 EVIL = "</script><script>alert(1)</script>"
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -203,7 +203,8 @@ def test_image_browser_says_it_shows_a_representative_sample(results, html, page
     browser = results["browser"]
     assert browser["sampled"] and browser["total_seen"] > len(browser["images"])
     text = re.sub(r"\s+", " ", html)
-    assert f"A representative sample of <strong>{len(browser['images'])}</strong> of the {browser['total_seen']} analysed images" in text
+    shown, seen = len(browser["images"]), browser["total_seen"]
+    assert f"A representative sample of <strong>{shown}</strong> of the {seen} analysed images" in text
     assert "the 10 most confident predictions, the 10 least confident, and 40 chosen at random" in text
     options = [a for tag, a in page.tags if tag == "option"]
     assert {a.get("data-key") for a in options if a.get("value") == "region"} == set(browser["regions"])

@@ -1,6 +1,10 @@
 """Shards merge into the report a single run gives; an interrupted run resumes where it stopped."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -8,6 +12,8 @@ import pytest
 import reportgen
 from reportgen.errors import InputError
 from reportgen.state import load_partial, merge_partials
+
+ROOT = Path(__file__).resolve().parents[1]  # the checkout, first on the subprocess's path
 
 
 def _options(tutorial_like, tmp_path, **more):
@@ -45,9 +51,12 @@ def _same(a: dict, b: dict) -> None:
     for key in a["groups"]:
         assert [r["density"] for r in a["groups"][key]["regions"]] == pytest.approx(
             [r["density"] for r in b["groups"][key]["regions"]], abs=1e-6)
-    np.testing.assert_allclose(a["canonical_face"]["landmarks"], b["canonical_face"]["landmarks"], atol=1e-6)
-    np.testing.assert_allclose(np.array(a["canonical_face"]["mean_attribution"], dtype=float),
-                               np.array(b["canonical_face"]["mean_attribution"], dtype=float), atol=1e-3)
+    # The canonical face's landmarks are the mean face whatever the images (every face is warped onto it), so
+    # they say nothing about merging; its mean map does: the blocks the faces reach, and the attention there.
+    left, right = (np.array(r["canonical_face"]["mean_attribution"], dtype=float) for r in (a, b))
+    assert np.isfinite(left).mean() > 0.25, "the mean map should cover the face"
+    np.testing.assert_array_equal(np.isfinite(left), np.isfinite(right))
+    np.testing.assert_allclose(left, right, atol=1e-3)
     assert {k: [p["image"] for p in v] for k, v in a["patches"].items()} == \
         {k: [p["image"] for p in v] for k, v in b["patches"].items()}
     assert a["predictions"] == b["predictions"]
@@ -137,3 +146,14 @@ def test_cli_shards_and_merge(tutorial_like, tmp_path):
                                  str(tmp_path / "merged.html"), "--json", str(tmp_path / "merged.json")])
     assert merged.exit_code == 0, merged.output
     assert json.loads((tmp_path / "merged.json").read_text())["counts"]["scored"] == 6
+
+    # `reportgen merge` only adds numbers and renders: it must start without torch, captum or torchvision
+    # (seconds of start-up on a cluster's login node). The whole command, in a fresh interpreter.
+    script = ("import sys\nfrom reportgen.cli import app\ntry:\n    app(sys.argv[1:], standalone_mode=False)\n"
+              "finally:\n    print('heavy:', sorted(m for m in ('torch', 'captum', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", script, "merge", str(tmp_path / "report.shard-1-of-2.partial.json"),
+                           str(tmp_path / "report.shard-2-of-2.partial.json"), "--out", str(tmp_path / "again.html")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert "heavy: []" in done.stdout, done.stdout
+    assert (tmp_path / "again.html").stat().st_size > 0

@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 import reportgen
 from reportgen.cli import app
 from reportgen.errors import InputError
+from reportgen.heads import choose_output
 from reportgen.synthetic import make_verification_case
 from reportgen.verification import SimilarityModel
-from reportgen.heads import choose_output
 
 CHECK_IMAGES = 24
 
@@ -95,7 +95,7 @@ def test_the_toolkits_own_pair_file_and_model_load_as_they_are(tmp_path):
     images = root / "images"
     from conftest import portrait
 
-    for index, (folder, source) in enumerate((("African", "astronaut.jpg"), ("Caucasian", "grace_hopper.jpg"))):
+    for folder, source in (("African", "astronaut.jpg"), ("Caucasian", "grace_hopper.jpg")):
         (images / folder).mkdir(parents=True)
         for k in range(2):
             portrait(source).resize((200 + 40 * k, 200 + 40 * k)).save(images / folder / f"{k}.jpg")

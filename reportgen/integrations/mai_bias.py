@@ -25,7 +25,7 @@ the report's Content-Security-Policy, which a policy inside the body cannot enfo
 
 
 import re
-from typing import List, Literal
+from typing import Literal
 
 from mammoth_commons.datasets import Image
 from mammoth_commons.exports import HTML
@@ -72,10 +72,11 @@ def _in_toolkit_terms(message: str) -> str:
 def reportgen_face_regions(
     dataset: Image,
     model: Pytorch,
-    sensitive: List[str],
+    sensitive: list[str],
     method: Method = "gradcam",
-    target_layer: str = None,
-    target_class: int = None,
+    # The toolkit draws its form from these annotations and knows str and int, not Optional: None means "empty".
+    target_layer: str = None,  # type: ignore[assignment]
+    target_class: int = None,  # type: ignore[assignment]
     check_images: int = 64,
 ) -> HTML:
     """
