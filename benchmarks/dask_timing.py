@@ -63,7 +63,7 @@ def main() -> None:
     print("| dataset | run | cache | wall s | CPU s | run.seconds | run.dask.seconds |")
     print("|---|---|---|---|---|---|---|")
     for name, arguments in datasets.items():
-        for repeat in range(args.repeat):
+        for _repeat in range(args.repeat):
             for way, extra in ways.items():
                 with tempfile.TemporaryDirectory() as folder:
                     folder = Path(folder)

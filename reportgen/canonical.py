@@ -240,9 +240,9 @@ def _sample_plan() -> np.ndarray:
     count = len(MEAN_FACE) + len(_control()[0])
     nodes = np.zeros((rows * cols, count))
     np.add.at(nodes, (np.arange(len(corners))[:, None], corners), weights)
-    nodes = nodes.reshape(rows, cols, count)
+    grid = nodes.reshape(rows, cols, count)
     (row, row_weight), (col, col_weight) = _node_interpolation()
-    between_rows = nodes[row] * (1 - row_weight)[:, None, None] + nodes[row + 1] * row_weight[:, None, None]
+    between_rows = grid[row] * (1 - row_weight)[:, None, None] + grid[row + 1] * row_weight[:, None, None]
     plan = between_rows[:, col] * (1 - col_weight)[None, :, None] + between_rows[:, col + 1] * col_weight[None, :, None]
     return plan.reshape(SAMPLES * SAMPLES, count)
 

@@ -96,7 +96,14 @@ def _run_with_progress(config, debug: bool):
 
 def _run_on_dask(config, debug: bool, started: float) -> None:
     """--dask: the shards on a Dask cluster, a progress bar over all their images, the merged report."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from .cluster import remove_parts, run_on_dask
 

@@ -22,10 +22,10 @@ import os
 import re
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .config import PATH_OPTIONS, RunConfig
 from .errors import InputError

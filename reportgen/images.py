@@ -14,7 +14,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -336,7 +336,7 @@ def _one_batch_ahead(preparer: ImagePreparer, batch_size: int):
     threads). Face detection runs in one thread at a time (``_DETECTION``)."""
     total = len(preparer)
     ready: list = [None] * total  # prepared images not yet handed over
-    state = {"next": 0, "batch": 0, "stop": False, "error": None}  # next unclaimed image; the caller's batch
+    state: dict[str, Any] = {"next": 0, "batch": 0, "stop": False, "error": None}  # next unclaimed; caller's batch
     changed = threading.Condition()
 
     def claim(limit: int) -> int | None:  # (holding ``changed``) the next image below ``limit`` nobody has taken

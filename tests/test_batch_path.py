@@ -15,8 +15,16 @@ from reportgen import scores as scores_module
 from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
 from reportgen.patches import Later
 from reportgen.regions import REGION_IDS, label_image
-from reportgen.scores import (SCORED_IDS, RunningScores, _scattered_sums, batch_scores, bootstrap_weights,
-                              region_areas, region_scores, region_sums)
+from reportgen.scores import (
+    SCORED_IDS,
+    RunningScores,
+    _scattered_sums,
+    batch_scores,
+    bootstrap_weights,
+    region_areas,
+    region_scores,
+    region_sums,
+)
 from reportgen.state import RunState
 
 SIZE = 96  # model-input side of the synthetic faces
@@ -92,7 +100,7 @@ def test_batch_region_scores_are_the_per_image_scores():
     maps, labels = _maps(9), _labels(9)
     sums = region_sums(torch.from_numpy(maps), torch.from_numpy(labels))
     assert sums.dtype == torch.float64 and sums.shape == (9, len(REGION_IDS))
-    scores, scored = batch_scores(sums.numpy(), np.stack([region_areas(l) for l in labels]))
+    scores, scored = batch_scores(sums.numpy(), np.stack([region_areas(label) for label in labels]))
     assert scored.tolist() == [True] * 8 + [False]  # the zero map cannot be scored
     for k in range(8):
         expected = region_scores(maps[k].astype(np.float64), labels[k])
@@ -109,7 +117,7 @@ def test_batch_region_scores_carry_region_ablation_effects_and_their_groups():
     rng = np.random.default_rng(1)
     effects = rng.normal(0, 0.1, (4, len(REGION_IDS)))
     effects[0, REGION_IDS.index("left_eye")] = np.nan  # a region the image does not show
-    areas = np.stack([region_areas(l) for l in labels])
+    areas = np.stack([region_areas(label) for label in labels])
     scores, scored = batch_scores(region_sums(torch.from_numpy(maps), torch.from_numpy(labels)).numpy(), areas,
                                   effects)
     assert scored.all()  # with effects even the zero map counts (towards the mean effect)
@@ -250,7 +258,7 @@ def test_the_prepare_thread_stays_one_batch_ahead_of_a_slow_caller_and_its_error
     from reportgen.images import _one_batch_ahead
 
     slow, prepared_then = _Slow(40), []
-    for batch in _one_batch_ahead(slow, 8):
+    for _batch in _one_batch_ahead(slow, 8):
         time.sleep(0.05)  # a slow model: the thread has long finished the next batch
         prepared_then.append(len(slow.threads))
     assert all(count <= 8 * (k + 2) for k, count in enumerate(prepared_then)), prepared_then

@@ -39,8 +39,9 @@ PAIRS = [("African/0-FaceId-0_align.jpg", "African/1-FaceId-0_align.jpg", 1, "Af
 
 @pytest.fixture(scope="module")
 def inputs(tutorial_like, tmp_path_factory):
-    import torch
     import runpy
+
+    import torch
 
     root = tmp_path_factory.mktemp("verification")
     (root / "model.py").write_text(EMBEDDING_MODEL)

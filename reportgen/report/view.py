@@ -394,7 +394,7 @@ def _verification_view(quality, groups: dict, task: dict) -> dict | None:
     for gap in gaps:
         # The gap in words: the worse group first, its size and interval as positive points.
         worse_is_b = is_number(gap.get("difference")) and gap["difference"] < 0
-        ci = gap.get("ci") if isinstance(gap.get("ci"), list) and len(gap["ci"]) == 2 else [None, None]
+        ci: list = gap["ci"] if isinstance(gap.get("ci"), list) and len(gap["ci"]) == 2 else [None, None]
         gap.update(worse=gap["name_b"] if worse_is_b else gap["name_a"], better=gap["name_a"] if worse_is_b else gap["name_b"],
                    worse_accuracy=gap.get("accuracy_b") if worse_is_b else gap.get("accuracy_a"),
                    better_accuracy=gap.get("accuracy_a") if worse_is_b else gap.get("accuracy_b"),
