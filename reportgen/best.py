@@ -48,9 +48,12 @@ class Best(Generic[Record]):
 
     def wants(self, key: Any, order: Any) -> bool:
         """Whether a record with this key and order would be kept now (so the caller can skip building it)."""
+        if len(self._heap) < self.size:
+            return True
         if self.size <= 0:
             return False
-        return len(self._heap) < self.size or self._heap[0] < _Entry(key, order, None)
+        worst = self._heap[0]  # (compared inline: this runs for every region of every image)
+        return key > worst.key or (key == worst.key and order < worst.order)
 
     def offer(self, key: Any, record: Record, order: Any) -> bool:
         """Keep ``record`` if it is among the best so far (evicting the worst one kept); True when kept."""
