@@ -1,7 +1,8 @@
 """The pictures the report shows: top image patches per region (each with a full-image view), a few whole
 images, and a bounded, representative sample of all images for the image browser.
 
-Only a bounded number of pictures is kept however many images the run has (heaps of fixed size). A
+Only a bounded number of pictures is kept however many images the run has (``best.Best``: the K best,
+ties ranked by ``tie_order``, so the same records whatever the order, sharding or resuming). A
 record carries its own pictures, so whatever moves records between heaps (merging shards, saving and
 loading a partial state) moves their pictures with them, and an image that leaves every heap leaves
 memory too. A picture is drawn only when it is needed (``Later``): the summaries and ``draw()``, which
@@ -11,8 +12,6 @@ saving a partial state calls, draw what is still pending, after which every reco
 from __future__ import annotations
 
 import hashlib
-import heapq
-import itertools
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -20,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from .best import Best
 from .drawing import attribution_overlay, data_uri, region_overlay
 from .regions import REGION_IDS, label_image
 
@@ -90,8 +90,8 @@ def drawn(record: dict) -> dict:
     return record
 
 
-def _records(*heaps) -> list[dict]:
-    return [entry[-1] for heap in heaps for entry in heap]
+def _records(*heaps: Best) -> list[dict]:
+    return [record for heap in heaps for record in heap]
 
 
 def draw_pictures(*holders) -> None:
@@ -187,12 +187,11 @@ class TopPatches:
 
     def __init__(self, per_region: int = 12):
         self.per_region = per_region
-        self.heaps: dict[str, list] = {rid: [] for rid in REGION_IDS}
-        self._tiebreak = itertools.count()
+        self.heaps: dict[str, Best[dict]] = {rid: Best(per_region) for rid in REGION_IDS}
 
-    def wants(self, region_id: str, score: float) -> bool:
-        heap = self.heaps[region_id]
-        return self.per_region > 0 and (len(heap) < self.per_region or score > heap[0][0])
+    def wants(self, region_id: str, score: float, order: tuple) -> bool:
+        """Whether the region's heap would keep a patch with this share and ``tie_order``."""
+        return self.heaps[region_id].wants(score, order)
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, shares: np.ndarray,
               info: dict, landmarks: np.ndarray | None = None, partner: tuple | None = None) -> bool:
@@ -202,9 +201,10 @@ class TopPatches:
         pixels, for the region view's outlines and dots (without them the view shows the region colours
         only). True when a heap kept the image."""
         overlay = view = None
+        order = tie_order(info)
         for index, rid in enumerate(REGION_IDS):
             score = float(shares[index])
-            if score <= 0 or not self.wants(rid, score):
+            if score <= 0 or not self.wants(rid, score, order):
                 continue
             if overlay is None:
                 overlay = Later(attribution_overlay, seen, attribution, 0.4)
@@ -214,22 +214,26 @@ class TopPatches:
             record = dict(info, score=round(score, 4), uri=Later(_patch_uri, overlay, labels, index),
                           view=info["image"])
             record["_view"] = view
-            self._push(rid, score, record)
+            # An evicted record (and its view, if no other heap keeps the image) leaves memory.
+            self.heaps[rid].offer(score, record, order)
         return overlay is not None
-
-    def _push(self, region_id: str, score: float, record: dict) -> None:
-        entry = (score, next(self._tiebreak), record)
-        heap = self.heaps[region_id]
-        if len(heap) < self.per_region:
-            heapq.heappush(heap, entry)
-        else:
-            heapq.heapreplace(heap, entry)  # the evicted record (and its view, if no other keeps it) goes
 
     def merge(self, other: "TopPatches") -> None:
         for rid, heap in other.heaps.items():
-            for score, _, record in heap:
-                if self.wants(rid, score):
-                    self._push(rid, score, record)
+            self.heaps[rid].merge(heap)
+
+    def to_dict(self) -> dict:
+        """JSON-safe state (for partial results; pictures drawn first): {"per_region", "heaps": {region id:
+        [[share, record], ...]}}; ``from_dict`` restores it."""
+        self.draw()
+        return {"per_region": self.per_region, "heaps": {rid: heap.to_dict() for rid, heap in self.heaps.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TopPatches":
+        patches = cls(int(data["per_region"]))
+        for rid, entries in data["heaps"].items():
+            patches.heaps[rid] = Best.from_dict(patches.per_region, entries, tie_order)
+        return patches
 
     def records(self) -> list[dict]:
         return _records(*self.heaps.values())
@@ -242,8 +246,7 @@ class TopPatches:
     def summary(self) -> dict[str, list[dict]]:
         """{region id: [patch records, best first]}; a record's ``view`` is a key of ``views()``."""
         self.draw()
-        return {rid: [_public(record) for _, _, record in sorted(heap, key=lambda e: (-e[0], e[1]))]
-                for rid, heap in self.heaps.items()}
+        return {rid: [_public(record) for record in heap.best_first()] for rid, heap in self.heaps.items()}
 
     def views(self) -> dict[str, dict]:
         """{image name: {"uri", "regions_uri", "label", "prediction", "probability"[, "groups"]}}: the
@@ -251,7 +254,7 @@ class TopPatches:
         self.draw()
         views: dict[str, dict] = {}
         for rid in REGION_IDS:
-            for _, _, record in sorted(self.heaps[rid], key=lambda e: (-e[0], e[1])):
+            for record in self.heaps[rid].best_first():
                 view = record.get("_view")
                 if view is not None and record.get("view") is not None:
                     views.setdefault(record["view"], view)
@@ -268,30 +271,42 @@ class Examples:
 
     def __init__(self, each: int = 3):
         self.each = each
-        self.most: list = []   # min-heap on confidence: keeps the highest
-        self.least: list = []  # min-heap on -confidence: keeps the lowest
-        self._tiebreak = itertools.count()
+        self.most: Best[dict] = Best(each)   # key: confidence, keeps the highest
+        self.least: Best[dict] = Best(each)  # key: -confidence, keeps the lowest
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray, landmarks: np.ndarray,
               info: dict, partner: tuple | None = None) -> bool:
         """``partner``: as ``TopPatches.offer``; the example then also carries the partner's two pictures.
         True when a heap kept the image."""
         confidence = float(info["probability"])
+        order = tie_order(info)
         kept = False
         for heap, key, why in ((self.most, confidence, "most confident"), (self.least, -confidence, "least confident")):
-            if len(heap) >= self.each and key <= heap[0][0]:
+            if not heap.wants(key, order):
                 continue
             kept = True
             record = dict(info, why=why, uri=Later(_example_uri, attribution_overlay, seen, attribution),
                           regions_uri=Later(_example_uri, region_overlay, seen, labels, landmarks))
             if partner is not None:
                 record["partner_uri"] = Later(_partner_uri, partner)
-            entry = (key, next(self._tiebreak), record)
-            if len(heap) < self.each:
-                heapq.heappush(heap, entry)
-            else:
-                heapq.heapreplace(heap, entry)
+            heap.offer(key, record, order)
         return kept
+
+    def merge(self, other: "Examples") -> None:
+        self.most.merge(other.most)
+        self.least.merge(other.least)
+
+    def to_dict(self) -> dict:
+        """JSON-safe state (pictures drawn first): {"each", "most": [[key, record], ...], "least": ...}."""
+        self.draw()
+        return {"each": self.each, "most": self.most.to_dict(), "least": self.least.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Examples":
+        examples = cls(int(data["each"]))
+        examples.most = Best.from_dict(examples.each, data["most"], tie_order)
+        examples.least = Best.from_dict(examples.each, data["least"], tie_order)
+        return examples
 
     def records(self) -> list[dict]:
         return _records(self.most, self.least)
@@ -302,9 +317,9 @@ class Examples:
 
     def summary(self) -> list[dict]:
         self.draw()
-        most = [r for _, _, r in sorted(self.most, key=lambda e: -e[0])]
+        most = self.most.best_first()
         chosen = {r["image"] for r in most}
-        least = [r for _, _, r in sorted(self.least, key=lambda e: -e[0]) if r["image"] not in chosen]
+        least = [r for r in self.least.best_first() if r["image"] not in chosen]
         return most + least
 
 
@@ -313,6 +328,17 @@ def random_key(image: str, seed: int = 0) -> float:
     the images with the smallest keys, so it is the same whatever the order, sharding or resuming."""
     digest = hashlib.blake2b(f"{seed}:{image}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0 ** 64
+
+
+def tie_order(record: dict) -> tuple[float, str, str]:
+    """How records with equal keys rank in the heaps (the smaller first), taken from the record (or the info
+    it is made from) alone, so a run, its merged shards and a reloaded state keep the same records.
+
+    ``random_key`` first, so that among many equal probabilities (rounded to 1.0) the kept ones are a fair
+    sample rather than the alphabetically first; then the name, and the verification partner (one image in
+    several pairs), which tell apart the rare records whose keys collide."""
+    image = str(record["image"])
+    return random_key(image), image, str(record.get("partner") or "")
 
 
 class ImageBrowser:
@@ -330,29 +356,21 @@ class ImageBrowser:
         self.extremes = max(0, min(sample // 2, sample // 6 if extremes is None else extremes))
         self.seed = seed
         self.total_seen = 0
-        self.highest: list = []  # min-heap on (probability, key): keeps the highest probabilities
-        self.lowest: list = []   # min-heap on (-probability, -key): keeps the lowest
-        self.random: list = []   # min-heap on -key: keeps the smallest keys
-        self._tiebreak = itertools.count()
+        # One record may sit in several of these (shared, not copied): it leaves memory when it leaves all.
+        self.highest: Best[dict] = Best(self.extremes)  # key (probability, random key): the highest probabilities
+        self.lowest: Best[dict] = Best(self.extremes)   # key (-probability, -random key): the lowest
+        self.random: Best[dict] = Best(sample)          # key -random key: the smallest random keys
 
     def _keys(self, record: dict) -> tuple[tuple, tuple, tuple]:
         key, probability = random_key(record["image"], self.seed), float(record["probability"])
         return (probability, key), (-probability, -key), (-key,)
 
-    def _heaps(self):
-        return ((self.highest, self.extremes), (self.lowest, self.extremes), (self.random, self.sample))
-
-    def _wanted(self, keys) -> list:
-        return [(heap, size, key) for (heap, size), key in zip(self._heaps(), keys)
-                if size > 0 and (len(heap) < size or key > heap[0][0])]
-
-    @staticmethod
-    def _push(heap: list, size: int, key: tuple, tiebreak: int, record: dict) -> None:
-        entry = (key, tiebreak, record)
-        if len(heap) < size:
-            heapq.heappush(heap, entry)
-        else:
-            heapq.heapreplace(heap, entry)
+    def _wanted(self, record: dict) -> list[tuple[Best[dict], tuple, tuple]]:
+        """[(heap, key, order)] for the heaps that would keep this record (``image`` and ``probability`` are
+        enough to tell)."""
+        order = tie_order(record)
+        return [(heap, key, order) for heap, key in zip((self.highest, self.lowest, self.random), self._keys(record))
+                if heap.wants(key, order)]
 
     def offer(self, seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | None,
               landmarks: np.ndarray | None, info: dict, shares: np.ndarray) -> bool:
@@ -360,8 +378,8 @@ class ImageBrowser:
         ``info["groups"]`` = {column: value}. The thumbnail is made only when the image is kept. True when
         it is kept."""
         self.total_seen += 1
-        probe = {"image": info["image"], "probability": info["probability"]}
-        wanted = self._wanted(self._keys(probe))
+        probe = {"image": info["image"], "probability": info["probability"], "partner": info.get("partner")}
+        wanted = self._wanted(probe)
         if not wanted:
             return False
         record = {"image": info["image"], "label": info.get("label"), "prediction": info.get("prediction"),
@@ -370,22 +388,16 @@ class ImageBrowser:
                   "uri": Later(_thumbnail_uri, seen, attribution)}
         # Face verification: the image it was compared with (the browser's tiles and its view name it).
         record.update({k: info[k] for k in ("similarity", "partner") if k in info})
-        tiebreak = next(self._tiebreak)
-        for heap, size, key in wanted:
-            self._push(heap, size, key, tiebreak, record)
+        for heap, key, order in wanted:
+            heap.offer(key, record, order)
         return True
 
     def merge(self, other: "ImageBrowser") -> None:
-        """Add another part's images (a shard of the same run): the result is what one run would keep."""
+        """Add another part's images (a shard of the same run): the result is what one run would keep. Each
+        heap keeps the best of both parts' heaps; a record the other part shares between heaps stays shared."""
         self.total_seen += other.total_seen
-        seen_records: dict[int, dict] = {}
-        for heap in (other.highest, other.lowest, other.random):
-            for _, _, record in heap:
-                seen_records[id(record)] = record
-        for record in seen_records.values():
-            tiebreak = next(self._tiebreak)
-            for heap, size, key in self._wanted(self._keys(record)):
-                self._push(heap, size, key, tiebreak, record)
+        for mine, theirs in ((self.highest, other.highest), (self.lowest, other.lowest), (self.random, other.random)):
+            mine.merge(theirs)
 
     def records(self) -> list[dict]:
         return _records(self.highest, self.lowest, self.random)
@@ -399,15 +411,14 @@ class ImageBrowser:
         self.draw()
         return {"sample": self.sample, "extremes": self.extremes, "seed": self.seed, "total_seen": self.total_seen,
                 "images": list({id(r): r for heap in (self.highest, self.lowest, self.random)
-                                for _, _, r in heap}.values())}
+                                for r in heap}.values())}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ImageBrowser":
         browser = cls(int(data["sample"]), int(data["extremes"]), int(data["seed"]))
         for record in data["images"]:
-            tiebreak = next(browser._tiebreak)
-            for heap, size, key in browser._wanted(browser._keys(record)):
-                browser._push(heap, size, key, tiebreak, record)
+            for heap, key, order in browser._wanted(record):
+                heap.offer(key, record, order)
         browser.total_seen = int(data["total_seen"])
         return browser
 
@@ -415,19 +426,16 @@ class ImageBrowser:
         """{"total_seen", "sampled", "size", "highest", "lowest", "random", "seed", "regions", "images"}:
         images sorted by probability (highest first), each with ``why`` ("highest confidence", "lowest
         confidence" or "random") and ``shares`` in the order of ``regions``."""
-        def ordered(heap):
-            return [record for _, _, record in sorted(heap, key=lambda e: e[0], reverse=True)]
-
         self.draw()
 
         chosen: dict[int, dict] = {}
         for heap, why in ((self.highest, "highest confidence"), (self.lowest, "lowest confidence")):
-            for record in ordered(heap):
+            for record in heap.best_first():
                 chosen.setdefault(id(record), dict(record, why=why))
         picked = {"highest confidence": 0, "lowest confidence": 0, "random": 0}
         for record in chosen.values():
             picked[record["why"]] += 1
-        for record in ordered(self.random):  # smallest keys first
+        for record in self.random.best_first():  # smallest keys first
             if len(chosen) >= min(self.sample, self.total_seen):
                 break
             if id(record) not in chosen:

@@ -13,7 +13,6 @@ run code when merged.
 from __future__ import annotations
 
 import base64
-import heapq
 import json
 import os
 from collections import Counter
@@ -77,15 +76,6 @@ def _face_from_dict(data: dict) -> CanonicalFace:
     face.attention, face.coverage = _unarray(data["attention"]), _unarray(data["coverage"])
     face.landmark_sum = _unarray(data["landmark_sum"])
     return face
-
-
-def _push(heap: list, size: int, key: float, record: dict, counter) -> None:
-    """Keep the ``size`` largest keys; ties keep the earlier record (stable across merges)."""
-    entry = (key, -next(counter), record)
-    if len(heap) < size:
-        heapq.heappush(heap, entry)
-    elif entry > heap[0]:
-        heapq.heapreplace(heap, entry)
 
 
 @dataclass
@@ -253,7 +243,7 @@ class RunState:
         for key, face in other.group_faces.items():
             self.group_faces.setdefault(key, CanonicalFace()).merge(face)
         self.patches.merge(other.patches)
-        _merge_examples(self.examples, other.examples)
+        self.examples.merge(other.examples)
         self.browser.merge(other.browser)
         self.group_keys.update(other.group_keys)
         self.failures += other.failures
@@ -282,10 +272,7 @@ class RunState:
             "groups": {k: _scores_to_dict(v) for k, v in self.groups.items()},
             "canonical": _face_to_dict(self.canonical),
             "group_faces": {k: _face_to_dict(v) for k, v in self.group_faces.items()},
-            "patches": {"per_region": self.patches.per_region,
-                        "heaps": {rid: [[e[0], e[2]] for e in heap] for rid, heap in self.patches.heaps.items()}},
-            "examples": {"each": self.examples.each, "most": [[e[0], e[2]] for e in self.examples.most],
-                         "least": [[e[0], e[2]] for e in self.examples.least]},
+            "patches": self.patches.to_dict(), "examples": self.examples.to_dict(),
             "browser": self.browser.to_dict(), "group_keys": self.group_keys,
             "failures": self.failures, "image_notes": self.image_notes, "detection": dict(self.detection),
             "faithfulness": self.faithfulness, "sanity": self.sanity,
@@ -307,13 +294,8 @@ class RunState:
         state.groups = {k: _scores_from_dict(v) for k, v in data["groups"].items()}
         state.canonical = _face_from_dict(data["canonical"])
         state.group_faces = {k: _face_from_dict(v) for k, v in data["group_faces"].items()}
-        for rid, entries in data["patches"]["heaps"].items():
-            for score, record in entries:
-                _push(state.patches.heaps[rid], state.patches.per_region, score, record, state.patches._tiebreak)
-        state.examples.each = int(data["examples"]["each"])
-        for name in ("most", "least"):
-            for key, record in data["examples"][name]:
-                _push(getattr(state.examples, name), state.examples.each, key, record, state.examples._tiebreak)
+        state.patches = TopPatches.from_dict(data["patches"])
+        state.examples = Examples.from_dict(data["examples"])
         if "browser" in data:
             state.browser = ImageBrowser.from_dict(data["browser"])
         state.group_keys = {k: list(v) for k, v in data.get("group_keys", {}).items()}
@@ -415,12 +397,6 @@ class RunState:
                 comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a.images, "n_b": b.images,
                                     "regions": compare(a, b)})
         return comparisons
-
-
-def _merge_examples(mine: Examples, other: Examples) -> None:
-    for name in ("most", "least"):
-        for key, _, record in getattr(other, name):
-            _push(getattr(mine, name), mine.each, key, record, mine._tiebreak)
 
 
 def save_partial(state: RunState, context: dict, path: Path) -> None:

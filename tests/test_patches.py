@@ -82,7 +82,7 @@ def test_views_leave_with_their_images(face):
     # img0 tops the regions the others leave (its left eye matters least), img4 and img5 the left eye
     assert kept == {"img0.jpg", "img1.jpg", "img4.jpg", "img5.jpg"}
     # evicted records are gone from memory: only records still in a heap hold pictures
-    held = {id(e[2]["_view"]) for heap in patches.heaps.values() for e in heap}
+    held = {id(record["_view"]) for heap in patches.heaps.values() for record in heap}
     assert len(held) == len(kept)
 
 
