@@ -137,7 +137,8 @@ def _write_outputs(results: dict, config, debug: bool, started: float) -> None:
     out.print(_explained_line(run))
     if top:
         out.print(f"top region: {top['label']} (density {top['density']:.2f}, {100 * top['share']:.1f}% of attention)")
-    checks = _checks_line(results.get("faithfulness"), results.get("sanity"))
+    checks = _checks_line(results.get("faithfulness"), results.get("sanity"),
+                          "similarity" if (results.get("run") or {}).get("task") == "verification" else "probability")
     if checks:
         out.print(checks)
     outputs = str(config.out) + (f" and {config.json}" if config.json else "")
@@ -192,8 +193,9 @@ def nothing_scored(results: dict) -> str:
     return f"no image could be scored; most common reason ({count} of {total}): {reason}"
 
 
-def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
-    """One console line on the trust checks; failures in red (the report explains them)."""
+def _checks_line(faithfulness: dict | None, sanity: dict | None, points_of: str = "probability") -> str | None:
+    """One console line on the trust checks; failures in red (the report explains them). ``points_of``: what the
+    readers' companion numbers are points of (a classifier's probability, a verification model's similarity)."""
     parts = []
     if faithfulness and isinstance(faithfulness.get("ranked_drop"), list):
         verdict = "passed" if faithfulness["faithful"] else "[red]NOT FAITHFUL[/]"
@@ -204,7 +206,7 @@ def _checks_line(faithfulness: dict | None, sanity: dict | None) -> str | None:
         if low is not None and high is not None:
             numbers += f", 95% CI {signed_text(low)} to {signed_text(high)}"
         if faithfulness.get("difference_probability") is not None:
-            numbers += f"; {points_text(faithfulness['difference_probability'])} probability points"
+            numbers += f"; {points_text(faithfulness['difference_probability'])} {points_of} points"
         parts.append(f"deletion check {verdict} (ranked minus random orders, mean evidence drop over "
                      f"0-{100 * faithfulness['area_limit']:.0f}% removed: {numbers})")
     elif faithfulness:

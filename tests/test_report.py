@@ -959,3 +959,20 @@ def test_a_verification_run_without_labelled_pairs_renders_without_its_quality_s
     html = render_html(results)
     assert 'id="verification"' not in html and parse(html).errors == []
     assert "Score explained" in html
+
+
+def test_the_checks_companion_numbers_are_points_of_similarity_in_a_verification_run():
+    """A classifier's deletion check shows probability points beside the evidence; a verification run's shows
+    points of similarity, in the report and on the console."""
+    from reportgen.cli import _checks_line
+
+    classifier = build_results(with_groups=False)
+    checked = verification(build_results(with_groups=False))
+    for results, words in ((classifier, "percentage points of class probability"),
+                           (checked, "points of similarity (hundredths)")):
+        assert results["faithfulness"]["faithful"] and "difference_probability" in results["faithfulness"]
+        checks = text_of(render_html(results), "checks")
+        assert words in checks
+    assert "percentage points of class probability" not in text_of(render_html(checked), "checks")
+    line = _checks_line(checked["faithfulness"], None, "similarity")
+    assert "similarity points" in line and "probability points" not in line

@@ -105,6 +105,11 @@ def test_a_pair_run_reports_its_quality_its_pairs_and_both_images_of_each(pairs_
     for record in results["browser"]["images"]:
         assert (record["image"], record["partner"]) in names
     assert "class probability" not in _text(re.sub(r'<section id="checks".*?</section>', "", html, flags=re.S))
+    # The checks' companion numbers are points of similarity here, not of a class probability.
+    checks = _text(re.search(r'<section id="checks".*?</section>', html, flags=re.S).group(0))
+    assert "points of class probability" not in checks
+    if (results["faithfulness"] or {}).get("faithful"):
+        assert "points of similarity" in checks
 
 
 def test_a_reference_run_shows_the_reference_photo(inputs):

@@ -203,6 +203,9 @@ def _checks_view(results: dict, run: dict) -> dict:
                         evidence_name=deletion.get("evidence") or "evidence for the explained class",
                         evidence_unit=evidence_unit(deletion.get("evidence")),
                         probabilities=is_number(deletion.get("difference_probability")),
+                        # the readers' companion scale: a verification model's similarity, else the probability
+                        points_words=("points of similarity (hundredths)" if run.get("task") == "verification"
+                                      else "percentage points of class probability"),
                         # older results: the random regions were much smaller than the top ones, so size may
                         # explain part of the gap (the curves compare at equal area)
                         size_gap=is_number(top_area) and is_number(random_area) and top_area > 1.5 * random_area)
