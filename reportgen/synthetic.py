@@ -170,7 +170,10 @@ def sample_transform():
 
 
 # Written next to the weights; kept in step with sample_transform() (spelled out so users can copy it).
-TRANSFORM_FILE = '''"""Evaluation transform of the planted-cue model: reportgen.synthetic.sample_transform()."""
+TRANSFORM_FILE = '''"""Evaluation transform of the planted-cue models (the same as sample_transform() in the synthetic module).
+
+No import but torchvision: the MAI-BIAS toolkit runs transform files only when every name they mention is
+an allowed library."""
 
 from torchvision import transforms
 

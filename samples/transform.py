@@ -1,4 +1,7 @@
-"""Evaluation transform of the planted-cue model: reportgen.synthetic.sample_transform()."""
+"""Evaluation transform of the planted-cue models (the same as sample_transform() in the synthetic module).
+
+No import but torchvision: the MAI-BIAS toolkit runs transform files only when every name they mention is
+an allowed library."""
 
 from torchvision import transforms
 

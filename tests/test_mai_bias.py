@@ -38,15 +38,16 @@ def toolkit(tmp_path_factory):
     top = os.path.commonpath([str(catalogue.resolve()), str(ours)])
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(top)
+        from mai_bias.catalogue.dataset_loaders.image_pairs import data_image_pairs
         from mai_bias.catalogue.dataset_loaders.images import data_images
         from mai_bias.catalogue.model_loaders.pytorch import model_torch
         from mammoth_commons import testing
 
-        from reportgen.integrations.mai_bias import reportgen_face_regions
+        from reportgen.integrations.mai_bias import reportgen_face_regions, reportgen_face_verification
 
         patch.chdir(tmp_path_factory.mktemp("toolkit_folder"))
         patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield testing, data_images, model_torch, reportgen_face_regions
+        yield testing, data_images, model_torch, reportgen_face_regions, data_image_pairs, reportgen_face_verification
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def _load(env, case):
 
 
 def test_toolkit_runs_the_module_and_gets_the_full_offline_report(toolkit, tutorial_like, offline):
-    testing, data_images, model_torch, module = toolkit
+    testing, data_images, model_torch, module = toolkit[:4]
     from mammoth_commons.exports import HTML
     from mammoth_commons.externals import prepare_html
 
@@ -110,7 +111,7 @@ def test_toolkit_runs_the_module_and_gets_the_full_offline_report(toolkit, tutor
 
 
 def test_a_wrong_option_names_the_toolkits_field(toolkit, tutorial_like):
-    testing, data_images, model_torch, module = toolkit
+    testing, data_images, model_torch, module = toolkit[:4]
     from reportgen.errors import InputError
 
     with testing.Env(data_images, model_torch, module) as env:
@@ -132,3 +133,26 @@ def test_the_toolkits_interface_reads_every_option_and_the_method_list(toolkit):
     assert set(described) == {"method", "target_layer", "target_class", "check_images"}
     assert choices["method"] == list(METHODS)
     assert "http" not in function.__doc__  # no icon or picture fetched for the module's card either
+
+
+def test_toolkit_runs_face_verification_on_its_image_pairs(toolkit, offline):
+    """The toolkit's ImagePairs loader on the bundled verification demo (samples/pairs.csv: 60 pairs of the
+    sample photos, an embedding model trained to tell the two people apart) and reportgen's verification
+    module: a full offline report of similarity, with the pairs' genuine/impostor groups and decision quality."""
+    testing, _, model_torch, _, data_image_pairs, module = toolkit
+    from mammoth_commons.exports import HTML
+
+    samples = Path(__file__).resolve().parents[1] / "samples"
+    with testing.Env(data_image_pairs, model_torch, module) as env:
+        dataset = env.data_image_pairs(path=str(samples / "pairs.csv"), image_root_dir=str(samples / "images"),
+                                       target="is_same", data_transform_path=str(samples / "transform.py"))
+        model = env.model_torch(str(samples / "embedding_weights.pt"), str(samples / "embedding_model.py"))
+        result = env.reportgen_face_verification(dataset, model, ["person"], "gradcam", "", "1", "8")
+    assert isinstance(result, HTML) and offline == []
+    page = result.text()
+    results = json.loads(re.search(r'<script type="application/json" id="reportgen-results">(.*?)</script>',
+                                   page, re.S).group(1))
+    assert results["run"]["task"] == "verification" and results["counts"]["pairs"] == 60
+    assert results["verification"]["overall"]["pairs"] == 60
+    assert {"pair=genuine", "pair=impostor"} <= set(results["groups"])
+    assert "Verification quality" in page  # (the wording is tested in test_verification_report.py)

@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import reportgen
+from reportgen.attribution import METHODS
 from reportgen.cli import app
 from reportgen.errors import InputError
 from reportgen.heads import choose_output
@@ -76,6 +77,19 @@ def test_a_reference_photo_gives_the_same_region_first(verification_case, cache)
     assert results["faithfulness"]["evidence"].startswith("Fisher z")
     assert results["run"]["reference"] == "reference.jpg"  # a file name: paths stay private by default
     assert results["verification"]["overall"]["accuracy"] >= 0.95
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "gradcam"])  # Grad-CAM: the test above
+def test_every_method_explains_similarity(verification_case, cache, method):
+    """Each method works on the similarity score: the identity region first for genuine pairs, and both checks
+    run on it (on a few images: their verdicts on this case are measured in the tests above and in docs)."""
+    results = _verify(verification_case, cache, annotations=verification_case["pairs"], pairs=True, method=method,
+                      check_images=8)
+    assert results["counts"]["failed"] == 0 and results["run"]["method"] == method
+    genuine = results["groups"]["pair=genuine"]["regions"]
+    assert genuine[0]["id"] == "forehead", [r["id"] for r in genuine[:4]]
+    assert results["faithfulness"]["images"] == 8 and results["sanity"]["checked_images"] == 8
+    assert results["faithfulness"]["evidence"].startswith("Fisher z")
 
 
 def test_dissimilarity_and_a_given_threshold(verification_case, cache):

@@ -27,7 +27,7 @@ the report's Content-Security-Policy, which a policy inside the body cannot enfo
 import re
 from typing import Literal
 
-from mammoth_commons.datasets import Image
+from mammoth_commons.datasets import Image, ImagePairs
 from mammoth_commons.exports import HTML
 from mammoth_commons.integration import metric
 from mammoth_commons.models.pytorch import Pytorch
@@ -109,9 +109,7 @@ def reportgen_face_regions(
         target_class: The class whose evidence is explained, for example 1. Leave empty to explain each image's predicted class.
         check_images: How many images are sampled for the faithfulness and sanity checks of the explanation. Set 0 to skip the checks.
     """
-    import reportgen
     from reportgen.config import FIELDS
-    from reportgen.errors import InputError
 
     options = dict(
         images=dataset.root_dir, annotations=dataset.path, target=dataset.target,
@@ -123,6 +121,15 @@ def reportgen_face_regions(
     if getattr(model, "threshold", 0) and "head" in FIELDS:
         # The toolkit's non-zero threshold means: each output is a separate yes/no class.
         options["head"] = "sigmoid"
+    return _report(options)
+
+
+def _report(options: dict) -> HTML:
+    """Run reportgen with ``options`` and wrap its self-contained report for the toolkit; errors name the
+    toolkit's fields, not reportgen's options."""
+    import reportgen
+    from reportgen.errors import InputError
+
     try:
         results = reportgen.analyze(**options)
     except InputError as error:
@@ -132,9 +139,50 @@ def reportgen_face_regions(
     return HTML(page, header=policy.group(0) if policy else "")
 
 
-# ImagePairs (face verification) gets its own module here, ``reportgen_face_verification(dataset:
-# ImagePairs, model: Pytorch, sensitive, method, target_layer, threshold)``, once reportgen.analyze
-# takes pair tables (--pairs): it passes dataset.path as the pair table (first two columns: the two
-# images), dataset.root_dir, dataset.data_transform, the embedding model (model.model) and
-# model.threshold as the same/different threshold. The toolkit picks a module by the dataset's type,
-# so the two modules sit side by side rather than one module branching on it.
+# The toolkit picks a module by the dataset's type, so face verification (ImagePairs) has its own module beside
+# the classifier's rather than one module branching on it.
+@metric(namespace="reportgen", version="v010", python="3.11", packages=())
+def reportgen_face_verification(
+    dataset: ImagePairs,
+    model: Pytorch,
+    sensitive: list[str],
+    method: Method = "gradcam",
+    target_layer: str = None,  # type: ignore[assignment]
+    target_class: int = 1,
+    check_images: int = 64,
+) -> HTML:
+    """
+    <h3>face regions that make two faces look alike to a face-recognition model (reportgen)</h3>
+
+    For a model that turns a face into an embedding, reportgen explains the cosine similarity of the two
+    images of each pair: which named face regions (eyes, brows, nose, lips, forehead, cheeks, chin, hair, ears,
+    neck and background) of each image make it look like the other one, whose embedding is held fixed. It
+    measures this over all pairs, for genuine pairs (the same person) and impostor pairs, and for each group of
+    every sensitive attribute, with 95% bootstrap intervals and tests of the differences between groups. Beside
+    it, the quality of the model's same/different decisions per group: the accuracy at the threshold with the
+    best accuracy on these pairs, true and false accept rates, and the similarity distributions.
+    The result is one self-contained report that opens offline in any browser.
+
+    <details><summary><i>How to read the report.</i></summary>
+    A region's density is its share of the attention divided by its share of the picture, so 1.0
+    means attention spread evenly and 3.0 means three times the average. Each image is shown beside the
+    other image of its pair. The report also checks the explanation itself: removing the regions it ranks
+    first must lower the similarity faster than removing them in random order, and the ranking must change
+    when the model's weights are randomised. A gap in decision accuracy between groups beyond noise is
+    called out first.
+    </details>
+
+    Args:
+        method: How the attention of the model is measured. gradcam is the default and the fastest. hirescam is a sharper variant. integrated-gradients works at pixel level. occlusion and region-ablation measure how much the similarity drops when a window or a face region is removed (slower; the better choice when genuine pairs are almost identical to the model).
+        target_layer: The layer of the model to explain, by its module name. Leave empty for the last layer with a spatial output.
+        target_class: 1 explains what makes the two faces similar, 0 what makes them different.
+        check_images: How many images are sampled for the faithfulness and sanity checks of the explanation. Set 0 to skip the checks.
+    """
+    options = dict(
+        images=dataset.root_dir, annotations=dataset.path, pairs=True, target=dataset.target,
+        protected=[str(column) for column in sensitive or []],
+        model=model.model, transform=dataset.data_transform,
+        method=str(method), layer=_optional(target_layer), target_class=_whole_number(target_class, "target_class"),
+        check_images=_whole_number(check_images, "check_images"), device="auto",
+    )
+    return _report(options)
