@@ -217,6 +217,7 @@ def profiled_run(folder: Path, annotations: Path, cache: Path, batch_size: int, 
     """(n): a cached end-to-end run with every step timed (StepProfile); (images/s, results, profile, wall s)."""
     import reportgen.analysis as analysis
     import reportgen.images as images
+    import reportgen.run_inputs as run_inputs
     from reportgen.canonical import CanonicalFace
     from reportgen.landmarks import LandmarkCache
     from reportgen.scores import RunningScores
@@ -239,15 +240,16 @@ def profiled_run(folder: Path, annotations: Path, cache: Path, batch_size: int, 
             (RunState, "results", "results + report pictures (once)")):
         profile.wrap(owner, attribute, name)
     profile.wrap_batches(analysis)
-    original = analysis._preprocessing
+    # The run builds its transform from --image-size (run_inputs.build_transform): time each call of it.
+    original = run_inputs.build_transform
 
-    def preprocessing(config):
-        made = original(config)
+    def preprocessing(*args, **kwargs):
+        made = original(*args, **kwargs)
         made.transform = functools.partial(_timed_call, profile, made.transform)
         return made
 
-    profile._restore.append((analysis, "_preprocessing", original))
-    analysis._preprocessing = preprocessing
+    profile._restore.append((run_inputs, "build_transform", original))
+    run_inputs.build_transform = preprocessing
     try:
         started = time.perf_counter()
         with profile.step("run: the rest"):

@@ -22,6 +22,16 @@ def test_bundled_demo_ranks_the_planted_forehead_first(tmp_path):
     assert results["findings"][0]["text"].startswith("The model looks most at the forehead")
 
 
+def test_bundled_verification_demo_runs_and_tells_the_two_people_apart(tmp_path):
+    """`reportgen demo --pairs`: the sample pairs with the sample embedding model (self-contained file)."""
+    config = make_config(samples_dir() / "verification.toml", cache_dir=tmp_path, check_images=8)
+    results = reportgen.analyze(config)
+    assert results["run"]["task"] == "verification" and results["counts"]["pairs"] == 60
+    assert results["counts"]["failed"] == 0
+    quality = results["verification"]["overall"]
+    assert quality["accuracy"] >= 0.9 and quality["mean_genuine"] > quality["mean_impostor"]
+
+
 @pytest.mark.parametrize("region", ["background", "left_eye"])
 def test_planted_cue_region_ranks_first(known_cases, tmp_path, region):
     case = known_cases(region)
