@@ -73,8 +73,8 @@ def _guarded(action, debug: bool):
         _fail(f"{type(error).__name__}: {error} (run again with --debug for the traceback)".replace("[", r"\["), 1)
 
 
-def _run_with_progress(config, debug: bool):
-    """(state, context) of the analysis, with a progress bar (count and time left) on a terminal."""
+def _progress_bar(label: str):
+    """A progress bar over images (count, time taken and time left) on the error stream, shown on a terminal only."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -84,11 +84,16 @@ def _run_with_progress(config, debug: bool):
         TimeRemainingColumn,
     )
 
+    columns = (TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("eta"), TimeRemainingColumn())
+    return Progress(*columns, console=err, transient=True, disable=not err.is_terminal)
+
+
+def _run_with_progress(config, debug: bool):
+    """(state, context) of the analysis, with a progress bar (count and time left) on a terminal."""
     from .analysis import run_analysis
 
-    columns = (TextColumn("[bold]analysing images"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+    with _progress_bar("analysing images") as bar:
         task = bar.add_task("images", total=None)
         return _guarded(lambda: run_analysis(
             config, progress=lambda done, total: bar.update(task, completed=done, total=total)), debug)
@@ -96,20 +101,9 @@ def _run_with_progress(config, debug: bool):
 
 def _run_on_dask(config, debug: bool, started: float) -> None:
     """--dask: the shards on a Dask cluster, a progress bar over all their images, the merged report."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from .cluster import remove_parts, run_on_dask
 
-    columns = (TextColumn("[bold]analysing images on Dask"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("eta"), TimeRemainingColumn())
-    with Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as bar:
+    with _progress_bar("analysing images on Dask") as bar:
         task = bar.add_task("images", total=None)
         results = _guarded(lambda: run_on_dask(
             config, progress=lambda done, total: bar.update(task, completed=done, total=total),

@@ -111,17 +111,22 @@ def reportgen_face_regions(
     """
     from reportgen.config import FIELDS
 
-    options = dict(
+    options = _options(dataset, model, sensitive, method, target_layer, target_class, check_images)
+    if getattr(model, "threshold", 0) and "head" in FIELDS:
+        # The toolkit's non-zero threshold means: each output is a separate yes/no class.
+        options["head"] = "sigmoid"
+    return _report(options)
+
+
+def _options(dataset, model, sensitive, method, target_layer, target_class, check_images) -> dict:
+    """reportgen.analyze's options from the toolkit's dataset (Image or ImagePairs), model and form fields."""
+    return dict(
         images=dataset.root_dir, annotations=dataset.path, target=dataset.target,
         protected=[str(column) for column in sensitive or []],
         model=model.model, transform=dataset.data_transform,
         method=str(method), layer=_optional(target_layer), target_class=_whole_number(target_class, "target_class"),
         check_images=_whole_number(check_images, "check_images"), device="auto",
     )
-    if getattr(model, "threshold", 0) and "head" in FIELDS:
-        # The toolkit's non-zero threshold means: each output is a separate yes/no class.
-        options["head"] = "sigmoid"
-    return _report(options)
 
 
 def _report(options: dict) -> HTML:
@@ -178,11 +183,5 @@ def reportgen_face_verification(
         target_class: 1 explains what makes the two faces similar, 0 what makes them different.
         check_images: How many images are sampled for the faithfulness and sanity checks of the explanation. Set 0 to skip the checks.
     """
-    options = dict(
-        images=dataset.root_dir, annotations=dataset.path, pairs=True, target=dataset.target,
-        protected=[str(column) for column in sensitive or []],
-        model=model.model, transform=dataset.data_transform,
-        method=str(method), layer=_optional(target_layer), target_class=_whole_number(target_class, "target_class"),
-        check_images=_whole_number(check_images, "check_images"), device="auto",
-    )
-    return _report(options)
+    return _report(dict(_options(dataset, model, sensitive, method, target_layer, target_class, check_images),
+                        pairs=True))
