@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.canonical import SAMPLE_STEP, SAMPLES, CanonicalFace, similarity_align
-from reportgen.landmarks import detect_face
-from reportgen.regions import REGION_IDS, label_image
+from reportgen.faces.canonical import SAMPLE_STEP, SAMPLES, CanonicalFace, similarity_align
+from reportgen.faces.landmarks import detect_face
+from reportgen.faces.regions import REGION_IDS, label_image
 
 REGIONS = ("left_eye", "lower_lip", "nose", "chin", "left_cheek")
 

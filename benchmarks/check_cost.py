@@ -23,10 +23,11 @@ from pathlib import Path
 
 import torch
 
-from reportgen import analysis, check_passes
-from reportgen.attribution import METHODS
-from reportgen.checks import CASCADE, CASCADE_SUBSET
-from reportgen.config import make_config
+from reportgen import analysis
+from reportgen.explain import check_passes
+from reportgen.explain.attribution import METHODS
+from reportgen.inputs.config import make_config
+from reportgen.results.checks import CASCADE, CASCADE_SUBSET
 
 CHECK_IMAGES = 64
 

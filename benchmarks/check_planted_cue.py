@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reportgen.landmarks import detect_face
-from reportgen.regions import REGION_IDS, label_image
+from reportgen.faces.landmarks import detect_face
+from reportgen.faces.regions import REGION_IDS, label_image
 from reportgen.resources import samples_dir
 from reportgen.synthetic import (
     INPUT_SIZE,

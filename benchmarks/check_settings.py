@@ -25,9 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from reportgen import analysis, check_passes
-from reportgen.checks import area_grid, faithfulness_summary, image_curves, mean_over_area, sanity_summary
-from reportgen.config import make_config
+from reportgen import analysis
+from reportgen.explain import check_passes
+from reportgen.inputs.config import make_config
+from reportgen.results.checks import area_grid, faithfulness_summary, image_curves, mean_over_area, sanity_summary
 
 LIMITS = (0.1, 0.25, 0.5, 1.0)
 ORDERS = (1, 2, 4, 8)

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import reportgen
-from reportgen.attribution import METHODS
+from reportgen.explain.attribution import METHODS
 from reportgen.synthetic import cue_regions, make_known_answer_case
 
 DEFAULT_CASES = ("background", "left_eye", "forehead", "nose", "chin", "both_eyes", "lips_and_mouth", "saturated")

@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reportgen.landmarks import detect_face, estimate_yaw
-from reportgen.regions import REGION_IDS, label_image
+from reportgen.faces.landmarks import detect_face, estimate_yaw
+from reportgen.faces.regions import REGION_IDS, label_image
 
 OURS = {
     "eyes": ("left_eye", "right_eye"), "brows": ("left_brow", "right_brow"), "nose": ("nose",),

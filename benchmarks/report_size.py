@@ -32,13 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from reportgen import patches as patches_module
 from reportgen.analysis import analyze
-from reportgen.config import RunConfig, make_config
-from reportgen.regions import REGION_IDS
+from reportgen.faces.regions import REGION_IDS
+from reportgen.inputs.config import RunConfig, make_config
 from reportgen.report.render import plotly_js, render_html, script_json
 from reportgen.resources import samples_dir
-from reportgen.scores import region_scores
+from reportgen.results import patches as patches_module
+from reportgen.results.scores import region_scores
 
 MB = 1_000_000
 TARGETS = {1000: 10 * MB, 10000: 15 * MB}

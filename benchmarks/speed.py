@@ -8,7 +8,7 @@ file has its own content hash and the landmark cache cannot share entries), then
 224x224 with layer4, batch 16:
   (a) bare captum LayerGradCam on pre-decoded, pre-transformed tensors: the ceiling as issue 6 defines
       it; (a+) the same with the model in the channels-last memory format, as reportgen runs it on the CPU
-      (reportgen.model.use_channels_last): the ceiling of reportgen's model part;
+      (reportgen.inputs.model.use_channels_last): the ceiling of reportgen's model part;
   (b) reportgen end to end, first run (landmarks computed, cache empty);
   (c) reportgen end to end, second run (landmarks from the cache), default options: the target is
       0.85 x (a);
@@ -103,8 +103,8 @@ def bare_attribution(folder: Path, annotations: Path, batch_size: int, device: s
     import torch
     from captum.attr import LayerAttribution, LayerGradCam
 
-    from reportgen.model import load_model, load_weights
-    from reportgen.preprocess import build_transform
+    from reportgen.inputs.model import load_model, load_weights
+    from reportgen.inputs.preprocess import build_transform
 
     model = load_model(folder / "model.py")
     load_weights(model, folder / "model.pt")
@@ -216,12 +216,12 @@ def profiled_run(folder: Path, annotations: Path, cache: Path, batch_size: int, 
                  model: str) -> tuple[float, dict, StepProfile, float]:
     """(n): a cached end-to-end run with every step timed (StepProfile); (images/s, results, profile, wall s)."""
     import reportgen.analysis as analysis
-    import reportgen.images as images
-    import reportgen.run_inputs as run_inputs
-    from reportgen.canonical import CanonicalFace
-    from reportgen.landmarks import LandmarkCache
-    from reportgen.scores import RunningScores
-    from reportgen.state import RunState
+    import reportgen.faces.images as images
+    import reportgen.inputs.run_inputs as run_inputs
+    from reportgen.faces.canonical import CanonicalFace
+    from reportgen.faces.landmarks import LandmarkCache
+    from reportgen.results.scores import RunningScores
+    from reportgen.results.state import RunState
 
     profile = StepProfile()
     for owner, attribute, name in (
@@ -285,11 +285,11 @@ def per_image_loop(folder: Path, annotations: Path, limit: int, device: str) -> 
     import dlib
     from captum.attr import LayerAttribution, LayerGradCam
 
-    from reportgen.landmarks import _dlib_models, _shape_to_array
-    from reportgen.model import load_model, load_weights
-    from reportgen.preprocess import build_transform
-    from reportgen.regions import label_image
-    from reportgen.scores import region_scores
+    from reportgen.faces.landmarks import _dlib_models, _shape_to_array
+    from reportgen.faces.regions import label_image
+    from reportgen.inputs.model import load_model, load_weights
+    from reportgen.inputs.preprocess import build_transform
+    from reportgen.results.scores import region_scores
 
     model = load_model(folder / "model.py")
     load_weights(model, folder / "model.pt")
@@ -344,7 +344,7 @@ def main() -> None:
                         "(the landmark cache of --work is filled first if needed)")
     args = parser.parse_args()
 
-    from reportgen.landmarks import CACHE_VERSION
+    from reportgen.faces.landmarks import CACHE_VERSION
 
     folder = args.work
     annotations = make_dataset(args.tutorial, args.images, folder)

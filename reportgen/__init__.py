@@ -10,7 +10,7 @@ Python API (the CLI only calls these)::
 
 In a notebook the model, the transform and the table of images may be objects instead of files:
 ``reportgen.analyze(images="imgs", annotations=rows, target="task", model=net, transform=preprocess)``
-(see reportgen.run_inputs); the returned ``Results`` shows a summary when displayed.
+(see reportgen.inputs.run_inputs); the returned ``Results`` shows a summary when displayed.
 """
 
 __version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it from here)
@@ -25,7 +25,7 @@ def __getattr__(name):
         from . import report
         return getattr(report, name)
     if name in ("RunConfig", "make_config"):
-        from . import config
+        from .inputs import config
         return getattr(config, name)
     if name == "InputError":
         from .errors import InputError

@@ -11,35 +11,35 @@ import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from . import __version__
-from .attribution import BASELINES, METHODS, make_method
-from .canonical import warp_batch
-from .check_passes import deletion_curves, randomisation_cascade
-from .checks import cascade_subset, sample_rows, sanity_record
-from .config import RunConfig, make_config
-from .dataset import label_values
 from .errors import InputError
-from .heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
-from .images import ImagePreparer, prepared_batches
-from .landmarks import LandmarkCache, default_cache_dir
-from .manifest import build_manifest
-from .methods import method_settings
-from .model import LayerInfo, describe_layers, pick_layer, use_channels_last
-from .preprocess import Preprocessing, measure_geometry
-from .privacy import machine_folders
-from .regions import REGION_IDS
+from .explain.attribution import BASELINES, METHODS, make_method
+from .explain.check_passes import deletion_curves, randomisation_cascade
+from .explain.heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
+from .explain.methods import method_settings
+from .faces.canonical import warp_batch
+from .faces.images import ImagePreparer, prepared_batches
+from .faces.landmarks import LandmarkCache, default_cache_dir
+from .faces.regions import REGION_IDS
+from .inputs.config import RunConfig, make_config
+from .inputs.dataset import label_values
+from .inputs.model import LayerInfo, describe_layers, pick_layer, use_channels_last
+from .inputs.preprocess import Preprocessing, measure_geometry
+from .inputs.run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
 from .results import Results
-from .run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
-from .scores import batch_scores, bootstrap_weights, region_scores, region_sums
-from .state import RunState, ScoredBatch, load_partial, save_partial
+from .results.checks import cascade_subset, sample_rows, sanity_record
+from .results.manifest import build_manifest
+from .results.privacy import machine_folders
+from .results.scores import batch_scores, bootstrap_weights, region_scores, region_sums
+from .results.state import RunState, ScoredBatch, load_partial, save_partial
 
 Progress = Callable[[int, int], None]
 
@@ -74,7 +74,7 @@ def _check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: Preprocessing, device,
+def run_context(config: RunConfig, dataset, setup: ModelSetup, preprocessing: Preprocessing, device,
                 inputs: RunInputs | None = None) -> dict:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
     and a fingerprint of the inputs so that only matching partial states are resumed or merged.
@@ -106,7 +106,7 @@ def run_context(config: RunConfig, dataset, setup: "ModelSetup", preprocessing: 
         "model_file": shown["model_file"], "model_name": shown["model_name"], "weights": shown["weights"],
         "transform": preprocessing.description, "input_size": list(input_size),
         "protected": list(config.protected), "device": str(device), "batch_size": config.batch_size,
-        "workers": config.workers, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "workers": config.workers, "started": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     notes = list(inputs.notes) if inputs else []
     if dataset.missing:
@@ -196,11 +196,11 @@ def analyze(config: RunConfig | None = None, progress: Progress | None = None, *
     Inputs may be Python objects instead of files: ``model=`` a torch.nn.Module (with ``weights=`` a
     state_dict file, or its own parameters), ``transform=`` a callable, ``images=`` a list of image
     paths (no labels) or ``annotations=`` a table, as a list of row dicts or a dict of columns whose
-    first column holds image paths relative to ``images`` (see reportgen.run_inputs).
+    first column holds image paths relative to ``images`` (see reportgen.inputs.run_inputs).
     ``progress(done, total)`` is called after every batch. Raises InputError for bad inputs before
     any heavy work; a bad image inside the dataset is recorded as a failure and the run goes on.
     With ``shard="I/N"`` only every N-th image is processed and the partial state is saved (see
-    ``reportgen.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
+    ``reportgen.results.state``); finish it with ``merge_partials``. A run that finds a matching checkpoint
     (``resume=True``, the default) continues from it. With ``dask="local"`` or a scheduler's address the
     shards run on a Dask cluster and are merged here (``reportgen.cluster``).
     """
@@ -252,7 +252,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None, given: Giv
     # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
     check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
     if verifying(config):
-        from .verification import SimilarityModel, VerificationExplainer
+        from .explain.verification import SimilarityModel, VerificationExplainer
 
         explained = SimilarityModel(model, setup.output).to(device)
         channels_last = use_channels_last(explained, setup.input_size, device, setup.channels, explained.embed)
@@ -453,7 +453,7 @@ class Explainer:
         randomised = []  # per step: each image's randomised region densities (None: zero map, or not run)
         skipped = []  # per step: which images it was not run on (an expensive method's earlier steps)
         last = len(self._cascade) - 1
-        for index, (step, method) in enumerate(self._cascade):
+        for index, (_step, method) in enumerate(self._cascade):
             run = [k for k, row in enumerate(rows) if index == last or row in self.cascade_rows]
             skipped.append([k not in run for k in range(len(rows))])
             densities_of_step: list = [None] * len(rows)
@@ -510,7 +510,7 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
     output = choose_output(raw, config.output)
     label_column = config.target
     if verifying(config):
-        from .verification import similarity_head
+        from .explain.verification import similarity_head
 
         head, target_class = similarity_head(raw, output, config)
     else:

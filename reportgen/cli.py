@@ -11,9 +11,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from .config import RunConfig
 from .errors import InputError
-from .methods import BASELINES, METHODS
+from .explain.methods import BASELINES, METHODS
+from .inputs.config import RunConfig
 from .report.format import points_text, signed_text
 
 app = typer.Typer(
@@ -26,7 +26,7 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 DATA, MODEL, EXPLAIN, OUTPUT, RUNNING = "Dataset", "Model", "What to explain", "Output", "How to run"
-# RunConfig holds the option defaults and reportgen.methods the methods: the help texts quote both.
+# RunConfig holds the option defaults and reportgen.explain.methods the methods: the help texts quote both.
 DEFAULT = RunConfig()
 METHOD_HELP = ("; ".join(f"{m.id}: {m.summary}" for m in METHODS.values())
                + f" (see docs/methods.md) [default: {DEFAULT.method}].")
@@ -262,7 +262,7 @@ def run(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors.", rich_help_panel=RUNNING),
 ):
     """Explain a model on a face dataset and write the HTML report (and optionally results.json)."""
-    from .config import make_config
+    from .inputs.config import make_config
 
     started = time.time()
     settings = _guarded(lambda: make_config(
@@ -303,7 +303,7 @@ def merge(
     """Combine the shards of a run into the report a single run would give."""
     from types import SimpleNamespace
 
-    from .state import merge_partials
+    from .results.state import merge_partials
 
     started = time.time()
     results = _guarded(lambda: merge_partials(parts), debug)
@@ -319,7 +319,7 @@ def demo(
 ):
     """Run on the bundled samples (a small face dataset with a planted cue and a model trained on it; with
     --pairs, face verification over pairs of the same images)."""
-    from .config import make_config
+    from .inputs.config import make_config
     from .resources import samples_dir
 
     started = time.time()
@@ -347,8 +347,8 @@ def layers(
     from rich.table import Table
 
     from .analysis import _input_shape
-    from .model import describe_layers, load_model, load_weights, pick_layer
-    from .preprocess import load_transform
+    from .inputs.model import describe_layers, load_model, load_weights, pick_layer
+    from .inputs.preprocess import load_transform
 
     def inspect():
         model = load_model(model_file, model_var, model_class)
@@ -387,11 +387,11 @@ def regions(
     debug: bool = typer.Option(False, "--debug", help="Show Python tracebacks on errors."),
 ):
     """Draw the face regions and the 68 landmarks on one image, to check them by eye."""
-    from .drawing import region_sheet
+    from .results.drawing import region_sheet
 
     def draw():
-        from .images import ImageError, decode_image
-        from .landmarks import detect_face, pose_note
+        from .faces.images import ImageError, decode_image
+        from .faces.landmarks import detect_face, pose_note
 
         if not image.is_file():
             raise InputError(f"{image}: file not found")
@@ -418,7 +418,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ):
     """Write a commented run.toml to edit; then: reportgen run --config run.toml"""
-    from .config import INIT_TEMPLATE
+    from .inputs.config import INIT_TEMPLATE
 
     if path.exists() and not force:
         _fail(f"{path} already exists; pass --force to overwrite it")

@@ -27,8 +27,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import PATH_OPTIONS, RunConfig
 from .errors import InputError
+from .inputs.config import PATH_OPTIONS, RunConfig
 
 LOCAL = "local"  # --dask local: a LocalCluster on this machine, one worker process per core
 # Default shard count: a few shards per worker thread, so a lost worker costs little and a slow one holds up
@@ -163,7 +163,7 @@ def compute_shard(config: RunConfig, part: int, parts: int, path: str, topic: st
     from distributed import get_worker
 
     from .analysis import run_analysis
-    from .state import load_partial
+    from .results.state import load_partial
 
     worker = get_worker()
     # Workers are daemon processes, which may not start processes of their own: images are prepared in
@@ -210,7 +210,7 @@ def _earlier_parts(folder: Path, fingerprint: str, shards: int | None, say: Say)
     """What an interrupted run left in the parts folder: (its shard count, {part: RunState}) for the parts
     made with the same inputs and options (and ``shards``, when given). Other parts are deleted: they can
     never be merged into this run, and would only confuse a merge by hand."""
-    from .state import load_partial
+    from .results.state import load_partial
 
     found: dict[int, dict[int, object]] = {}  # parts -> {part: state}
     stale = []
@@ -252,8 +252,8 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
     started = time.time()
     _check(config)
     from .analysis import run_fingerprint
-    from .manifest import build_manifest
-    from .run_inputs import resolve_inputs
+    from .inputs.run_inputs import resolve_inputs
+    from .results.manifest import build_manifest
 
     say = say or (lambda text: None)
     config = _absolute(config)
@@ -323,8 +323,8 @@ def _merge(paths: list[Path], config: RunConfig, fingerprint: str) -> dict:
     """The parts added up and finished into results, as ``state.merge_partials`` does, but described as the
     whole run: its options (not shard 1's, ``shard = "1/4"``) and this machine's folders, which the shared
     results leave out (privacy.py; the workers' may differ)."""
-    from .privacy import machine_folders
-    from .state import load_partial
+    from .results.privacy import machine_folders
+    from .results.state import load_partial
 
     state, context = None, None
     for path in paths:

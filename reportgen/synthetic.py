@@ -8,7 +8,7 @@ apart by the sticker, so an explanation of its class-1 decisions must point at t
 known-answer test for the whole pipeline (landmarks -> regions -> attribution -> scores).
 
 Units: images are RGB PIL images; landmarks are float (68, 2) arrays of (x, y) in that image's pixels
-(dlib order, as ``reportgen.landmarks.detect_face`` returns them); the model sees 128x128 inputs.
+(dlib order, as ``reportgen.faces.landmarks.detect_face`` returns them); the model sees 128x128 inputs.
 
 Entry points:
   ``augment_portrait``        one random variant of a portrait,
@@ -34,8 +34,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from torch import nn
 
-from .landmarks import detect_face
-from .regions import REGION_IDS, label_image
+from .faces.landmarks import detect_face
+from .faces.regions import REGION_IDS, label_image
 from .resources import samples_dir
 
 # train_classifier hands back the model it was given (its own class), trained.

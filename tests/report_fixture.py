@@ -1,7 +1,7 @@
 """A realistic results dict (schema ``reportgen/1``) for the report and findings tests, built without dlib.
 
 The 68 landmarks of the two bundled sample portraits were found once with
-``reportgen.landmarks.detect_face`` and are hard-coded below, so building the fixture needs neither
+``reportgen.faces.landmarks.detect_face`` and are hard-coded below, so building the fixture needs neither
 dlib nor a model. The attention is synthetic: a few Gaussian blobs (eyes, nose, mouth, hair, a corner of
 the background) painted on the canonical face; every region score is then measured from that map with
 the real region geometry, so shares, areas and densities agree with each other and with the map.
@@ -24,10 +24,18 @@ import sys
 import numpy as np
 from PIL import Image
 
-from reportgen.drawing import attribution_overlay, data_uri, region_overlay
-from reportgen.findings import findings
-from reportgen.regions import GROUP_LABELS, GROUPS, PAINT_ORDER, REGION_BY_ID, REGION_IDS, label_image, region_polygons
+from reportgen.faces.regions import (
+    GROUP_LABELS,
+    GROUPS,
+    PAINT_ORDER,
+    REGION_BY_ID,
+    REGION_IDS,
+    label_image,
+    region_polygons,
+)
 from reportgen.resources import samples_dir
+from reportgen.results.drawing import attribution_overlay, data_uri, region_overlay
+from reportgen.results.findings import findings
 
 CANVAS = 256  # canonical face canvas, width = height
 GRID = 64  # mean_attribution grid
@@ -288,7 +296,7 @@ def _example(name: str, why: str, label: str, prediction: int, probability: floa
             "regions_uri": data_uri(region_overlay(crop, labels, local))}
 
 
-# The checks (reportgen/checks.py) as a passing run records them: removing regions in the explanation's order
+# The checks (reportgen/results/checks.py) as a passing run records them: removing regions in the explanation's order
 # lowers the evidence faster than random orders, and the ranking changes when the model's weights are randomised.
 _AREAS = [round(0.01 * k, 4) for k in range(51)]
 FAITHFULNESS = {
@@ -375,11 +383,11 @@ def verification(results: dict, reference: bool = False, gap: bool = True, thres
     """The same results as a face-verification run (``run.task`` "verification"): every image explains its
     similarity to the other image of its pair (or, ``reference=True``, to one reference photo); pictures
     carry their partner's; the genuine/impostor column ``pair`` is grouped and compared; and
-    ``verification`` holds the decision quality, made by ``reportgen.similarity`` from synthetic similarities
+    ``verification`` holds the decision quality, made by ``reportgen.explain.similarity`` from synthetic similarities
     (genuine around 0.7, impostor around 0.2). ``gap``: the first protected column's second value is served
     worse (its impostor pairs look alike: accuracy about 70% against 94%), beyond noise. ``threshold``: as
     ``--threshold`` (decisions are then recorded per image); None = the best threshold on the pairs."""
-    from reportgen.similarity import SimilarityCounts
+    from reportgen.explain.similarity import SimilarityCounts
 
     column = results["run"]["protected"][0] if results["run"]["protected"] else "protected"
     results["run"].update(

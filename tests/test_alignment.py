@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from conftest import portrait
-from reportgen import canonical
-from reportgen import landmarks as landmark_module
-from reportgen.canonical import (
+from reportgen.faces import canonical
+from reportgen.faces import landmarks as landmark_module
+from reportgen.faces.canonical import (
     CANVAS,
     MEAN_FACE,
     SAMPLE_STEP,
@@ -17,10 +17,10 @@ from reportgen.canonical import (
     delaunay,
     similarity_align,
 )
-from reportgen.images import ImagePreparer
-from reportgen.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
-from reportgen.preprocess import build_transform
-from reportgen.regions import REGION_IDS, label_image
+from reportgen.faces.images import ImagePreparer
+from reportgen.faces.landmarks import LandmarkCache, detect_face, estimate_yaw, pose_note
+from reportgen.faces.regions import REGION_IDS, label_image
+from reportgen.inputs.preprocess import build_transform
 
 # IoU each region must keep. Thin regions (brows, lips: a few pixels high) lose more to the landmark
 # predictor's pixel jitter, so they get a lower bar. Measured lowest over the four cases: eyes 0.83,
@@ -196,7 +196,7 @@ def test_estimated_yaw_ignores_rotation_and_scale_and_flips_with_a_mirror(collin
 
 
 def test_the_turn_note_reaches_the_prepared_image_from_detection_and_from_the_cache(collins_head, tmp_path):
-    from reportgen.dataset import read_dataset
+    from reportgen.inputs.dataset import read_dataset
 
     image, face = collins_head
     _turned(image, face.landmarks, 40).save(tmp_path / "turned.png")

@@ -20,9 +20,9 @@ from typer.testing import CliRunner
 import reportgen
 from conftest import portrait
 from reportgen.errors import ImageError, InputError
-from reportgen.images import ImagePreparer, decode_image
-from reportgen.landmarks import LandmarkCache
-from reportgen.preprocess import build_transform
+from reportgen.faces.images import ImagePreparer, decode_image
+from reportgen.faces.landmarks import LandmarkCache
+from reportgen.inputs.preprocess import build_transform
 
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_non_root = pytest.mark.skipif(AS_ROOT, reason="running as root: chmod 000 does not stop root reading a file")
@@ -169,7 +169,7 @@ def test_bad_labels_name_the_line_and_value(good, tutorial_like, tmp_path, label
 
 
 def test_label_conventions_minus_one_and_true_false_read_as_classes(tmp_path):
-    from reportgen.dataset import label_values, read_dataset
+    from reportgen.inputs.dataset import label_values, read_dataset
 
     write(tmp_path / "i" / "a.jpg", b"x")
     write(tmp_path / "i" / "b.jpg", b"x")
@@ -180,7 +180,7 @@ def test_label_conventions_minus_one_and_true_false_read_as_classes(tmp_path):
 
 
 def test_annotation_variants_that_must_work(tmp_path):
-    from reportgen.dataset import read_dataset
+    from reportgen.inputs.dataset import read_dataset
 
     for name in ("a.jpg", "sub/b.jpg"):
         write(tmp_path / "i" / name, b"x")
@@ -232,7 +232,7 @@ def test_model_file_errors_name_file_line_and_fix(good, tmp_path):
 
 
 def test_a_model_file_can_import_a_module_beside_it(good, tutorial_like, tmp_path):
-    from reportgen.model import load_model
+    from reportgen.inputs.model import load_model
 
     write(tmp_path / "my_architecture_rg.py", (tutorial_like["model_file"]).read_text())
     model = load_model(write(tmp_path / "m.py", "from my_architecture_rg import model\n"))
@@ -240,7 +240,7 @@ def test_a_model_file_can_import_a_module_beside_it(good, tutorial_like, tmp_pat
 
 
 def _bad_weights(tmp_path, good) -> dict[str, Path]:
-    from reportgen.model import load_model
+    from reportgen.inputs.model import load_model
 
     model = load_model(good["model_file"])
     state = model.state_dict()
@@ -282,7 +282,7 @@ def _safetensors(tensors: dict) -> bytes:
 
 
 def test_safetensors_weights_load_or_say_what_to_install(good, tmp_path, monkeypatch):
-    from reportgen.model import load_model, load_weights
+    from reportgen.inputs.model import load_model, load_weights
 
     model = load_model(good["model_file"])
     trained = {k: v.float() + 0.5 for k, v in load_model(good["model_file"]).state_dict().items()}
@@ -302,7 +302,7 @@ def test_a_random_transform_is_refused(good, tmp_path):
 
 
 def test_old_weights_without_batchnorm_counters_still_load(good, tmp_path):
-    from reportgen.model import load_model, load_weights
+    from reportgen.inputs.model import load_model, load_weights
 
     state = torch.load(good["weights"], weights_only=True)
     old = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
@@ -515,7 +515,7 @@ def _odd_dataset(odd_images, tmp_path) -> Path:
 
 
 def test_prepared_images_carry_notes_and_failures(odd_images, tmp_path):
-    from reportgen.dataset import read_dataset
+    from reportgen.inputs.dataset import read_dataset
 
     root, expected = odd_images
     dataset = read_dataset(root, _odd_dataset(odd_images, tmp_path), ["task"])
@@ -533,8 +533,8 @@ def test_prepared_images_carry_notes_and_failures(odd_images, tmp_path):
 
 
 def test_an_unexpected_error_on_one_image_is_its_failure(odd_images, tmp_path, monkeypatch):
-    from reportgen import images
-    from reportgen.dataset import read_dataset
+    from reportgen.faces import images
+    from reportgen.inputs.dataset import read_dataset
 
     root, _ = odd_images
     dataset = read_dataset(root, write(tmp_path / "one.csv", "img,task\nplain.jpg,1\n"))

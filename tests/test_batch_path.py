@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import reportgen
-from reportgen import scores as scores_module
-from reportgen.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
-from reportgen.patches import Later
-from reportgen.regions import REGION_IDS, label_image
-from reportgen.scores import (
+from reportgen.faces.canonical import MEAN_FACE, CanonicalFace, face_control, warp_batch
+from reportgen.faces.regions import REGION_IDS, label_image
+from reportgen.results import scores as scores_module
+from reportgen.results.patches import Later
+from reportgen.results.scores import (
     SCORED_IDS,
     RunningScores,
     _scattered_sums,
@@ -25,7 +25,7 @@ from reportgen.scores import (
     region_scores,
     region_sums,
 )
-from reportgen.state import RunState
+from reportgen.results.state import RunState
 
 SIZE = 96  # model-input side of the synthetic faces
 
@@ -187,10 +187,10 @@ def test_a_picture_waits_for_the_pictures_it_is_made_from_and_travels_drawn():
 
 
 def test_a_prepared_image_brings_everything_the_batch_needs_that_needs_no_model(tutorial_like, tmp_path):
-    from reportgen.dataset import read_dataset
-    from reportgen.images import ImagePreparer
-    from reportgen.landmarks import LandmarkCache
-    from reportgen.preprocess import build_transform
+    from reportgen.faces.images import ImagePreparer
+    from reportgen.faces.landmarks import LandmarkCache
+    from reportgen.inputs.dataset import read_dataset
+    from reportgen.inputs.preprocess import build_transform
 
     dataset = read_dataset(tutorial_like["images"], tutorial_like["annotations"], ["task"])
     preparer = ImagePreparer(dataset, build_transform(128), LandmarkCache(tmp_path), replicates=50)
@@ -208,7 +208,7 @@ def test_a_prepared_image_brings_everything_the_batch_needs_that_needs_no_model(
 def test_the_model_s_picture_is_drawn_when_a_heap_keeps_the_image_and_never_otherwise():
     from PIL import Image
 
-    from reportgen.patches import Examples, ImageBrowser
+    from reportgen.results.patches import Examples, ImageBrowser
 
     state = RunState(2)
     state.browser = ImageBrowser(sample=0)  # keeps nothing: only the patches and examples decide here
@@ -244,7 +244,7 @@ class _Slow:
 
 
 def test_in_process_batches_come_whole_and_in_order_and_a_caller_that_is_ahead_helps():
-    from reportgen.images import _one_batch_ahead
+    from reportgen.faces.images import _one_batch_ahead
 
     slow = _Slow(50)
     batches = list(_one_batch_ahead(slow, 8))
@@ -255,7 +255,7 @@ def test_in_process_batches_come_whole_and_in_order_and_a_caller_that_is_ahead_h
 
 
 def test_the_prepare_thread_stays_one_batch_ahead_of_a_slow_caller_and_its_errors_reach_the_caller():
-    from reportgen.images import _one_batch_ahead
+    from reportgen.faces.images import _one_batch_ahead
 
     slow, prepared_then = _Slow(40), []
     for _batch in _one_batch_ahead(slow, 8):

@@ -8,7 +8,7 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reportgen.best import Best
+from reportgen.results.best import Best
 
 
 def order_of(record: dict) -> str:
@@ -104,8 +104,8 @@ def _state_inputs(count: int = 24):
     from PIL import Image
 
     from report_fixture import SOURCE_LANDMARKS, _source
-    from reportgen.regions import REGION_IDS, label_image
-    from reportgen.scores import region_scores
+    from reportgen.faces.regions import REGION_IDS, label_image
+    from reportgen.results.scores import region_scores
 
     box, size = (120, 90, 420, 390), 64
     landmarks = (np.asarray(SOURCE_LANDMARKS["grace_hopper.jpg"], dtype=np.float64) - box[:2]) * (size / 300)
@@ -122,8 +122,8 @@ def _state_inputs(count: int = 24):
 
 
 def _state(images, total: int):
-    from reportgen.patches import Examples, ImageBrowser
-    from reportgen.state import RunState
+    from reportgen.results.patches import Examples, ImageBrowser
+    from reportgen.results.state import RunState
 
     state = RunState(total, patches_per_region=2)
     state.examples, state.browser = Examples(each=2), ImageBrowser(sample=6, extremes=1)
@@ -133,7 +133,7 @@ def _state(images, total: int):
 
 
 def _reloaded(state):
-    from reportgen.state import RunState
+    from reportgen.results.state import RunState
 
     return RunState.from_dict(json.loads(json.dumps(state.to_dict())))
 

@@ -23,9 +23,9 @@ from PIL import Image
 
 import number_cases
 from report_fixture import build_results, region_ablation, verification
-from reportgen.findings import findings, times_text
-from reportgen.regions import PAINT_ORDER
+from reportgen.faces.regions import PAINT_ORDER
 from reportgen.report import write_html
+from reportgen.results.findings import findings, times_text
 
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]

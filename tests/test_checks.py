@@ -5,9 +5,17 @@ import pytest
 import torch
 
 import reportgen
-from reportgen.attribution import Explanation, Method
-from reportgen.check_passes import deletion_curves, layers_in_forward_order, randomisation_cascade, randomised_copy
-from reportgen.checks import (
+from reportgen.explain.attribution import Explanation, Method
+from reportgen.explain.check_passes import (
+    deletion_curves,
+    layers_in_forward_order,
+    randomisation_cascade,
+    randomised_copy,
+)
+from reportgen.explain.heads import ExplainedModel, Head, OutputChoice
+from reportgen.explain.methods import METHODS as REGISTRY
+from reportgen.faces.regions import REGION_IDS
+from reportgen.results.checks import (
     AREA_LIMIT,
     CASCADE,
     cascade_subset,
@@ -20,10 +28,14 @@ from reportgen.checks import (
     sanity_summary,
     step_correlation,
 )
-from reportgen.heads import ExplainedModel, Head, OutputChoice
-from reportgen.methods import METHODS as REGISTRY
-from reportgen.regions import REGION_IDS
-from reportgen.scores import SCORED_IDS, RunningScores, bootstrap_p_value, bootstrap_weights, compare, region_scores
+from reportgen.results.scores import (
+    SCORED_IDS,
+    RunningScores,
+    bootstrap_p_value,
+    bootstrap_weights,
+    compare,
+    region_scores,
+)
 
 
 def _scores(density_of_first: float, rng) -> dict:
@@ -408,7 +420,7 @@ def test_the_statistics_load_no_torch():
     import subprocess
     import sys
 
-    code = "import sys, reportgen.state, reportgen.checks; print('torch' in sys.modules)"
+    code = "import sys, reportgen.results.state, reportgen.results.checks; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False", result.stderr
 

@@ -52,7 +52,7 @@ def test_layers_lists_modules_with_shapes_and_the_default(tutorial_like):
 
 
 def test_init_writes_a_config_that_run_accepts(tmp_path):
-    from reportgen.config import make_config
+    from reportgen.inputs.config import make_config
 
     path = tmp_path / "run.toml"
     assert runner.invoke(app, ["init", str(path)]).exit_code == 0

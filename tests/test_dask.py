@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import reportgen
 from reportgen.cli import app
 from reportgen.cluster import default_shards, local_cluster, parts_folder, remove_parts, run_on_dask
-from reportgen.config import make_config
+from reportgen.inputs.config import make_config
 from reportgen.resources import samples_dir
 
 # The demo's model (the tutorial's shapes would do as well, but this one runs in a fraction of the time)

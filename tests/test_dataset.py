@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from reportgen.dataset import label_values, read_dataset
 from reportgen.errors import InputError
+from reportgen.inputs.dataset import label_values, read_dataset
 
 CELEBA_NAMES = ("5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
                 "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 import reportgen
 from reportgen.analysis import _check_device
 from reportgen.cli import app
-from reportgen.config import RunConfig
 from reportgen.errors import InputError
+from reportgen.inputs.config import RunConfig
 
 
 @pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (False, True, "mps"), (False, False, "cpu")])

@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from report_fixture import build_results
-from reportgen.findings import MAX_FINDINGS, findings, percent_text, times_text
+from reportgen.results.findings import MAX_FINDINGS, findings, percent_text, times_text
 
 
 def region(id_, label, density, ci, share=0.05, estimated=False, n=126):

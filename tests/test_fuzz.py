@@ -12,9 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from reportgen.dataset import _check_relative, _is_file, label_values, read_dataset
 from reportgen.errors import ImageError, InputError
-from reportgen.images import decode_image
+from reportgen.faces.images import decode_image
+from reportgen.inputs.dataset import _check_relative, _is_file, label_values, read_dataset
 
 # REPORTGEN_FUZZ_EXAMPLES=5000 fuzzes longer (the default keeps the test run fast).
 FUZZ = settings(max_examples=int(os.environ.get("REPORTGEN_FUZZ_EXAMPLES", 200)), deadline=None, database=None,

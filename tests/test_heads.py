@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from reportgen.errors import InputError
-from reportgen.heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
+from reportgen.explain.heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
 
 CELEBA = ["5_o_Clock_Shadow", "Male", "Smiling", "Young"]
 

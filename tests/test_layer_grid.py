@@ -5,11 +5,11 @@ import pytest
 import torch
 from torchvision.models.vision_transformer import VisionTransformer
 
-from reportgen.attribution import make_method
 from reportgen.errors import InputError
-from reportgen.heads import ExplainedModel, choose_head, choose_output
-from reportgen.layer_grid import GridLayout, grid_layout
-from reportgen.model import describe_layers, pick_layer
+from reportgen.explain.attribution import make_method
+from reportgen.explain.heads import ExplainedModel, choose_head, choose_output
+from reportgen.explain.layer_grid import GridLayout, grid_layout
+from reportgen.inputs.model import describe_layers, pick_layer
 
 
 def test_grid_layouts_from_shapes():

@@ -126,7 +126,7 @@ def test_the_toolkits_interface_reads_every_option_and_the_method_list(toolkit):
     from mammoth_commons.externals import format_description
     from mammoth_commons.testing import unwrap
 
-    from reportgen.attribution import METHODS
+    from reportgen.explain.attribution import METHODS
 
     function = unwrap(toolkit[3])
     _, described, choices = format_description(function.__doc__)

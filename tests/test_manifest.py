@@ -3,8 +3,8 @@
 import hashlib
 import json
 
-from reportgen.config import make_config
-from reportgen.manifest import build_manifest, file_digest, images_digest, library_versions
+from reportgen.inputs.config import make_config
+from reportgen.results.manifest import build_manifest, file_digest, images_digest, library_versions
 
 
 def _config(tmp_path, transform=True):
@@ -64,7 +64,7 @@ def test_images_digest_covers_paths_and_contents(tmp_path):
 
 
 def test_manifest_with_the_dataset_digests_every_image(tmp_path):
-    from reportgen.dataset import read_dataset
+    from reportgen.inputs.dataset import read_dataset
 
     config = _config(tmp_path)
     (tmp_path / "x.jpg").write_bytes(b"x")

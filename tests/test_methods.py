@@ -14,9 +14,9 @@ import torch
 
 import reportgen
 from reportgen import analysis
-from reportgen.attribution import METHODS, Explanation, make_method
-from reportgen.checks import SANITY_FAIL, faithfulness_summary
-from reportgen.regions import REGION_IDS
+from reportgen.explain.attribution import METHODS, Explanation, make_method
+from reportgen.faces.regions import REGION_IDS
+from reportgen.results.checks import SANITY_FAIL, faithfulness_summary
 from reportgen.synthetic import cue_regions
 
 # Four regions in different parts of the face where every method ranks the planted cue first (the
@@ -62,7 +62,7 @@ def _wrong_rankings(calls: list, cue: tuple[str, ...]) -> dict[str, dict]:
     """The deletion check's summary for two explanations known to be wrong, on the images the run checked:
     ``reversed`` (the real ranking upside down) and ``ignored`` (the real densities permuted across regions,
     the cue's regions moved to the bottom: the map points at regions the model provably does not use)."""
-    from reportgen.check_passes import deletion_curves
+    from reportgen.explain.check_passes import deletion_curves
 
     cue_ids = [REGION_IDS.index(region) for region in cue]
     rng = np.random.default_rng(0)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 import reportgen
 from reportgen.cli import app
-from reportgen.preprocess import load_transform, measure_geometry
+from reportgen.inputs.preprocess import load_transform, measure_geometry
 from reportgen.synthetic import make_multi_label_case
 
 CHECK_IMAGES = 24

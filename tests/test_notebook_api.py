@@ -9,7 +9,7 @@ import torch
 
 import reportgen
 from reportgen.errors import InputError
-from reportgen.manifest import parameters_digest
+from reportgen.results.manifest import parameters_digest
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +171,7 @@ def test_a_transform_workers_cannot_rebuild_runs_in_process_and_says_so(tutorial
 def test_a_picklable_transform_object_reaches_spawned_workers(tutorial_like, in_memory, monkeypatch):
     """Workers are spawned (not forked) after dlib's CNN detector ran here, or where fork does not exist:
     the transform then travels to them as a pickle."""
-    from reportgen import images
+    from reportgen.faces import images
 
     model, transform, rows = in_memory
     monkeypatch.setattr(images, "cnn_detector_used", lambda: True)

@@ -11,9 +11,17 @@ import pytest
 from PIL import Image
 
 from report_fixture import SOURCE_LANDMARKS, _source
-from reportgen.patches import BROWSER_SIZE, VIEW_SIZE, Examples, ImageBrowser, TopPatches, full_views, random_key
-from reportgen.regions import REGION_IDS, label_image
-from reportgen.scores import region_scores
+from reportgen.faces.regions import REGION_IDS, label_image
+from reportgen.results.patches import (
+    BROWSER_SIZE,
+    VIEW_SIZE,
+    Examples,
+    ImageBrowser,
+    TopPatches,
+    full_views,
+    random_key,
+)
+from reportgen.results.scores import region_scores
 
 SIZE = 64
 
@@ -178,7 +186,7 @@ def test_examples_still_pick_most_and_least_confident(face):
 def test_pictures_are_drawn_only_for_the_images_the_report_keeps(face, monkeypatch):
     """Images pushed out of the heaps before the end are never drawn; the kept ones are drawn once each, and
     saving the state (to_dict) leaves plain JSON."""
-    from reportgen import patches as module
+    from reportgen.results import patches as module
 
     drawn_views = []
     real = module.full_views

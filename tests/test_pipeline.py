@@ -5,9 +5,9 @@ import json
 import pytest
 
 import reportgen
-from reportgen.config import make_config
 from reportgen.errors import InputError
-from reportgen.regions import REGION_IDS
+from reportgen.faces.regions import REGION_IDS
+from reportgen.inputs.config import make_config
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +168,7 @@ def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):
     import numpy as np
 
     from conftest import portrait
-    from reportgen.landmarks import _cnn_detector
+    from reportgen.faces.landmarks import _cnn_detector
 
     _cnn_detector()(np.asarray(portrait()), 0)
     results = reportgen.analyze(images=tutorial_like["images"], annotations=tutorial_like["annotations"],
@@ -204,7 +204,7 @@ def test_channels_last_is_used_only_when_it_leaves_the_output_unchanged():
     import torch
     from torchvision.models import resnet18
 
-    from reportgen.model import use_channels_last
+    from reportgen.inputs.model import use_channels_last
 
     cpu = torch.device("cpu")
     resnet = resnet18().eval()

@@ -4,7 +4,7 @@ by that region. This is the tool doing its job, end to end (faces -> regions -> 
 import pytest
 
 import reportgen
-from reportgen.config import make_config
+from reportgen.inputs.config import make_config
 from reportgen.resources import samples_dir
 
 

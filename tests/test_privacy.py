@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from reportgen.cli import app
-from reportgen.privacy import shareable
+from reportgen.results.privacy import shareable
 
 runner = CliRunner()
 

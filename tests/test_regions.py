@@ -5,9 +5,9 @@ import pytest
 from torchvision import transforms as T
 
 from conftest import portrait
-from reportgen.landmarks import detect_face
-from reportgen.preprocess import Preprocessing, measure_geometry
-from reportgen.regions import REGION_IDS, label_image
+from reportgen.faces.landmarks import detect_face
+from reportgen.faces.regions import REGION_IDS, label_image
+from reportgen.inputs.preprocess import Preprocessing, measure_geometry
 
 # Hand-checked pixel positions in samples/sources/grace_hopper.jpg (512 x 600), read off a zoomed crop.
 HOPPER_POINTS = {

@@ -1,4 +1,4 @@
-"""One home per fact: the methods registry (reportgen.methods) and RunConfig's defaults are what the
+"""One home per fact: the methods registry (reportgen.explain.methods) and RunConfig's defaults are what the
 attribution classes, the report's templates, the CLI's help and 'reportgen init' read; and the modules
 that only describe or render results load no torch."""
 
@@ -14,15 +14,15 @@ import pytest
 from typer.testing import CliRunner
 
 from reportgen.cli import app
-from reportgen.config import INIT_TEMPLATE, RunConfig
-from reportgen.methods import METHODS, method_info
+from reportgen.explain.methods import METHODS, method_info
+from reportgen.inputs.config import INIT_TEMPLATE, RunConfig
 from reportgen.resources import templates_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_every_method_in_the_registry_is_implemented_and_no_other():
-    from reportgen import attribution
+    from reportgen.explain import attribution
 
     assert list(attribution.METHODS) == list(METHODS)
     for method_id, implementation in attribution.METHODS.items():
@@ -80,7 +80,7 @@ def test_describing_and_rendering_results_loads_no_torch():
 import sys
 sys.path.insert(0, "tests")
 from report_fixture import build_results, region_ablation
-import reportgen.report, reportgen.methods, reportgen.config, reportgen.findings
+import reportgen.report, reportgen.explain.methods, reportgen.inputs.config, reportgen.results.findings
 reportgen.report.render_html(build_results())
 reportgen.report.render_html(region_ablation(build_results(with_groups=False)))
 from typer.testing import CliRunner

@@ -17,9 +17,9 @@ import pytest
 import number_cases
 import reportgen.report.figures
 from report_fixture import build_results, region_ablation, verification
-from reportgen.config import make_config, to_toml
-from reportgen.methods import METHODS
-from reportgen.regions import ESTIMATED, PAINT_ORDER
+from reportgen.explain.methods import METHODS
+from reportgen.faces.regions import ESTIMATED, PAINT_ORDER
+from reportgen.inputs.config import make_config, to_toml
 from reportgen.report import CONTENT_SECURITY_POLICY, render_html, script_json, write_html, write_json
 from reportgen.report import format as number_format
 from reportgen.resources import plotly_bundle

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from reportgen.regions import REGION_IDS
-from reportgen.scores import SCORED_IDS, RunningScores, compare, holm, region_scores, t_quantile_975
+from reportgen.faces.regions import REGION_IDS
+from reportgen.results.scores import SCORED_IDS, RunningScores, compare, holm, region_scores, t_quantile_975
 
 
 def test_share_area_and_density_follow_their_definitions():

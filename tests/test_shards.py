@@ -11,7 +11,7 @@ import pytest
 
 import reportgen
 from reportgen.errors import InputError
-from reportgen.state import load_partial, merge_partials
+from reportgen.results.state import load_partial, merge_partials
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout, first on the subprocess's path
 
@@ -157,3 +157,24 @@ def test_cli_shards_and_merge(tutorial_like, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "heavy: []" in done.stdout, done.stdout
     assert (tmp_path / "again.html").stat().st_size > 0
+
+
+def test_the_results_and_report_stages_import_without_torch():
+    # The results stage (reportgen/results/) and the report only add numbers and render: merge, re-rendering
+    # and the notebook summary must never pay torch's start-up. Every module of both, in a fresh interpreter;
+    # a new module that imports torch (directly or through another stage) fails here by name.
+    import pkgutil
+
+    import reportgen.report
+    import reportgen.results
+
+    modules = [f"{package.__name__}.{info.name}" for package in (reportgen.results, reportgen.report)
+               for info in pkgutil.iter_modules(package.__path__)]
+    assert {"reportgen.results.state", "reportgen.results.checks", "reportgen.report.render"} <= set(modules)
+    script = ("import importlib, sys\nheavy = {}\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+              "    heavy[name] = sorted(m for m in ('torch', 'captum', 'torchvision') if m in sys.modules)\n"
+              "    if heavy[name]: break\nprint({k: v for k, v in heavy.items() if v})")
+    done = subprocess.run([sys.executable, "-c", script, *modules], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{}", f"imports torch: {done.stdout}"

@@ -14,12 +14,12 @@ import torch
 from typer.testing import CliRunner
 
 import reportgen
-from reportgen.attribution import METHODS
 from reportgen.cli import app
 from reportgen.errors import InputError
-from reportgen.heads import choose_output
+from reportgen.explain.attribution import METHODS
+from reportgen.explain.heads import choose_output
+from reportgen.explain.verification import SimilarityModel
 from reportgen.synthetic import make_verification_case
-from reportgen.verification import SimilarityModel
 
 CHECK_IMAGES = 24
 

@@ -4,7 +4,7 @@ MAI-BIAS modules are functions decorated with ``mammoth_commons.integration.metr
 toolkit's objects — ``dataset: Image`` (or ``ImagePairs``), ``model: Pytorch``, ``sensitive: List[str]``,
 then options with defaults — and return ``mammoth_commons.exports.HTML``. The toolkit's loaders already
 hold the model and the transform in memory (``model.model``, ``dataset.data_transform``), so this module
-hands them to ``reportgen.analyze`` as objects (see reportgen.run_inputs), with the annotation CSV and
+hands them to ``reportgen.analyze`` as objects (see reportgen.inputs.run_inputs), with the annotation CSV and
 the image folder as files, and returns the full self-contained report.
 
 Install: ``pip install ".[mai-bias]"`` from reportgen's checkout, in the toolkit's environment (the name
@@ -32,7 +32,7 @@ from mammoth_commons.exports import HTML
 from mammoth_commons.integration import metric
 from mammoth_commons.models.pytorch import Pytorch
 
-# reportgen's methods (reportgen.attribution.METHODS; a test keeps the two lists equal). A Literal
+# reportgen's methods (reportgen.explain.attribution.METHODS; a test keeps the two lists equal). A Literal
 # becomes a drop-down list in the toolkit's interface.
 Method = Literal["gradcam", "hirescam", "integrated-gradients", "occlusion", "region-ablation"]
 
@@ -109,7 +109,7 @@ def reportgen_face_regions(
         target_class: The class whose evidence is explained, for example 1. Leave empty to explain each image's predicted class.
         check_images: How many images are sampled for the faithfulness and sanity checks of the explanation. Set 0 to skip the checks.
     """
-    from reportgen.config import FIELDS
+    from reportgen.inputs.config import FIELDS
 
     options = _options(dataset, model, sensitive, method, target_layer, target_class, check_images)
     if getattr(model, "threshold", 0) and "head" in FIELDS:

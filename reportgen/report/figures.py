@@ -17,10 +17,24 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..drawing import heat_colours
-from ..regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
-from .format import (bounds, ci_correlation, ci_percent, ci_signed, ci_times, correlation, count, drop_words,
-                     is_number, percent, points, signed, similarity, times)
+from ..faces.regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
+from ..results.drawing import heat_colours
+from .format import (
+    bounds,
+    ci_correlation,
+    ci_percent,
+    ci_signed,
+    ci_times,
+    correlation,
+    count,
+    drop_words,
+    is_number,
+    percent,
+    points,
+    signed,
+    similarity,
+    times,
+)
 
 # Density colours are symmetric on a log2 scale: 2**-2 .. 2**2 = 0.25x .. 4x an even spread, clipped.
 LOG2_LIMIT = 2.0
@@ -254,7 +268,8 @@ def deletion_chart(check: dict) -> go.Figure:
                  + (f"<br>and {drop_words(p)}" if is_number(p) else "")
                  for a, m, b, p in zip(areas, means, band, probability)]
         figure.add_trace(go.Scatter(x=areas, y=means, mode="lines", name=f"regions removed {words}",
-                                    line=dict(color=ink, width=2.6 if key == "ranked" else 2, dash=None if key == "ranked" else "dash"),
+                                    line=dict(color=ink, width=2.6 if key == "ranked" else 2,
+                                              dash=None if key == "ranked" else "dash"),
                                     hovertext=hover, hoverinfo="text"))
     text = (f"area between the curves: <b>{signed(check.get('difference'))}</b> "
             f"(95% CI {ci_signed(check.get('difference_ci'))})")

@@ -19,16 +19,28 @@ from collections import Counter
 import numpy as np
 import plotly.graph_objects as go
 
-from ..config import to_toml
-from ..drawing import REGION_COLOURS
-from ..findings import SMALL_GROUP, findings
-from ..methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
-from ..regions import ESTIMATED, REGION_BY_ID, REGION_IDS
-from .figures import (LOG2_LIMIT, accuracy_chart, comparison_maps, deletion_chart, evidence_unit, mean_map,
-                      ranked_chart, region_map, sanity_chart, sanity_steps, similarity_histograms, step_words)
+from ..explain.methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
+from ..faces.regions import ESTIMATED, REGION_BY_ID, REGION_IDS
+from ..inputs.config import to_toml
+from ..results.drawing import REGION_COLOURS
+from ..results.findings import SMALL_GROUP, findings
+from .figures import (
+    LOG2_LIMIT,
+    accuracy_chart,
+    comparison_maps,
+    deletion_chart,
+    evidence_unit,
+    mean_map,
+    ranked_chart,
+    region_map,
+    sanity_chart,
+    sanity_steps,
+    similarity_histograms,
+    step_words,
+)
 from .format import is_number, points
 
-# Sanity-check verdicts (reportgen/checks.py), in words.
+# Sanity-check verdicts (reportgen/results/checks.py), in words.
 SANITY_VERDICTS = {
     "passed": ("Passed", "The region ranking changes when the model's weights are randomised, so it reflects what "
                          "the model learned."),
@@ -393,7 +405,8 @@ def _verification_view(quality, groups: dict, task: dict) -> dict | None:
         small = _small(c.get("n_a")) or _small(c.get("n_b"))
         comparisons.append(dict(c, name_a=group_name(c.get("a"), groups, task), name_b=group_name(c.get("b"), groups, task),
                                 small=small, gap=bool(c.get("beyond_noise")) and not small))
-    gaps = sorted((c for c in comparisons if c["gap"]), key=lambda c: -abs(c["difference"]) if is_number(c.get("difference")) else 0)
+    gaps = sorted((c for c in comparisons if c["gap"]),
+                  key=lambda c: -abs(c["difference"]) if is_number(c.get("difference")) else 0)
     for gap in gaps:
         # The gap in words: the worse group first, its size and interval as positive points.
         worse_is_b = is_number(gap.get("difference")) and gap["difference"] < 0

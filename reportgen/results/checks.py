@@ -1,7 +1,7 @@
 """Can the explanation be trusted? The statistics of the two checks: curves, correlations, bootstrap
 intervals and verdicts, from one small record per sampled image. No torch here: ``state.py`` (shards,
 resume, merge) and the report read this module; the model passes that make the records live in
-``reportgen.check_passes``.
+``reportgen.explain.check_passes``.
 
 Deletion (faithfulness; Samek et al., 2017, "Evaluating the visualization of what a deep neural network
 has learned", in its region form): each sampled image's regions are replaced by the baseline one after
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .regions import REGION_IDS
+from ..faces.regions import REGION_IDS
 from .scores import json_float, percentile_interval
 
 DEFAULT_CHECK_IMAGES = 64

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import overload
 
-from .config import PATH_OPTIONS
+from ..inputs.config import PATH_OPTIONS
 
 RUN_PATHS = ("images", "annotations", "model_file", "weights", "reference")
 # Sections that hold text written by reportgen or by the user's inputs. The others (regions, pictures,

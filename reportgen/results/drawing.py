@@ -8,7 +8,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .regions import ESTIMATED, REGION_BY_ID, REGION_IDS, label_image, region_polygons
+from ..faces.regions import ESTIMATED, REGION_BY_ID, REGION_IDS, label_image, region_polygons
 
 # One distinct colour per region (background transparent), for region overlays.
 REGION_COLOURS = {

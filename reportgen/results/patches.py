@@ -19,9 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from PIL import Image
 
+from ..faces.regions import REGION_IDS, label_image
 from .best import Best
 from .drawing import attribution_overlay, data_uri, region_overlay
-from .regions import REGION_IDS, label_image
 
 PATCH_SIZE = 96
 EXAMPLE_SIZE = 192
@@ -218,7 +218,7 @@ class TopPatches:
             self.heaps[rid].offer(score, record, order)
         return overlay is not None
 
-    def merge(self, other: "TopPatches") -> None:
+    def merge(self, other: TopPatches) -> None:
         for rid, heap in other.heaps.items():
             self.heaps[rid].merge(heap)
 
@@ -229,7 +229,7 @@ class TopPatches:
         return {"per_region": self.per_region, "heaps": {rid: heap.to_dict() for rid, heap in self.heaps.items()}}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TopPatches":
+    def from_dict(cls, data: dict) -> TopPatches:
         patches = cls(int(data["per_region"]))
         for rid, entries in data["heaps"].items():
             patches.heaps[rid] = Best.from_dict(patches.per_region, entries, tie_order)
@@ -292,7 +292,7 @@ class Examples:
             heap.offer(key, record, order)
         return kept
 
-    def merge(self, other: "Examples") -> None:
+    def merge(self, other: Examples) -> None:
         self.most.merge(other.most)
         self.least.merge(other.least)
 
@@ -302,7 +302,7 @@ class Examples:
         return {"each": self.each, "most": self.most.to_dict(), "least": self.least.to_dict()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Examples":
+    def from_dict(cls, data: dict) -> Examples:
         examples = cls(int(data["each"]))
         examples.most = Best.from_dict(examples.each, data["most"], tie_order)
         examples.least = Best.from_dict(examples.each, data["least"], tie_order)
@@ -392,7 +392,7 @@ class ImageBrowser:
             heap.offer(key, record, order)
         return True
 
-    def merge(self, other: "ImageBrowser") -> None:
+    def merge(self, other: ImageBrowser) -> None:
         """Add another part's images (a shard of the same run): the result is what one run would keep. Each
         heap keeps the best of both parts' heaps; a record the other part shares between heaps stays shared."""
         self.total_seen += other.total_seen
@@ -414,7 +414,7 @@ class ImageBrowser:
                                 for r in heap}.values())}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ImageBrowser":
+    def from_dict(cls, data: dict) -> ImageBrowser:
         browser = cls(int(data["sample"]), int(data["extremes"]), int(data["seed"]))
         for record in data["images"]:
             for heap, key, order in browser._wanted(record):

@@ -41,10 +41,10 @@ from captum.attr import (
 )
 from torchvision.transforms.functional import gaussian_blur
 
+from ..faces.regions import REGION_IDS
 from . import methods
 from .layer_grid import GridLayout, grid_view
 from .methods import EFFECT_FLOOR, IG_STEPS, method_settings
-from .regions import REGION_IDS
 
 BASELINES = tuple(methods.BASELINES)
 
@@ -82,7 +82,7 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
 
 
 class Method:
-    """Common options. ``about``: the method's entry in ``reportgen.methods`` (id, name, needs_layer...)."""
+    """Common options. ``about``: the method's entry in ``reportgen.explain.methods`` (id, name, needs_layer...)."""
 
     about: methods.Method
     single_forward = False  # one forward pass of the inputs themselves (its logits can be reused)

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .canonical import CanonicalFace
+from ..errors import InputError
+from ..explain.similarity import SimilarityCounts
+from ..faces.canonical import CanonicalFace
+from ..faces.regions import GROUPS, REGION_IDS
 from .checks import faithfulness_summary, sanity_summary
-from .errors import InputError
 from .patches import Examples, ImageBrowser, Later, TopPatches, draw_pictures
-from .regions import GROUPS, REGION_IDS
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
-from .similarity import SimilarityCounts
 
 # /2: bootstrap resamples, check records and the piecewise-affine canonical face; /3: the canonical face
 # summed at 128 x 128 points (canonical.SAMPLES); /4: the checks' records hold deletion curves and the
@@ -124,7 +124,7 @@ class RunState:
         self.detection: Counter = Counter()
         self.several_faces = self.detector_calls = self.correct = self.labelled = 0
         self.predicted_counts: Counter = Counter()
-        self.faithfulness: list[dict] = []  # one record per sampled image (reportgen.checks)
+        self.faithfulness: list[dict] = []  # one record per sampled image (reportgen.results.checks)
         self.sanity: list[dict] = []
         self.probability_sum = 0.0
         self.seconds = 0.0  # time spent computing, added up over resumes and shards
@@ -229,7 +229,7 @@ class RunState:
         self.attributes["present"] += known & (labels == 1)
 
     # --- combining ---------------------------------------------------------------------------------
-    def merge(self, other: "RunState") -> None:
+    def merge(self, other: RunState) -> None:
         if other.total != self.total:
             raise InputError(f"the parts cover datasets of different sizes ({self.total} and {other.total} rows)")
         overlap = int((self.done & other.done).sum())
@@ -283,7 +283,7 @@ class RunState:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "RunState":
+    def from_dict(cls, data: dict) -> RunState:
         state = cls(int(data["total"]), int(data["patches"]["per_region"]), int(data["replicates"]),
                     int(data.get("images_per_row", 1)))
         if data.get("similarity"):
@@ -380,11 +380,10 @@ class RunState:
         rows = []
         for k, name in enumerate(names):
             labelled = int(counts["labelled"][k])
-            def rate(kind: str) -> float | None:
-                return round(float(counts[kind][k]) / labelled, 4) if labelled else None
-
-            rows.append({"name": name, "n_labelled": labelled, "accuracy": rate("correct"),
-                         "predicted_rate": rate("predicted"), "true_rate": rate("present")})
+            rate = {kind: round(float(counts[kind][k]) / labelled, 4) if labelled else None
+                    for kind in ("correct", "predicted", "present")}
+            rows.append({"name": name, "n_labelled": labelled, "accuracy": rate["correct"],
+                         "predicted_rate": rate["predicted"], "true_rate": rate["present"]})
         return rows
 
     def _comparisons(self, columns: list[str]) -> list[dict]:

@@ -15,7 +15,7 @@ like (or unlike) the partner. Each pair is explained on both of its images.
 
 ``VerificationExplainer`` is the run's model side for pairs and references: it embeds every image of a batch
 once, records the similarity of every labelled pair for the verification-quality figures
-(``reportgen.similarity``), and explains the images whose face was found.
+(``reportgen.explain.similarity``), and explains the images whose face was found.
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .analysis import Explainer
-from .errors import ImageError, InputError
+from ..analysis import Explainer
+from ..errors import ImageError, InputError
+from ..faces.images import PreparedImage, read_image
+from ..inputs.preprocess import measure_geometry
 from .heads import Head, OutputChoice
-from .images import PreparedImage, read_image
-from .preprocess import measure_geometry
 
 # Group column added to every verification run: genuine pairs (same person) against impostor pairs.
 PAIR_COLUMN = "pair"

@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..errors import ImageError, InputError
+from ..inputs.dataset import Dataset
+from ..inputs.preprocess import InputGeometry, Preprocessing, measure_geometry
+from ..results.patches import Later
+from ..results.scores import bootstrap_weights, region_areas
 from .canonical import face_control
-from .dataset import Dataset
-from .errors import ImageError, InputError
 from .landmarks import Face, LandmarkCache, cnn_detector_used, detect_face, pose_note
-from .patches import Later
-from .preprocess import InputGeometry, Preprocessing, measure_geometry
 from .regions import label_image
-from .scores import bootstrap_weights, region_areas
 
 
 @dataclass

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from .report.format import correlation_text, percent_number_text, percent_text, points_text, signed_text, times_text
+from ..report.format import correlation_text, percent_number_text, percent_text, points_text, signed_text, times_text
 
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
@@ -21,7 +21,7 @@ OUTSIDE_FACE_WARNING = 0.40
 # More than this fraction of images failing to align may bias the results towards easy images.
 FAILURE_WARNING = 0.10
 MAX_FINDINGS = 5
-# Sanity check verdicts come from reportgen.checks (rank correlation with a randomised model).
+# Sanity check verdicts come from reportgen.results.checks (rank correlation with a randomised model).
 # Chance of a single difference looking "beyond noise" when there is none (95% intervals).
 FALSE_ALARM_RATE = 0.05
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import InputError
+from ..errors import InputError
 
 HEADS = ("softmax", "sigmoid")
 
@@ -122,7 +122,7 @@ class Head:
     """How the model's ``outputs`` numbers per image become class scores, probabilities and predictions.
 
     ``kind``: "softmax" or "sigmoid" ("similarity" for a verification model's embedding, see
-    ``reportgen.verification``); ``source``: "automatic" or "option"; ``reason``: why, in words;
+    ``reportgen.explain.verification``); ``source``: "automatic" or "option"; ``reason``: why, in words;
     ``class_names``: a name per output where known (CelebA attribute names for a multi-label model).
     """
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .errors import InputError, require_file
-from .heads import OutputChoice, choose_output
-from .layer_grid import GridLayout, grid_layout
+from ..errors import InputError, require_file
+from ..explain.heads import OutputChoice, choose_output
+from ..explain.layer_grid import GridLayout, grid_layout
 
 
 def _run_python_file(path: Path, option: str) -> dict:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import tomlkit
 
-from .errors import InputError
-from .methods import BASELINES, METHODS
+from ..errors import InputError
+from ..explain.methods import BASELINES, METHODS
 
 PATH_OPTIONS = ("images", "annotations", "model_file", "weights", "transform", "out", "json", "cache_dir", "partial",
                 "reference")
@@ -126,7 +126,7 @@ def make_config(file: Path | None = None, **given) -> RunConfig:
 
 
 # The commented run.toml of 'reportgen init'. {name} stays for the CLI to fill; the defaults come from
-# RunConfig and the methods from reportgen.methods (see init_template below).
+# RunConfig and the methods from reportgen.explain.methods (see init_template below).
 _INIT = '''\
 # reportgen run configuration. Use it with:  reportgen run --config {{name}}
 # Options given on the command line override the values here. Relative paths are relative to

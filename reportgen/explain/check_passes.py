@@ -1,6 +1,6 @@
 """The checks' model passes (torch): the deletion curves and the cascade of randomised models.
 
-What they compute and why is in ``reportgen.checks`` (the torch-free statistics that turn these records
+What they compute and why is in ``reportgen.results.checks`` (the torch-free statistics that turn these records
 into verdicts) and docs/methods.md. The model is any wrapper the analysis explains
 (``heads.ExplainedModel``, a verification model): ``model(inputs, *extra)`` -> (B, classes) scores,
 ``model.evidence(inputs, targets, *extra)`` -> (B,) evidence on a non-saturating scale, and for a
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..results.checks import AREA_LIMIT, CASCADE, CHECK_SEED, RANDOM_ORDERS, deletion_orders, deletion_record
 from .attribution import baseline_images
-from .checks import AREA_LIMIT, CASCADE, CHECK_SEED, RANDOM_ORDERS, deletion_orders, deletion_record
 
 # Perturbed images per forward pass when no batch size is given (forward only, no gradients).
 DELETION_BATCH = 64

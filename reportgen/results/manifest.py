@@ -31,7 +31,7 @@ def library_versions() -> dict[str, str | None]:
 
     Read from the installed packages' metadata, so nothing heavy is imported.
     """
-    from . import __version__
+    from .. import __version__
 
     versions: dict[str, str | None] = {"reportgen": __version__, "python": platform.python_version()}
     for name, distributions in LIBRARIES.items():
@@ -138,7 +138,7 @@ def build_manifest(config, versions: Mapping | None = None, dataset=None, inputs
     results["tool"]); they override what is looked up here, and ``{"name": "reportgen", "version": v}``
     is read as the reportgen version. ``dataset``: the run's Dataset, to also digest every image
     (reads every image file once more; leave it out to skip). ``inputs``: entries that replace the
-    file digests (inputs given as objects, see ``reportgen.run_inputs``) or add to them (``model``).
+    file digests (inputs given as objects, see ``reportgen.inputs.run_inputs``) or add to them (``model``).
     """
     options = dict(config) if isinstance(config, Mapping) else config.to_dict()
     known = library_versions()

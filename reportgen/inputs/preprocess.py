@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError
+from ..errors import InputError
 from .model import _run_python_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from .regions import GROUP_LABELS, GROUPS, REGION_BY_ID, REGION_IDS
+from ..faces.regions import GROUP_LABELS, GROUPS, REGION_BY_ID, REGION_IDS
 
 # Scores are kept for every region and then every region group, in this order.
 SCORED_IDS: tuple[str, ...] = REGION_IDS + tuple(GROUPS)

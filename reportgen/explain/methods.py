@@ -1,7 +1,7 @@
 """The attribution methods as facts, in one place that needs no torch: ids, names, what each needs and
 measures, and the fixed settings they run with.
 
-``reportgen.attribution`` implements them (one class per entry, ``about = METHODS[id]``); the CLI's
+``reportgen.explain.attribution`` implements them (one class per entry, ``about = METHODS[id]``); the CLI's
 ``--method`` help, the report's text and its templates read the entries here, so a method's name,
 whether it uses ``--layer`` or ``--baseline``, and its settings are stated once. Option defaults (the
 default method, the default baseline) live in ``config.RunConfig``.

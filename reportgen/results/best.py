@@ -1,7 +1,7 @@
 """Keep the K best records: a bounded collection ranked by a key, the same whatever order the records come in.
 
 The report keeps a fixed number of pictures however many images a run has: the top patches of each region,
-the most and least confident examples, the image browser's sample (``reportgen.patches``). The order in
+the most and least confident examples, the image browser's sample (``reportgen.results.patches``). The order in
 which records arrive depends on how the run was done (one process, shards merged in any order, a
 checkpoint saved and reloaded), but the report must not: which records are kept may depend only on the
 records. So records with equal keys (common: probabilities that round to 1.0) are ranked by an ``order``

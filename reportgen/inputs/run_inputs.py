@@ -31,10 +31,10 @@ from pathlib import Path
 
 import torch
 
+from ..errors import InputError, one_line
+from ..results.manifest import model_entry
 from .config import RunConfig
 from .dataset import Dataset, _check_relative, _is_file, _suggest, label_values, read_dataset
-from .errors import InputError, one_line
-from .manifest import model_entry
 from .model import load_model, load_weights
 from .preprocess import Preprocessing, build_transform, load_transform
 
