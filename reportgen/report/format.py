@@ -26,6 +26,7 @@ write "-".
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 
 
@@ -109,28 +110,36 @@ def bounds(interval) -> tuple | None:
     return None
 
 
-def ci_times(interval) -> str:
+def _interval(interval, one: Callable[[float], str], joiner: str) -> str:
+    """A 95% interval as "low–high" (or "low to high" where a bound may carry a minus sign), "–" if not measured."""
     pair = bounds(interval)
-    return f"{times_text(pair[0])}–{times_text(pair[1])}" if pair else "–"
+    return f"{one(pair[0])}{joiner}{one(pair[1])}" if pair else "–"
+
+
+def _minus(text: str) -> str:
+    """A true minus sign (U+2212) for the hyphen: "−0.07" reads as a negative number, "-0.07" as a dash."""
+    return text.replace("-", "−")
+
+
+def ci_times(interval) -> str:
+    return _interval(interval, times_text, "–")
 
 
 def ci_percent(interval) -> str:
-    pair = bounds(interval)
-    return f"{percent_text(pair[0])}–{percent_text(pair[1])}" if pair else "–"
+    return _interval(interval, percent_text, "–")
 
 
 def signed(value) -> str:
-    return signed_text(value).replace("-", "−") if is_number(value) else "–"
+    return _minus(signed_text(value)) if is_number(value) else "–"
 
 
 def ci_signed(interval) -> str:
-    pair = bounds(interval)
-    return f"{signed(pair[0])} to {signed(pair[1])}" if pair else "–"
+    return _interval(interval, signed, " to ")
 
 
 def points(fraction) -> str:
     """A change of probability (0-1) in percentage points: 50, 3.2, −0.07."""
-    return points_text(fraction).replace("-", "−") if is_number(fraction) else "–"
+    return _minus(points_text(fraction)) if is_number(fraction) else "–"
 
 
 def probability(value) -> str:
@@ -139,7 +148,7 @@ def probability(value) -> str:
 
 def similarity(value) -> str:
     """A cosine similarity: 0.982, −0.125."""
-    return similarity_text(value).replace("-", "−") if is_number(value) else "–"
+    return _minus(similarity_text(value)) if is_number(value) else "–"
 
 
 def ci_points(interval) -> str:
@@ -152,12 +161,11 @@ def ci_points(interval) -> str:
 
 
 def correlation(value) -> str:
-    return correlation_text(value).replace("-", "−") if is_number(value) else "–"
+    return _minus(correlation_text(value)) if is_number(value) else "–"
 
 
 def ci_correlation(interval) -> str:
-    pair = bounds(interval)
-    return f"{correlation(pair[0])} to {correlation(pair[1])}" if pair else "–"
+    return _interval(interval, correlation, " to ")
 
 
 def duration(seconds) -> str:
