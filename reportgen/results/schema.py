@@ -10,9 +10,9 @@ writes is required. A key added since (older results.json files lack it, so a re
 or written only for some runs (face verification, a multi-label model, region ablation, ``--dask``) is
 ``NotRequired``. A value that can be missing (not measured, not applicable) is ``X | None``; JSON has no
 tuples, so pairs such as intervals are two-item lists. No torch and no numpy here: every stage may import it.
+No ``from __future__ import annotations`` either: with it, Python 3.11 cannot see ``NotRequired`` at run time
+and lists every key in ``__required_keys__``, which tests/test_schema.py reads.
 """
-
-from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict
 
