@@ -5,8 +5,8 @@ one: the builders (``RunState.results`` and the section builders it calls) retur
 (``reportgen/report/view.py``, ``figures.py``) reads them, mypy holds both sides to them, and
 ``tests/test_schema.py`` checks real results against them key by key.
 
-Which keys are required: a key in the first results.json (the first docs/results.md) that every run still
-writes is required. A key added since (older results.json files lack it, so a reader asks with ``.get``)
+Which keys are required: a key in the first results.json (docs/results.md as commit 0811fb6 wrote it) that
+every run still writes is required. A key added since (older results.json files lack it, so a reader asks with ``.get``)
 or written only for some runs (face verification, a multi-label model, region ablation, ``--dask``) is
 ``NotRequired``. A value that can be missing (not measured, not applicable) is ``X | None``; JSON has no
 tuples, so pairs such as intervals are two-item lists. No torch and no numpy here: every stage may import it.
