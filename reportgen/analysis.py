@@ -15,18 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from . import __version__
 from .errors import InputError
-from .explain.attribution import BASELINES, METHODS, make_method
-from .explain.check_passes import deletion_curves, randomisation_cascade
+from .explain.attribution import BASELINES, METHODS, Method, make_method
+from .explain.check_passes import CascadeStep, deletion_curves, randomisation_cascade
 from .explain.heads import ExplainedModel, Head, OutputChoice, choose_head, choose_output, resolve_target_class
 from .explain.methods import method_settings
 from .faces.canonical import warp_batch
-from .faces.images import ImagePreparer, prepared_batches
+from .faces.images import ImagePreparer, Rows, prepared_batches
 from .faces.landmarks import LandmarkCache, default_cache_dir
 from .faces.regions import REGION_IDS
 from .inputs.config import RunConfig, make_config
@@ -34,12 +35,15 @@ from .inputs.dataset import label_values
 from .inputs.model import LayerInfo, describe_layers, pick_layer, use_channels_last
 from .inputs.preprocess import Preprocessing, measure_geometry
 from .inputs.run_inputs import GivenObjects, RunInputs, require_inputs, resolve_inputs, split_objects
-from .results import Results
+from .results import Results, schema
 from .results.checks import cascade_subset, sample_rows, sanity_record
 from .results.manifest import build_manifest
 from .results.privacy import machine_folders
 from .results.scores import batch_scores, bootstrap_weights, region_scores, region_sums
-from .results.state import RunState, ScoredBatch, load_partial, save_partial
+from .results.state import RunContext, RunState, ScoredBatch, load_partial, save_partial
+
+if TYPE_CHECKING:  # explain/verification.py builds on this module
+    from .explain.verification import SimilarityModel
 
 Progress = Callable[[int, int], None]
 
@@ -50,7 +54,7 @@ def _input_shape(preprocessing: Preprocessing) -> tuple[tuple[int, int], int]:
     return geometry.input_size, geometry.channels
 
 
-def _versions() -> dict:
+def _versions() -> schema.Tool:
     import captum
     import dlib
 
@@ -75,7 +79,7 @@ def _check_device(device: str) -> torch.device:
 
 
 def run_context(config: RunConfig, dataset, setup: ModelSetup, preprocessing: Preprocessing, device,
-                inputs: RunInputs | None = None) -> dict:
+                inputs: RunInputs | None = None) -> RunContext:
     """What a run is, apart from its images: the report's run summary, the config, the tool versions,
     and a fingerprint of the inputs so that only matching partial states are resumed or merged.
     ``inputs``: where the dataset, model and transform came from (files or objects, see run_inputs)."""
@@ -83,7 +87,7 @@ def run_context(config: RunConfig, dataset, setup: ModelSetup, preprocessing: Pr
     shown = inputs.shown if inputs else {
         "images": str(config.images), "annotations": str(config.annotations), "model_file": str(config.model_file),
         "model_name": config.model_class or config.model_var or "model", "weights": str(config.weights)}
-    run = {
+    run: schema.RunSetup = {
         "target": config.target, "target_class": setup.target_class, "target_class_name": setup.target_class_name,
         "head": head.kind, "head_detail": head.describe(), "head_source": head.source, "head_reason": head.reason,
         "outputs": head.outputs, "classes": head.classes,
@@ -91,7 +95,7 @@ def run_context(config: RunConfig, dataset, setup: ModelSetup, preprocessing: Pr
         "output": setup.output.description, "label_column": setup.label_column,
         "layer": layer.name if layer else None,
         "layer_source": "option" if config.layer else "default", "layer_type": layer.kind if layer else None,
-        "layer_shape": list(layer.output_shape) if layer else None,
+        "layer_shape": list(layer.output_shape) if layer and layer.output_shape is not None else None,
         "layer_grid": ([layer.layout.rows, layer.layout.columns] if layer and layer.layout else None),
         "layer_layout": layer.layout.kind if layer and layer.layout else None,
         "input_channels": setup.channels, "method": config.method, "baseline": config.baseline,
@@ -99,7 +103,7 @@ def run_context(config: RunConfig, dataset, setup: ModelSetup, preprocessing: Pr
         "pairs": bool(config.pairs), "reference": str(config.reference) if config.reference else None,
         "threshold": config.threshold,
         "samples": config.samples, "bootstrap": config.bootstrap, "check_images": config.check_images,
-        "method_settings": method_settings(tuple(input_size)),
+        "method_settings": method_settings(input_size),
         "interval": (f"bootstrap over images ({config.bootstrap} resamples)" if config.bootstrap
                      else "Student t over images"),
         "images": shown["images"], "annotations": shown["annotations"], "annotation_format": dataset.format,
@@ -155,10 +159,10 @@ def checkpoint_path(config: RunConfig) -> Path | None:
     passes --partial report.partial.json so that an interrupted command resumes)."""
     if config.partial:
         return Path(config.partial)
-    if not config.shard:
+    shard = parse_shard(config.shard)
+    if shard is None:
         return None
     out = Path(config.out)
-    shard = parse_shard(config.shard)
     return out.with_name(f"{out.stem}.shard-{shard[0]}-of-{shard[1]}.partial.json")
 
 
@@ -173,7 +177,7 @@ def choose_workers(requested: int | None) -> int:
     return 0 if cores <= 2 else min(4, cores - 1)
 
 
-class _Rows(torch.utils.data.Dataset):
+class _Rows(Rows):
     """The rows of the dataset this run still has to process (a shard, or what a resumed run has left)."""
 
     def __init__(self, preparer, indices: list[int]):
@@ -182,10 +186,8 @@ class _Rows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, position: int):
+    def prepare(self, position: int):
         return self.preparer.prepare(self.indices[position])
-
-    prepare = __getitem__
 
 
 def analyze(config: RunConfig | None = None, progress: Progress | None = None, **options) -> Results:
@@ -247,16 +249,17 @@ def run_analysis(config: RunConfig, progress: Progress | None = None, given: Giv
     inputs = resolve_inputs(config, given)  # from files or objects
     dataset, true_labels, model, preprocessing = inputs.dataset, inputs.labels, inputs.model, inputs.preprocessing
     setup = set_up_model(model, config, dataset, preprocessing)
-    if setup.label_column != config.target:
+    if setup.label_column != config.target and setup.label_column is not None:
         true_labels = label_values(dataset, setup.label_column)  # a multi-label model's explained attribute
     # Pairs are explained on both images: half as many sampled pairs give the usual number of checked images.
     check_rows = sample_rows(len(dataset), config.check_images // 2 if config.pairs else config.check_images)
+    explainer: Explainer
     if verifying(config):
         from .explain.verification import SimilarityModel, VerificationExplainer
 
-        explained = SimilarityModel(model, setup.output).to(device)
-        channels_last = use_channels_last(explained, setup.input_size, device, setup.channels, explained.embed)
-        explainer = VerificationExplainer(explained, setup, config, device, check_rows, channels_last)
+        similarity = SimilarityModel(model, setup.output).to(device)
+        channels_last = use_channels_last(similarity, setup.input_size, device, setup.channels, similarity.embed)
+        explainer = VerificationExplainer(similarity, setup, config, device, check_rows, channels_last)
     else:
         explained = ExplainedModel(model, setup.output, setup.head).to(device)
         channels_last = use_channels_last(explained, setup.input_size, device, setup.channels)
@@ -303,6 +306,7 @@ def run_analysis(config: RunConfig, progress: Progress | None = None, given: Giv
         if progress:
             progress(done, total)
     if shard is not None:
+        assert checkpoint is not None  # checkpoint_path gives every shard its part file
         save_partial(state, context, checkpoint)
     elif checkpoint and checkpoint.exists():
         checkpoint.unlink()  # finished: the results supersede the checkpoint
@@ -313,18 +317,19 @@ class Explainer:
     """The model's side of a run: attribution maps for a batch of prepared images, their region scores,
     and the faithfulness and sanity checks for the images in the check sample."""
 
-    def __init__(self, model: ExplainedModel, setup: ModelSetup, config: RunConfig, device, check_rows: set[int],
-                 channels_last: bool = False):
+    def __init__(self, model: ExplainedModel | SimilarityModel, setup: ModelSetup, config: RunConfig, device,
+                 check_rows: set[int], channels_last: bool = False):
         self.model, self.setup, self.config, self.device, self.check_rows = model, setup, config, device, check_rows
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.method = self._method(model)
-        self._cascade = None  # the sanity check's randomised models, made when first needed
+        # The sanity check's randomised models with their methods, made when first needed.
+        self._cascade: list[tuple[CascadeStep[ExplainedModel | SimilarityModel], Method]] | None = None
         # An expensive method (many passes per image) runs the cascade's earlier steps on a subset only.
         self.cascade_rows = check_rows if self.method.single_forward else cascade_subset(check_rows)
         # Multi-label models: every attribute's true 0/1 per dataset row (-1 unlabelled), for per-attribute accuracy.
         self.attribute_labels: np.ndarray | None = None
 
-    def _method(self, model: ExplainedModel):
+    def _method(self, model: ExplainedModel | SimilarityModel) -> Method:
         layer = self.setup.layer
         module = dict(model.model.named_modules())[layer.name] if layer else None
         return make_method(self.config.method, model, module, baseline=self.config.baseline,
@@ -484,7 +489,8 @@ class ModelSetup:
     head: Head
     target_class: int | None  # None: each image's predicted class
     layer: LayerInfo | None  # None only for methods that need no layer, on a model with no grid layer
-    label_column: str  # the true labels of the explained class (--target, or a multi-label model's attribute)
+    label_column: str | None  # the true labels of the explained class (--target, or a multi-label model's
+    # attribute); None: no labels (no --target)
 
     @property
     def target_class_name(self) -> str | None:
@@ -509,6 +515,7 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
                          "model was built for") from None
     output = choose_output(raw, config.output)
     label_column = config.target
+    target_class: int | None
     if verifying(config):
         from .explain.verification import similarity_head
 
@@ -522,7 +529,8 @@ def set_up_model(model: torch.nn.Module, config: RunConfig, dataset, preprocessi
         outputs = 1 if scores.ndim == 1 else int(scores.shape[1])
         head = choose_head(config.head, outputs, dataset.format, list(dataset.columns))
         target_class = resolve_target_class(config.target_class, head, config.target)
-        if head.multi_label and head.class_names and head.class_names[target_class] in dataset.columns:
+        if (head.multi_label and head.class_names and target_class is not None
+                and head.class_names[target_class] in dataset.columns):
             label_column = head.class_names[target_class]  # the explained attribute's own column
     layers = describe_layers(model, input_size, channels, output)
     needs_layer = METHODS[config.method].about.needs_layer
@@ -569,8 +577,9 @@ def _explain(model, method, batch: torch.Tensor, regions: torch.Tensor, target_c
         explanation = method.attribute(batch, targets, regions, extra)
     else:
         if targets is None:
+            assert target_class is not None  # (the first branch explains each image's predicted class)
             targets = torch.full((len(batch),), target_class, dtype=torch.long, device=batch.device)
-        captured = {}
+        captured: dict[str, torch.Tensor] = {}
         # A CAM's own single forward pass already computes the logits: keep them instead of a second pass.
         def keep_logits(_module, _inputs, output):
             captured.setdefault("logits", output.detach())  # returns None: a return value would replace the output

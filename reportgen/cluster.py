@@ -26,9 +26,14 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import InputError
 from .inputs.config import PATH_OPTIONS, RunConfig
+
+if TYPE_CHECKING:  # the results modules are imported when needed
+    from .results import schema
+    from .results.state import RunContext, RunState
 
 LOCAL = "local"  # --dask local: a LocalCluster on this machine, one worker process per core
 # Default shard count: a few shards per worker thread, so a lost worker costs little and a slow one holds up
@@ -58,8 +63,9 @@ class DaskRun:
     resumed: list[int] = field(default_factory=list)  # shards that continued from their own checkpoint
     seconds: float = 0.0  # wall-clock, from connecting to the merged results
 
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "seconds": round(self.seconds, 2)}
+    def to_dict(self) -> schema.DaskRun:
+        return {"scheduler": self.scheduler, "workers": self.workers, "threads": self.threads, "shards": self.shards,
+                "reused": list(self.reused), "resumed": list(self.resumed), "seconds": round(self.seconds, 2)}
 
 
 def parts_folder(config: RunConfig) -> Path:
@@ -172,7 +178,7 @@ def compute_shard(config: RunConfig, part: int, parts: int, path: str, topic: st
     resumed = 0
     if Path(path).exists():
         try:
-            state, _ = load_partial(path)
+            state, _ = load_partial(Path(path))
             resumed = int(state.done[shard_rows(part, parts, state.total)].sum())
         except InputError:
             pass  # run_analysis starts this shard over
@@ -190,8 +196,9 @@ def compute_shard(config: RunConfig, part: int, parts: int, path: str, topic: st
 
 def _absolute(config: RunConfig) -> RunConfig:
     """The config with absolute paths: a worker's working folder is not this process's."""
-    return dataclasses.replace(config, **{name: Path(os.path.abspath(getattr(config, name)))
-                                          for name in PATH_OPTIONS if getattr(config, name) is not None})
+    absolute: dict[str, Any] = {name: Path(os.path.abspath(getattr(config, name)))
+                                for name in PATH_OPTIONS if getattr(config, name) is not None}
+    return dataclasses.replace(config, **absolute)
 
 
 def _check(config: RunConfig) -> None:
@@ -206,13 +213,14 @@ def _check(config: RunConfig) -> None:
         raise InputError(f"--shards {config.shards}: give 1 or more")
 
 
-def _earlier_parts(folder: Path, fingerprint: str, shards: int | None, say: Say) -> tuple[int | None, dict]:
+def _earlier_parts(folder: Path, fingerprint: str, shards: int | None,
+                   say: Say) -> tuple[int | None, dict[int, RunState]]:
     """What an interrupted run left in the parts folder: (its shard count, {part: RunState}) for the parts
     made with the same inputs and options (and ``shards``, when given). Other parts are deleted: they can
     never be merged into this run, and would only confuse a merge by hand."""
     from .results.state import load_partial
 
-    found: dict[int, dict[int, object]] = {}  # parts -> {part: state}
+    found: dict[int, dict[int, RunState]] = {}  # parts -> {part: state}
     stale = []
     for path in sorted(folder.glob("shard-*-of-*.partial.json")) if folder.is_dir() else []:
         match = PART_NAME.fullmatch(path.name)
@@ -238,10 +246,10 @@ def _earlier_parts(folder: Path, fingerprint: str, shards: int | None, say: Say)
     if stale:
         say(f"dask: removed {len(stale)} part(s) of an earlier run with other inputs, options or shards "
             f"from {folder}")
-    return best, found.get(best, {})
+    return best, found[best] if best is not None else {}
 
 
-def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | None = None) -> dict:
+def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | None = None) -> schema.ResultsDict:
     """Run ``config`` as shards on the Dask cluster ``config.dask`` and return the merged results dict
     (the same as ``analysis.analyze`` gives, plus results["run"]["dask"]).
 
@@ -251,6 +259,9 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
     """
     started = time.time()
     _check(config)
+    address = config.dask
+    if not address:
+        raise InputError("--dask: give a Dask scheduler's address, or local")
     from .analysis import run_fingerprint
     from .inputs.run_inputs import resolve_inputs
     from .results.manifest import build_manifest
@@ -270,7 +281,7 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
         remove_parts(config)
     earlier_count, earlier = _earlier_parts(folder, fingerprint, config.shards, say)
 
-    with connect(config.dask) as client:
+    with connect(address) as client:
         slots = client.nthreads()
         workers, threads = len(slots), sum(slots.values())
         parts = config.shards or earlier_count or default_shards(threads, total)
@@ -278,8 +289,8 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
         finished = sorted(part for part, state in earlier.items()
                           if part <= parts and state.done[shard_rows(part, parts, total)].all())
         todo = [part for part in range(1, parts + 1) if part not in finished]
-        run = DaskRun(config.dask, workers, threads, parts, reused=finished)
-        where = "local cluster" if config.dask == LOCAL else f"scheduler {config.dask}"
+        run = DaskRun(address, workers, threads, parts, reused=finished)
+        where = "local cluster" if address == LOCAL else f"scheduler {address}"
         say(f"dask: {where}, {workers} worker(s) with {threads} thread(s); {parts} shard(s) of about "
             f"{-(-total // parts)} images, parts in {folder}")
         if finished:
@@ -303,7 +314,7 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
                                  key=f"reportgen-shard-{part}-of-{parts}-{topic[-12:]}", retries=RETRIES,
                                  pure=False): part for part in todo}
         try:
-            _wait(futures, run, fingerprint, total, done_images, completed, progress, say, config.dask == LOCAL)
+            _wait(futures, run, fingerprint, total, done_images, completed, progress, say, address == LOCAL)
         except KeyboardInterrupt:
             say(f"dask: interrupted; the finished parts stay in {folder}: run the same command again to "
                 "continue from them")
@@ -319,25 +330,26 @@ def run_on_dask(config: RunConfig, progress: Progress | None = None, say: Say | 
     return results
 
 
-def _merge(paths: list[Path], config: RunConfig, fingerprint: str) -> dict:
+def _merge(paths: list[Path], config: RunConfig, fingerprint: str) -> schema.ResultsDict:
     """The parts added up and finished into results, as ``state.merge_partials`` does, but described as the
     whole run: its options (not shard 1's, ``shard = "1/4"``) and this machine's folders, which the shared
     results leave out (privacy.py; the workers' may differ)."""
     from .results.privacy import machine_folders
     from .results.state import load_partial
 
-    state, context = None, None
-    for path in paths:
+    def load(path: Path) -> tuple[RunState, RunContext]:
         part, part_context = load_partial(path)
         if part_context.get("fingerprint") != fingerprint:
             raise InputError(f"{path}: made with other inputs or options than this run; run again with --no-resume")
-        if state is None:
-            state, context = part, part_context
-        else:
-            state.merge(part)
+        return part, part_context
+
+    state, context = load(paths[0])
+    for path in paths[1:]:
+        state.merge(load(path)[0])
     context["config"] = config.to_dict()
-    if context.get("manifest"):
-        context["manifest"]["options"] = config.to_dict()
+    manifest = context.get("manifest")
+    if manifest:
+        manifest["options"] = config.to_dict()
     context["machine"] = machine_folders()
     return state.results(context)
 

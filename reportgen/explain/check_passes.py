@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -101,14 +102,17 @@ def deletion_curves(model, inputs: torch.Tensor, targets: torch.Tensor, regions:
 
 # -- cascading randomisation ------------------------------------------------------------------------------
 
+Model = TypeVar("Model", bound=torch.nn.Module)
+
+
 @dataclass
-class CascadeStep:
+class CascadeStep(Generic[Model]):
     """One step of the cascade: ``name`` says in words what is randomised (stored with each record);
     ``layers``: the randomised modules' names; ``model``: a copy of the model with them randomised."""
 
     name: str
     layers: list[str]
-    model: torch.nn.Module
+    model: Model
 
 
 def layers_in_forward_order(model: torch.nn.Module, probe: torch.Tensor, extra: tuple = ()) -> list[str]:
@@ -170,15 +174,15 @@ def _display(name: str) -> str:
     return name.removeprefix("model.") or name
 
 
-def randomisation_cascade(model: torch.nn.Module, probe: torch.Tensor, extra: tuple = (),
-                          seed: int = CHECK_SEED) -> list[CascadeStep]:
+def randomisation_cascade(model: Model, probe: torch.Tensor, extra: tuple = (),
+                          seed: int = CHECK_SEED) -> list[CascadeStep[Model]]:
     """Copies of ``model`` randomised from the output layer down, cumulatively (``checks.CASCADE``): the
     last module with parameters in forward order; then the top half of them; then all. A step that would
     randomise no more than the one before is left out (a model with one or two layers). ``probe``: one
     input (1, C, H, W) for the forward pass that finds the order. Memory: one copy of the model per step."""
     order = layers_in_forward_order(model, probe, extra)
     total = len(order)
-    steps: list[CascadeStep] = []
+    steps: list[CascadeStep[Model]] = []
     for words, fraction in CASCADE:
         count = max(1, math.ceil(fraction * total))
         if steps and count <= len(steps[-1].layers):

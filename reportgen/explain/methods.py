@@ -10,6 +10,10 @@ default method, the default baseline) live in ``config.RunConfig``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: results.json's run.method_settings
+    from ..results.schema import MethodSettings
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,7 @@ def method_info(method_id) -> Method:
                   units="share of the attribution map", summary="", reference="")
 
 
-def method_settings(input_size: tuple[int, int]) -> dict:
+def method_settings(input_size: tuple[int, int]) -> MethodSettings:
     """The settings for a model input of ``input_size`` (height, width) pixels, as results.json's
     ``run.method_settings``: occlusion window and stride and blur sigma in input pixels."""
     side = max(2, round(OCCLUSION_WINDOW * min(input_size)))

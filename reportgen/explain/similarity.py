@@ -13,8 +13,12 @@ difference of two proportions) so a gap is called one only when its interval exc
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # types only: results.json's sections
+    from ..results import schema
 
 BINS = 800  # 0.0025 of cosine similarity per bin
 EDGES = np.linspace(-1.0, 1.0, BINS + 1)
@@ -86,7 +90,8 @@ class SimilarityCounts:
             run_end += 1
         return float(EDGES[(best[0] + run_end) // 2])
 
-    def _at(self, key: str, threshold: float, exact: bool) -> dict:
+    def _at(self, key: str, threshold: float, exact: bool) -> tuple[schema.PairQuality, int]:
+        """The quality of group ``key``'s pairs at ``threshold`` and how many it decides correctly."""
         counts = self.counts[key]
         impostors, genuine = int(counts[0].sum()), int(counts[1].sum())
         if exact and key in self.decided:
@@ -97,7 +102,7 @@ class SimilarityCounts:
         total = impostors + genuine
         centres = (EDGES[:-1] + EDGES[1:]) / 2
         coarse = counts.reshape(2, REPORT_BINS, BINS // REPORT_BINS).sum(2)
-        return {
+        quality: schema.PairQuality = {
             "pairs": total, "genuine": genuine, "impostor": impostors,
             "accuracy": _ratio(impostor_correct + genuine_correct, total),
             "accuracy_ci": wilson(impostor_correct + genuine_correct, total),
@@ -106,10 +111,10 @@ class SimilarityCounts:
             "mean_genuine": _mean(centres, counts[1]), "mean_impostor": _mean(centres, counts[0]),
             "histogram": {"edges": [round(float(e), 4) for e in np.linspace(-1, 1, REPORT_BINS + 1)],
                           "genuine": coarse[1].astype(int).tolist(), "impostor": coarse[0].astype(int).tolist()},
-            "_correct": impostor_correct + genuine_correct,
         }
+        return quality, impostor_correct + genuine_correct
 
-    def summary(self, group_keys: dict[str, list[str]]) -> dict | None:
+    def summary(self, group_keys: dict[str, list[str]]) -> schema.Verification | None:
         """results.json ``verification``: the threshold, quality overall and per group, and per group column
         every other value's accuracy against the first value's (difference b - a with a 95% interval)."""
         if ALL not in self.counts:
@@ -118,23 +123,23 @@ class SimilarityCounts:
         threshold = self.threshold if self.threshold is not None else self.best_threshold()
         if threshold is None:  # no labelled pair: nothing to decide with
             return None
-        overall = self._at(ALL, threshold, exact)
-        groups = {key: self._at(key, threshold, exact) for key in sorted(self.counts) if key != ALL}
-        comparisons = []
+        overall, _ = self._at(ALL, threshold, exact)
+        measured = {key: self._at(key, threshold, exact) for key in sorted(self.counts) if key != ALL}
+        groups = {key: quality for key, (quality, _) in measured.items()}
+        correct = {key: count for key, (_, count) in measured.items()}
+        comparisons: list[schema.AccuracyComparison] = []
         columns = sorted({column for column, _ in (group_keys.get(k, [k, ""]) for k in groups)})
         for column in columns:
             keys = sorted(k for k in groups if group_keys.get(k, [None])[0] == column)
             for other in keys[1:]:
                 a, b = groups[keys[0]], groups[other]
-                low, high = newcombe(a["_correct"], a["pairs"], b["_correct"], b["pairs"])
+                low, high = newcombe(correct[keys[0]], a["pairs"], correct[other], b["pairs"])
                 difference = None if a["accuracy"] is None or b["accuracy"] is None else b["accuracy"] - a["accuracy"]
                 comparisons.append({"column": column, "a": keys[0], "b": other, "n_a": a["pairs"], "n_b": b["pairs"],
                                     "accuracy_a": a["accuracy"], "accuracy_b": b["accuracy"],
                                     "difference": None if difference is None else round(difference, 4),
                                     "ci": [low, high],
                                     "beyond_noise": low is not None and high is not None and (low > 0 or high < 0)})
-        for entry in [overall, *groups.values()]:
-            entry.pop("_correct")
         return {"threshold": round(threshold, 4),
                 "threshold_source": "option" if exact else "best accuracy on these pairs",
                 "unlabelled_pairs": self.unlabelled, "overall": overall, "groups": groups,

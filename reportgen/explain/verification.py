@@ -201,8 +201,7 @@ class VerificationExplainer(Explainer):
     partner's embedding as the fixed second input."""
 
     def __init__(self, model: SimilarityModel, setup, config, device, check_rows: set[int], channels_last: bool):
-        # analysis.Explainer types its model as an ExplainedModel; a SimilarityModel offers what it uses.
-        super().__init__(model, setup, config, device, check_rows, channels_last)  # type: ignore[arg-type]
+        super().__init__(model, setup, config, device, check_rows, channels_last)
         self.reference: PreparedImage | None = None  # the reference photo, prepared with the run's transform
         self._partners: dict[int, PreparedImage] = {}  # while a batch is explained: id(image) -> its partner
 

@@ -21,11 +21,15 @@ costs about 0.25 ms more per image than the similarity alone (0.75 against 0.50 
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from .regions import PAINT_ORDER, region_polygons
+
+if TYPE_CHECKING:  # types only: the faces stage does not depend on the results stage
+    from ..results import schema
 
 CANVAS = (256, 256)  # width, height: the frame of MEAN_FACE and of the region polygons the report draws
 # The warped maps are sampled at this many points per side (one per SAMPLE_STEP canvas pixels) and summed
@@ -391,11 +395,11 @@ class CanonicalFace:
             grid = np.where(covered > 0, np.nansum(blocks, axis=(1, 3)) / np.maximum(covered, 1), np.nan)
         return [[None if not np.isfinite(v) else round(float(v), 4) for v in row] for row in grid]
 
-    def summary(self) -> dict:
+    def summary(self) -> schema.CanonicalFace:
         """The canonical face for the report: canvas size, mean landmarks, region polygons, mean map
         (landmarks None and no polygons when no face was aligned)."""
         landmarks = self.landmark_sum / self.faces if self.faces else None
-        polygons = {}
+        polygons: dict[str, list[schema.Polygon]] = {}
         if landmarks is not None:
             polygons = {rid: [np.round(p, 2).tolist() for p in shapes]
                         for rid, shapes in region_polygons(landmarks).items()}

@@ -310,7 +310,22 @@ class ImagePreparer(torch.utils.data.Dataset):
         return {**self.__dict__, "geometries": {}}
 
 
-def prepared_batches(preparer: ImagePreparer, batch_size: int, workers: int):
+class Rows(torch.utils.data.Dataset):
+    """What ``prepared_batches`` prepares: rows by position (0 to ``len - 1``); ``prepare(position)`` gives one
+    prepared row (an image, or the images of a verification pair), and so does ``self[position]``, which
+    DataLoader workers call."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def prepare(self, position: int) -> Any:
+        raise NotImplementedError
+
+    def __getitem__(self, position: int) -> Any:
+        return self.prepare(position)
+
+
+def prepared_batches(preparer: Rows, batch_size: int, workers: int):
     """Batches of PreparedImage in dataset order; with workers > 0 they are made in other processes, else in
     a thread of this process, one batch ahead."""
     import multiprocessing
@@ -324,7 +339,7 @@ def prepared_batches(preparer: ImagePreparer, batch_size: int, workers: int):
     return _one_batch_ahead(preparer, batch_size)
 
 
-def _one_batch_ahead(preparer: ImagePreparer, batch_size: int):
+def _one_batch_ahead(preparer: Rows, batch_size: int):
     """Batches prepared in this process: a thread prepares the images in order, up to one batch ahead of the
     caller, and a caller that asks for a batch before it is ready prepares the batch's remaining images
     itself instead of waiting.

@@ -33,6 +33,7 @@ import torch
 
 from ..errors import InputError, one_line
 from ..results.manifest import model_entry
+from ..results.schema import ManifestInput
 from .config import RunConfig
 from .dataset import Dataset, _check_relative, _is_file, _suggest, label_values, read_dataset
 from .model import load_model, load_weights
@@ -61,7 +62,7 @@ class RunInputs:
     model: torch.nn.Module  # weights loaded, eval mode; a copy when the model was given as an object
     preprocessing: Preprocessing
     shown: dict[str, str]  # the run summary's images, annotations, model_file, model_name, weights
-    manifest: dict[str, dict | None]  # manifest["inputs"] entries that replace the file digests or add to them
+    manifest: dict[str, ManifestInput | None]  # manifest["inputs"] entries that replace the file digests or add to them
     portable: bool  # the preprocessing can be rebuilt in a freshly spawned worker process
     notes: list[str] = field(default_factory=list)
 
@@ -143,7 +144,7 @@ def resolve_inputs(config: RunConfig, given: GivenObjects | None = None) -> RunI
     if config.target:
         needed[config.target] = "--target"
     shown: dict[str, str] = {}
-    entries: dict[str, dict | None] = {}
+    entries: dict[str, ManifestInput | None] = {}
     if config.pairs and (given.image_list is not None or given.rows is not None):
         raise InputError("pairs=True: give the pair file as annotations= (a CSV whose first two columns are the two "
                          "images); tables and image lists given in Python are for ordinary datasets")

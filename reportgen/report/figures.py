@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..faces.regions import ESTIMATED, PAINT_ORDER, REGION_BY_ID
+from ..results import schema
 from ..results.drawing import heat_colours
 from .format import (
     bounds,
@@ -84,49 +87,56 @@ def _escape(text) -> str:
     return html.escape(str(text), quote=False)
 
 
-def _region_hover(row: dict | None, region_id: str, clickable: bool = True, measure: str = "class probability") -> str:
-    label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
-    estimated = (row or {}).get("estimated", region_id in ESTIMATED)
+def _region_hover(row: schema.RegionRow | None, region_id: str, clickable: bool = True,
+                  measure: str = "class probability") -> str:
+    label = _escape((row["label"] if row else None) or _region_label(region_id))
+    estimated = row.get("estimated", region_id in ESTIMATED) if row else region_id in ESTIMATED
     lines = [f"<b>{label}</b>" + (" (estimated region)" if estimated else "")]
-    if row is None or not is_number(row.get("density")):
+    if row is None or not is_number(density := row["density"]):
         lines.append("no data: not visible in any image")
     else:
-        lines.append(f"{times(row['density'])} an even spread (95% CI {ci_times(row.get('ci'))})")
-        share = f"{percent(row.get('share'))} of the attention"
-        if bounds(row.get("share_ci")):
-            share += f" (95% CI {ci_percent(row.get('share_ci'))})"
+        lines.append(f"{times(density)} an even spread (95% CI {ci_times(row['ci'])})")
+        share = f"{percent(row['share'])} of the attention"
+        if bounds(row["share_ci"]):
+            share += f" (95% CI {ci_percent(row['share_ci'])})"
         lines.append(share)
-        if row.get("n") is not None:
-            lines.append(f"n = {count(row.get('n'))} images")
-    if row is not None and is_number(row.get("effect")):
-        lines.append(f"removing it {drop_words(row['effect'], row.get('effect_ci'), measure)}")
+        lines.append(f"n = {count(row['n'])} images")
+    if row is not None and is_number(effect := row.get("effect")):
+        lines.append(f"removing it {drop_words(effect, row.get('effect_ci'), measure)}")
     if clickable:
         lines.append("<i>click: top patches</i>")
     return "<br>".join(lines)
 
 
-def _paint_order(face: dict) -> list[str]:
-    order = [r for r in face.get("paint_order") or PAINT_ORDER if isinstance(r, str)]
-    order += [r for r in (face.get("polygons") or {}) if r not in order]
+def _region_label(region_id: str) -> str:
+    """A region's label by its id (the id itself for one this version does not know)."""
+    region = REGION_BY_ID.get(region_id)
+    return region.label if region else region_id
+
+
+def _paint_order(face: schema.CanonicalFace) -> list[str]:
+    order = list(face["paint_order"] or PAINT_ORDER)
+    order += [r for r in face["polygons"] if r not in order]
     return order
 
 
-def _face_axes(face: dict) -> tuple[dict, dict]:
+def _face_axes(face: schema.CanonicalFace) -> tuple[dict, dict]:
     width, height = face["size"]
     xaxis = dict(range=[0, width], visible=False, fixedrange=True, constrain="domain")
     yaxis = dict(range=[height, 0], visible=False, fixedrange=True, scaleratio=1, constrain="domain")
     return xaxis, yaxis
 
 
-def _shapes_in_paint_order(face: dict) -> list[tuple[str, list]]:
+def _shapes_in_paint_order(face: schema.CanonicalFace) -> list[tuple[str, list]]:
     """(region id, its polygons) in paint order; the background is the whole canvas."""
     width, height = face["size"]
-    polygons = face.get("polygons") or {}
+    polygons = face["polygons"]
     return [(region_id, [[[0, 0], [width, 0], [width, height], [0, height]]] if region_id == "background"
              else polygons.get(region_id) or []) for region_id in _paint_order(face)]
 
 
-def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "x", yaxis: str = "y",
+def _region_traces(face: schema.CanonicalFace, rows_by_id: dict[str, schema.RegionRow], clickable: bool, xaxis: str = "x",
+                   yaxis: str = "y",
                    measure: str = "class probability"):
     """Filled polygons in paint order (later covers earlier); hover and click pick the topmost."""
     traces = []
@@ -139,9 +149,9 @@ def _region_traces(face: dict, rows_by_id: dict, clickable: bool, xaxis: str = "
             xs = [float(p[0]) for p in polygon] + [float(polygon[0][0])]
             ys = [float(p[1]) for p in polygon] + [float(polygon[0][1])]
             traces.append(go.Scatter(
-                x=xs, y=ys, mode="lines", fill="toself", fillcolor=colour((row or {}).get("density")),
+                x=xs, y=ys, mode="lines", fill="toself", fillcolor=colour(row["density"] if row else None),
                 line=dict(color="rgba(31,41,51,0.45)", width=0.8), hoveron="fills", hoverinfo="text",
-                text=hover, name=_escape((row or {}).get("label") or region_id), meta=region_id,
+                text=hover, name=_escape((row["label"] if row else None) or region_id), meta=region_id,
                 showlegend=False, xaxis=xaxis, yaxis=yaxis,
             ))
     return traces
@@ -163,10 +173,10 @@ def _map_layout(height: int = 470, **extra) -> dict:
                 **extra)
 
 
-def region_map(face: dict, regions: list[dict], measure: str = "class probability") -> go.Figure:
+def region_map(face: schema.CanonicalFace, regions: list[schema.RegionRow], measure: str = "class probability") -> go.Figure:
     """The canonical face, each region filled with its density colour; click a region for its patches.
     ``measure``: what a removed region lowers, in the hover of a region-ablation run ("similarity")."""
-    rows_by_id = {r.get("id"): r for r in regions}
+    rows_by_id = {r["id"]: r for r in regions}
     figure = go.Figure(_region_traces(face, rows_by_id, clickable=True, measure=measure))
     figure.add_trace(_scale_trace("density (× an even spread)"))
     xaxis, yaxis = _face_axes(face)
@@ -174,7 +184,7 @@ def region_map(face: dict, regions: list[dict], measure: str = "class probabilit
     return figure
 
 
-def mean_map(face: dict) -> go.Figure:
+def mean_map(face: schema.CanonicalFace) -> go.Figure:
     """The mean attention on the canonical face (same colour scale) with the region outlines on top."""
     width, height = face["size"]
     grid = np.asarray(face["mean_attribution"], dtype=np.float64)
@@ -186,7 +196,7 @@ def mean_map(face: dict) -> go.Figure:
         hovertemplate="%{customdata:.2f}× an even spread<extra></extra>",
     ))
     for region_id in _paint_order(face):
-        for polygon in (face.get("polygons") or {}).get(region_id) or []:
+        for polygon in face["polygons"].get(region_id) or []:
             if len(polygon) < 3:
                 continue
             figure.add_trace(go.Scatter(
@@ -199,20 +209,21 @@ def mean_map(face: dict) -> go.Figure:
     return figure
 
 
-def ranked_chart(regions: list[dict], measure: str = "class probability") -> go.Figure:
+def ranked_chart(regions: list[schema.RegionRow], measure: str = "class probability") -> go.Figure:
     """Density per region, highest first, with 95% CI bars and the even-spread line at 1.0; ``measure`` as
     for ``region_map``."""
-    rows = sorted((r for r in regions if is_number(r.get("density"))), key=lambda r: -r["density"])
-    labels = [_escape(r.get("label") or r.get("id")) + (" *" if r.get("estimated") else "") for r in rows]
-    density = [r["density"] for r in rows]
-    upper = [max((bounds(r.get("ci")) or (d, d))[1] - d, 0) for r, d in zip(rows, density)]
-    lower = [max(d - (bounds(r.get("ci")) or (d, d))[0], 0) for r, d in zip(rows, density)]
-    hover = [_region_hover(r, r.get("id"), clickable=True, measure=measure) for r in rows]
+    scored = sorted(((value, r) for r in regions if is_number(value := r["density"])), key=lambda pair: -pair[0])
+    rows = [r for _, r in scored]
+    labels = [_escape(r["label"] or r["id"]) + (" *" if r.get("estimated") else "") for r in rows]
+    density = [d for d, _ in scored]
+    upper = [max((bounds(r["ci"]) or (d, d))[1] - d, 0) for r, d in zip(rows, density)]
+    lower = [max(d - (bounds(r["ci"]) or (d, d))[0], 0) for r, d in zip(rows, density)]
+    hover = [_region_hover(r, r["id"], clickable=True, measure=measure) for r in rows]
     figure = go.Figure(go.Bar(
         x=density, y=labels, orientation="h", marker=dict(color=[colour(d) for d in density],
                                                           line=dict(color="rgba(31,41,51,0.55)", width=1)),
         error_x=dict(type="data", array=upper, arrayminus=lower, color="#3e4c59", thickness=1.2, width=3),
-        customdata=[[r.get("id")] for r in rows], hovertext=hover, hoverinfo="text",
+        customdata=[[r["id"]] for r in rows], hovertext=hover, hoverinfo="text",
     ))
     top = max([d + u for d, u in zip(density, upper)] + [1.2])
     # The column on the right: each region's share of the attention or, for a method that measures regions
@@ -220,7 +231,7 @@ def ranked_chart(regions: list[dict], measure: str = "class probability") -> go.
     effects = any(is_number(r.get("effect")) for r in rows)
     for label, row in zip(labels, rows):
         figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=label, yref="y", showarrow=False,
-                              text=points(row.get("effect")) if effects else percent(row.get("share")),
+                              text=points(row.get("effect")) if effects else percent(row["share"]),
                               font=dict(color="#52606d", size=12), xshift=10)
     figure.add_annotation(x=1.0, xref="paper", xanchor="left", y=1.0, yref="paper", yanchor="bottom",
                           showarrow=False, text="<b>drop, pts</b>" if effects else "<b>share</b>",
@@ -240,24 +251,29 @@ def ranked_chart(regions: list[dict], measure: str = "class probability") -> go.
     return figure
 
 
-def deletion_chart(check: dict) -> go.Figure:
+def deletion_chart(check: schema.Faithfulness) -> go.Figure:
     """The deletion check: the mean drop of the model's evidence (log-odds) as regions are removed in the
     explanation's order and in random orders, against the removed area (% of the image), each with its
     pointwise 95% band; the area between the curves and its interval are written on the chart. Results
     from before the curves (one top and one random region) get the two bars they had."""
-    if not isinstance(check.get("ranked_drop"), list):
+    ranked_drop, random_drop = check.get("ranked_drop"), check.get("random_drop")
+    if ranked_drop is None:
         return _single_region_bars(check)
     areas = [100 * a for a in check.get("areas") or []]
     evidence = _escape(check.get("evidence") or "evidence")
     figure = go.Figure()
-    lines = (("ranked", "in the explanation's order", "#1d4e89", "rgba(29,78,137,0.16)"),
-             ("random", "in random orders", "#7b8794", "rgba(123,135,148,0.18)"))
-    for key, words, ink, fill in lines:
-        means = check.get(f"{key}_drop") or []
-        band = check.get(f"{key}_drop_ci") or []
-        probability = check.get(f"{key}_drop_probability") or [None] * len(means)
-        low = [b[0] if bounds(b) else None for b in band]
-        high = [b[1] if bounds(b) else None for b in band]
+    # (random_drop is a curve here: one number only in the results from before the curves)
+    lines = (("ranked", "in the explanation's order", "#1d4e89", "rgba(29,78,137,0.16)",
+              ranked_drop, check.get("ranked_drop_ci"), check.get("ranked_drop_probability")),
+             ("random", "in random orders", "#7b8794", "rgba(123,135,148,0.18)",
+              random_drop if isinstance(random_drop, list) else [], check.get("random_drop_ci"),
+              check.get("random_drop_probability")))
+    for key, words, ink, fill, means, drop_band, drop_probability in lines:
+        band = drop_band or []
+        probability: list[float | None] = drop_probability or [None] * len(means)
+        pairs = [bounds(b) for b in band]
+        low = [pair[0] if pair else None for pair in pairs]
+        high = [pair[1] if pair else None for pair in pairs]
         if any(v is not None for v in low):
             figure.add_trace(go.Scatter(x=areas, y=high, mode="lines", line=dict(width=0), hoverinfo="skip",
                                         showlegend=False))
@@ -271,8 +287,8 @@ def deletion_chart(check: dict) -> go.Figure:
                                     line=dict(color=ink, width=2.6 if key == "ranked" else 2,
                                               dash=None if key == "ranked" else "dash"),
                                     hovertext=hover, hoverinfo="text"))
-    text = (f"area between the curves: <b>{signed(check.get('difference'))}</b> "
-            f"(95% CI {ci_signed(check.get('difference_ci'))})")
+    text = (f"area between the curves: <b>{signed(check['difference'])}</b> "
+            f"(95% CI {ci_signed(check['difference_ci'])})")
     if is_number(check.get("difference_probability")):
         text += f"<br>in class probability: {points(check.get('difference_probability'))} points"
     figure.add_annotation(x=0.01, xref="paper", xanchor="left", y=0.99, yref="paper", yanchor="top", showarrow=False,
@@ -295,7 +311,7 @@ def evidence_unit(name) -> str:
     return _escape(str(name or "evidence").split(" of ")[0])
 
 
-def _single_region_bars(check: dict) -> go.Figure:
+def _single_region_bars(check: schema.Faithfulness) -> go.Figure:
     """Older results: the drop of the class probability (points, 95% CI) for the top-ranked region and a
     random region of similar area."""
     names = ["top-ranked region", "random region,<br>similar area"]
@@ -325,42 +341,42 @@ def _single_region_bars(check: dict) -> go.Figure:
     return figure
 
 
-def sanity_steps(sanity: dict) -> list[dict]:
+def sanity_steps(sanity: schema.Sanity) -> list[schema.SanityStep]:
     """The cascade's steps as the sanity results hold them; older results (one randomisation of every
     layer) as a single step."""
-    steps = [s for s in sanity.get("steps") or [] if isinstance(s, dict)]
+    steps = sanity.get("steps")
     if steps:
         return steps
-    return [{"randomised": "every layer", "images": sanity.get("images"), "rank_correlation": sanity.get("rank_correlation"),
-             "rank_correlation_ci": sanity.get("rank_correlation_ci"), "zero_maps": sanity.get("zero_maps")}]
+    return [{"randomised": "every layer", "images": sanity["images"], "rank_correlation": sanity["rank_correlation"],
+             "rank_correlation_ci": sanity["rank_correlation_ci"],
+             "mean_ranking_correlation": sanity["mean_ranking_correlation"], "zero_maps": sanity["zero_maps"],
+             "top_region_randomised": sanity["top_region_randomised"]}]
 
 
-def step_words(name) -> tuple[str, str]:
+def step_words(name: str) -> tuple[str, str]:
     """A cascade step's name in two parts: 'the top half of the layers (21 of 41, from layer3.0.conv1 up)' ->
     ('top half of the layers', '21 of 41, from layer3.0.conv1 up')."""
-    words, _, detail = str(name).partition(" (")
+    words, _, detail = name.partition(" (")
     return words.removeprefix("the "), detail.removesuffix(")")
 
 
-def _step_label(name) -> str:
+def _step_label(name: str) -> str:
     words, detail = step_words(name)
     return f"{_escape(words)}<br>({_escape(detail)})" if detail else _escape(words)
 
 
-def sanity_chart(sanity: dict) -> go.Figure:
+def sanity_chart(sanity: schema.Sanity) -> go.Figure:
     """The sanity check's cascade: for each step (the output layer, the top half, every layer randomised),
     the mean rank correlation between the real and the randomised model's region rankings with its 95% CI
     and the number of images behind it, over bands for the verdicts (read at the last step)."""
-    thresholds = sanity.get("thresholds") if isinstance(sanity.get("thresholds"), dict) else {}
-    doubtful = thresholds.get("doubtful") if is_number(thresholds.get("doubtful")) else 0.4
-    failed = thresholds.get("failed") if is_number(thresholds.get("failed")) else 0.7
+    doubtful, failed = sanity["thresholds"]["doubtful"], sanity["thresholds"]["failed"]
     steps = sanity_steps(sanity)
-    labels = [_step_label(s.get("randomised")) for s in steps]
-    values = [s.get("rank_correlation") if is_number(s.get("rank_correlation")) else None for s in steps]
-    intervals = [bounds(s.get("rank_correlation_ci")) for s in steps]
-    hover = [f"<b>randomised: {_escape(s.get('randomised'))}</b><br>rank correlation {correlation(v)} "
-             f"(95% CI {ci_correlation(ci)})<br>{count(s.get('images'))} images"
-             + (f", {count(s.get('zero_maps'))} of them with a zero map (counted as 0)" if s.get("zero_maps") else "")
+    labels = [_step_label(s["randomised"]) for s in steps]
+    values = [s["rank_correlation"] if is_number(s["rank_correlation"]) else None for s in steps]
+    intervals = [bounds(s["rank_correlation_ci"]) for s in steps]
+    hover = [f"<b>randomised: {_escape(s['randomised'])}</b><br>rank correlation {correlation(v)} "
+             f"(95% CI {ci_correlation(ci)})<br>{count(s['images'])} images"
+             + (f", {count(s['zero_maps'])} of them with a zero map (counted as 0)" if s["zero_maps"] else "")
              for s, v, ci in zip(steps, values, intervals)]
     figure = go.Figure(go.Scatter(
         x=labels, y=values, mode="lines+markers", marker=dict(size=12, color="#1f2933", symbol="diamond"),
@@ -379,7 +395,7 @@ def sanity_chart(sanity: dict) -> go.Figure:
                               text=name, font=dict(size=12, color=ink))
     for label, s in zip(labels, steps):
         figure.add_annotation(x=label, xref="x", y=-1.0, yref="y", yanchor="bottom", showarrow=False,
-                              text=f"n = {count(s.get('images'))}", font=dict(size=11, color="#52606d"))
+                              text=f"n = {count(s['images'])}", font=dict(size=11, color="#52606d"))
     figure.update_layout(
         height=300, margin=dict(l=12, r=12, t=10, b=60), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, hoverlabel=HOVER_LABEL,
@@ -392,25 +408,26 @@ def sanity_chart(sanity: dict) -> go.Figure:
     return figure
 
 
-def comparison_maps(face: dict, comparison: dict, groups: dict, names: tuple[str, str] | None = None) -> go.Figure:
+def comparison_maps(face: schema.CanonicalFace, comparison: schema.Comparison, groups: dict[str, schema.Group],
+                    names: tuple[str, str] | None = None) -> go.Figure:
     """The two groups' region maps side by side on one colour scale, and a third map of the difference
     in density (b - a) per region on a diverging scale centred at 0; regions that differ beyond noise
     are outlined. ``names``: the two groups as the page names them (default: their keys)."""
     a, b = comparison["a"], comparison["b"]
     names = names or (a, b)
-    titles = [f"<b>{letter}</b> · {_escape(name)} (n = {count(groups[key].get('n'))})"
+    titles = [f"<b>{letter}</b> · {_escape(name)} (n = {count(groups[key]['n'])})"
               for letter, key, name in (("a", a, names[0]), ("b", b, names[1]))]
     titles.append("<b>b − a</b> · difference in density")
     spacing = 0.03
     figure = make_subplots(rows=1, cols=3, subplot_titles=titles, horizontal_spacing=spacing)
     for column, key in enumerate((a, b), start=1):
-        rows_by_id = {r.get("id"): r for r in groups[key].get("regions") or []}
+        rows_by_id = {r["id"]: r for r in groups[key]["regions"]}
         suffix = "" if column == 1 else str(column)
         for trace in _region_traces(face, rows_by_id, clickable=False, xaxis=f"x{suffix}", yaxis=f"y{suffix}"):
             figure.add_trace(trace)
-    rows_by_id = {r.get("id"): r for r in comparison.get("regions") or [] if isinstance(r, dict)}
-    limit = _difference_limit(rows_by_id.values())
-    for trace in _difference_traces(face, rows_by_id, names[0], names[1], limit):
+    differences = {r["id"]: r for r in comparison["regions"]}
+    limit = _difference_limit(differences.values())
+    for trace in _difference_traces(face, differences, names[0], names[1], limit):
         figure.add_trace(trace)
     width = (1 - 2 * spacing) / 3
     figure.add_trace(_scale_trace("density (× an even spread)", xaxis="x2", yaxis="y2",
@@ -425,9 +442,9 @@ def comparison_maps(face: dict, comparison: dict, groups: dict, names: tuple[str
     return figure
 
 
-def _difference_limit(rows) -> float:
+def _difference_limit(rows: Iterable[schema.RegionDifference]) -> float:
     """The end of the difference scale: the largest |b - a|, rounded up to 1, 2, 2.5 or 5 × 10^k."""
-    largest = max((abs(r["difference"]) for r in rows if is_number(r.get("difference"))), default=0.0)
+    largest = max((abs(difference) for r in rows if is_number(difference := r["difference"])), default=0.0)
     if largest <= 0:
         return 1.0
     power = 10.0 ** math.floor(math.log10(largest))
@@ -448,27 +465,28 @@ def _difference_colour(difference, limit: float) -> str:
     return f"rgb({r},{g},{b})"
 
 
-def _difference_traces(face: dict, rows_by_id: dict, a: str, b: str, limit: float) -> list:
+def _difference_traces(face: schema.CanonicalFace, rows_by_id: dict[str, schema.RegionDifference], a: str, b: str,
+                       limit: float) -> list:
     """The difference map: each region filled by b - a; beyond-noise regions outlined in ink."""
     traces = []
     for region_id, shapes in _shapes_in_paint_order(face):
         row = rows_by_id.get(region_id)
-        label = _escape((row or {}).get("label") or getattr(REGION_BY_ID.get(region_id), "label", region_id))
-        if row is None or not is_number(row.get("difference")):
+        label = _escape((row["label"] if row else None) or _region_label(region_id))
+        if row is None or not is_number(row["difference"]):
             hover = f"<b>{label}</b><br>no difference measured"
         else:
             hover = (f"<b>{label}</b><br>b − a: {signed(row['difference'])}× an even spread "
-                     f"(95% CI {ci_signed(row.get('ci'))})<br>"
-                     f"density {times(row.get('density_a'))} in {_escape(a)}, {times(row.get('density_b'))} in {_escape(b)}"
-                     f"<br>{'<b>beyond noise</b>' if row.get('beyond_noise') else 'within noise'}")
-        beyond = bool((row or {}).get("beyond_noise"))
+                     f"(95% CI {ci_signed(row['ci'])})<br>"
+                     f"density {times(row['density_a'])} in {_escape(a)}, {times(row['density_b'])} in {_escape(b)}"
+                     f"<br>{'<b>beyond noise</b>' if row['beyond_noise'] else 'within noise'}")
+        beyond = bool(row and row["beyond_noise"])
         for polygon in shapes:
             if len(polygon) < 3:
                 continue
             traces.append(go.Scatter(
                 x=[float(p[0]) for p in polygon] + [float(polygon[0][0])],
                 y=[float(p[1]) for p in polygon] + [float(polygon[0][1])],
-                mode="lines", fill="toself", fillcolor=_difference_colour((row or {}).get("difference"), limit),
+                mode="lines", fill="toself", fillcolor=_difference_colour(row["difference"] if row else None, limit),
                 line=dict(color="#1f2933", width=2.2) if beyond else dict(color="rgba(31,41,51,0.45)", width=0.8),
                 hoveron="fills", hoverinfo="text", text=hover, name=label, meta=region_id, showlegend=False,
                 xaxis="x3", yaxis="y3",
@@ -496,13 +514,13 @@ def _difference_scale(limit: float, **bar) -> go.Scatter:
 GENUINE_COLOUR, IMPOSTOR_COLOUR = "#1d4e89", "#d97706"  # genuine pairs navy, impostor pairs amber
 
 
-def accuracy_chart(verification: dict) -> go.Figure:
+def accuracy_chart(verification: dict[str, Any]) -> go.Figure:
     """Face verification: the accuracy of same/different decisions at the threshold, overall and per group,
     with 95% intervals (Wilson), on a fixed 0-100% axis so gaps read at their true size. Groups on the worse
     side of a gap beyond noise are drawn in the alert colour. ``verification``: view.py's section view."""
     rows = [r for r in verification["rows"] if is_number(r.get("accuracy"))]
-    worse = {gap["worse"] for gap in verification.get("gaps") or []}
-    unit = verification.get("unit", "pairs")
+    worse = {gap["worse"] for gap in verification["gaps"]}
+    unit = verification["unit"]
     names = [_escape(r["name"]) for r in rows]
     values = [r["accuracy"] for r in rows]
     intervals = [bounds(r.get("accuracy_ci")) for r in rows]
@@ -537,13 +555,13 @@ def accuracy_chart(verification: dict) -> go.Figure:
     return figure
 
 
-def _histogram_range(rows: list[dict], threshold) -> tuple[float, float]:
+def _histogram_range(rows: list[dict[str, Any]], threshold: float | None) -> tuple[float, float]:
     """The similarities that hold pairs (and the threshold), one bin wider each side, within [-1, 1]."""
     low, high = [], []
     for row in rows:
         histogram = row["histogram"]
         edges = histogram["edges"]
-        counts = [g + i for g, i in zip(histogram.get("genuine") or [], histogram.get("impostor") or [])]
+        counts = [g + i for g, i in zip(histogram["genuine"], histogram["impostor"])]
         filled = [k for k, n in enumerate(counts) if n]
         if filled:
             low.append(edges[max(filled[0] - 1, 0)])
@@ -554,16 +572,16 @@ def _histogram_range(rows: list[dict], threshold) -> tuple[float, float]:
     return (max(-1.0, min(low, default=-1.0)), min(1.0, max(high, default=1.0)))
 
 
-def similarity_histograms(verification: dict) -> go.Figure:
+def similarity_histograms(verification: dict[str, Any]) -> go.Figure:
     """Face verification: per group (all pairs first), the distribution of similarity for genuine pairs (the
     same person) and impostor pairs (two people), each as the fraction of its kind in each bin so groups of
     any size compare, drawn as filled steps (two bars in one bin would hide each other), with the decision
     threshold as a dashed line. Well-separated humps = good decisions; overlap around the threshold = errors."""
-    rows = [r for r in verification["rows"] if isinstance(r.get("histogram"), dict) and r["histogram"].get("edges")]
-    threshold = verification.get("threshold")
+    rows = [r for r in verification["rows"] if r["histogram"]["edges"]]
+    threshold = verification["threshold"]
     columns = 1 if len(rows) == 1 else 2
     lines = math.ceil(len(rows) / columns)
-    unit = verification.get("unit", "pairs")
+    unit = verification["unit"]
     titles = [f"<b>{_escape(r['name'])}</b> ({count(r.get('pairs'))} {unit})" for r in rows]
     panel, top, bottom = 170, 84, 50  # px: one row of panels, the margin above (legend, titles) and below
     height = top + bottom + panel * lines + 60 * (lines - 1)
@@ -573,11 +591,11 @@ def similarity_histograms(verification: dict) -> go.Figure:
     for index, row in enumerate(rows):
         histogram, place = row["histogram"], dict(row=index // columns + 1, col=index % columns + 1)
         edges = histogram["edges"]
-        kinds = verification.get("kinds") or {}
+        kinds = verification["kinds"]
         for kind, colour, fill, rank in (("impostor", IMPOSTOR_COLOUR, "rgba(217,119,6,0.22)", 2),
                                          ("genuine", GENUINE_COLOUR, "rgba(29,78,137,0.22)", 1)):
             words = _escape(kinds.get(kind, f"{kind} pairs"))
-            counts = [int(n) for n in histogram.get(kind) or []]
+            counts = [int(n) for n in histogram[kind]]
             total = sum(counts)
             shares = [n / total if total else 0.0 for n in counts]
             hover = [f"<b>{_escape(row['name'])}</b><br>{words}<br>similarity {a:.2f} to {b:.2f}: "

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
+from typing import TypeGuard
 
 
 def fixed(value: float, digits: int) -> str:
@@ -91,7 +92,8 @@ def correlation_text(value: float) -> str:
     return fixed(value, 2)
 
 
-def is_number(value) -> bool:
+def is_number(value: object) -> TypeGuard[float]:
+    """A finite number (not a bool): what the results hold where a value could be measured."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

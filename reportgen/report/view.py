@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -22,6 +23,7 @@ import plotly.graph_objects as go
 from ..explain.methods import BASELINES, EFFECT_FLOOR, IG_STEPS, METHODS, method_info, method_settings
 from ..faces.regions import ESTIMATED, REGION_BY_ID, REGION_IDS
 from ..inputs.config import to_toml
+from ..results import schema
 from ..results.drawing import REGION_COLOURS
 from ..results.findings import SMALL_GROUP, findings
 from .figures import (
@@ -77,79 +79,80 @@ CLASSIFIER_WORDS = {
 }
 
 
-def context(results: dict) -> dict:
+def context(results: schema.ResultsDict) -> dict[str, Any]:
     """The names ``report.html.jinja2`` and its parts read, for one JSON-plain results dict; ``figures``
-    maps a figure id (``region-map``, ``ranked``, ``comparison-0``...) to its plotly figure."""
-    run = results.get("run") or {}
+    maps a figure id (``region-map``, ``ranked``, ``comparison-0``...) to its plotly figure.
+
+    Sections added to results.json after its first version (``schema``: ``NotRequired``) are read with
+    ``.get``: results written by older versions lack them."""
+    run = results["run"]
     settings = _method_settings(run)  # what the methods ran with (IG steps, occlusion window...)
-    method = method_info(run.get("method"))
-    regions = [r for r in results.get("regions") or [] if isinstance(r, dict)]
-    face = results.get("canonical_face") or {}
-    groups = results.get("groups") or {}
+    method = method_info(run["method"])
+    regions = results["regions"]
+    face = results["canonical_face"]
+    groups = results["groups"]
     task = _task_view(run)
-    figures: dict[str, go.Figure] = {}
-    if face.get("polygons") is not None and face.get("size"):
-        figures["region-map"] = region_map(face, regions, measure=task["score"])
-        # A grid with no number in it (no image had any attention to place) is left out, not drawn blue.
-        if face.get("mean_attribution") and np.isfinite(np.asarray(face["mean_attribution"], dtype=np.float64)).any():
-            figures["mean-map"] = mean_map(face)
+    figures: dict[str, go.Figure] = {"region-map": region_map(face, regions, measure=task["score"])}
+    # A grid with no number in it (no image had any attention to place) is left out, not drawn blue.
+    if face["mean_attribution"] and np.isfinite(np.asarray(face["mean_attribution"], dtype=np.float64)).any():
+        figures["mean-map"] = mean_map(face)
     if regions:
         figures["ranked"] = ranked_chart(regions, measure=task["score"])
     checks = _checks_view(results, run)
-    if checks["deletion"]:
-        figures["checks-deletion"] = deletion_chart(checks["deletion"])
-    if checks["sanity"] and any(is_number(step.get("rank_correlation")) for step in checks["sanity"]["step_rows"]):
-        figures["checks-sanity"] = sanity_chart(checks["sanity"])
+    deletion, sanity = results.get("faithfulness"), results.get("sanity")
+    if deletion is not None:
+        figures["checks-deletion"] = deletion_chart(deletion)
+    if sanity is not None and any(is_number(step["rank_correlation"]) for step in sanity_steps(sanity)):
+        figures["checks-sanity"] = sanity_chart(sanity)
     comparisons = []
-    for index, comparison in enumerate(results.get("comparisons") or []):
+    for index, comparison in enumerate(results["comparisons"]):
         view = _comparison_view(comparison, groups, task)
         figure_id = f"comparison-{index}"
-        if face.get("polygons") is not None and face.get("size") and view["maps"]:
+        if view["maps"]:
             figures[figure_id] = comparison_maps(face, comparison, groups, names=(view["name_a"], view["name_b"]))
             view["figure"] = figure_id
         comparisons.append(view)
-    patches = results.get("patches") or {}
-    ranked_ids = [r.get("id") for r in regions]
-    patch_regions = [r for r in regions if r.get("id") in patches]
+    patches = results["patches"]
+    ranked_ids = [r["id"] for r in regions]
+    patch_regions: list[schema.RegionRow | dict[str, Any]] = [r for r in regions if r["id"] in patches]
     patch_regions += [_region_stub(key) for key in patches if key not in ranked_ids]
-    items = results.get("findings")
+    items = results.get("findings")  # render_html reads results without them too
     if not items:
         items = findings(results)
-    failures = [f for f in results.get("failures") or [] if isinstance(f, dict)]
+    failures = results["failures"]
     verification = _verification_view(results.get("verification"), groups, task)
     if verification:
         figures["verification-accuracy"] = accuracy_chart(verification)
-        if any(r.get("histogram") for r in verification["rows"]):
+        if any(r["histogram"] for r in verification["rows"]):
             figures["verification-similarity"] = similarity_histograms(verification)
     return {
         "results": results,
         "run": run,
-        "tool": results.get("tool") or {},
-        "counts": results.get("counts") or {},
-        "analysed": _analysed(results.get("counts") or {}),
+        "tool": results["tool"],
+        "counts": results["counts"],
+        "analysed": _analysed(results["counts"]),
         "cell": _layer_cell(run) if method.needs_layer else None,
         "method": method,  # a methods.Method
         # its texts: templates/methods/<id>.html.jinja2 (other.html.jinja2 for a method this version lacks)
         "method_template": f"methods/{method.id if method.id in METHODS else 'other'}.html.jinja2",
         "baseline_name": BASELINES.get(str(run.get("baseline")), run.get("baseline") or BASELINES["mean"]),
         "occlusion_side": {"window": settings["occlusion_window"], "stride": settings["occlusion_stride"]}
-                          if "occlusion_window" in settings else None,
-        "ig_steps": settings.get("ig_steps", IG_STEPS),
-        "effect_floor_points": points(settings.get("effect_floor", EFFECT_FLOOR)),
+                          if settings else None,
+        "ig_steps": settings["ig_steps"] if settings else IG_STEPS,
+        "effect_floor_points": points(settings["effect_floor"] if settings else EFFECT_FLOOR),
         "effects": any(is_number(r.get("effect")) for r in regions),
-        "intervals": _intervals_view(run, results.get("comparisons") or []),
+        "intervals": _intervals_view(run, results["comparisons"]),
         "checks": checks,
-        "detection": [(DETECTION_NAMES.get(name, name), count)
-                      for name, count in (results.get("detection") or {}).items()],
+        "detection": [(DETECTION_NAMES.get(name, name), count) for name, count in results["detection"].items()],
         "findings": items,
         "regions": regions,
-        "region_groups": results.get("region_groups") or [],
-        "groups": [dict(group, key=key, name=_title(group_name(key, groups, task)), small=_small(group.get("n")))
+        "region_groups": results["region_groups"],
+        "groups": [{**group, "key": key, "name": _title(group_name(key, groups, task)), "small": _small(group["n"])}
                    for key, group in groups.items()],
         "comparisons": comparisons,
         "patch_regions": patch_regions,
         "patches": patches,
-        "examples": _examples_view(results.get("examples") or [], task),
+        "examples": _examples_view(results["examples"], task),
         "views": results.get("views") or {},
         "task": task,
         "verification": verification,
@@ -157,122 +160,115 @@ def context(results: dict) -> dict:
         "browser": _browser_view(results.get("browser"), regions, run, task),
         "legend": _region_legend(),
         "failures_shown": failures[:FAILURES_SHOWN],
-        "failure_reasons": Counter(str(f.get("reason")) for f in failures).most_common(),
+        "failure_reasons": Counter(f["reason"] for f in failures).most_common(),
         "figures": figures,
         "estimated_labels": [REGION_BY_ID[r].label for r in ESTIMATED if r != "background"],
-        "config_text": to_toml(results.get("config") or {}),
+        "config_text": to_toml(results["config"]),
         "small_group": SMALL_GROUP,
         "log2_limit": LOG2_LIMIT,
     }
 
 
-def _method_settings(run: dict) -> dict:
+def _method_settings(run: schema.Run) -> schema.MethodSettings | None:
     """The methods' settings as the run recorded them, or (older results) as computed for its input size;
-    empty when neither is known (the text then leaves the pixel sizes out)."""
-    if run.get("method_settings"):
-        return run["method_settings"]
-    size = run.get("input_size")
-    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-        return method_settings(tuple(size))
-    return {}
+    None when neither is known (the text then leaves the pixel sizes out)."""
+    if recorded := run.get("method_settings"):
+        return recorded
+    size = run["input_size"]
+    if len(size) == 2 and all(v > 0 for v in size):
+        return method_settings((size[0], size[1]))
+    return None
 
 
-def _intervals_view(run: dict, comparisons: list) -> dict:
+def _intervals_view(run: schema.Run, comparisons: list[schema.Comparison]) -> dict[str, Any]:
     """How the 95% intervals and the group tests were computed, for the glossary and the methods text."""
     resamples = run.get("bootstrap")
-    if isinstance(resamples, int) and not isinstance(resamples, bool):
+    if resamples is not None:
         kind = "bootstrap" if resamples > 0 else "t"
     else:
         kind = None  # results from before run.bootstrap existed: Student t
-    tests = {str(r.get("test")) for c in comparisons if isinstance(c, dict)
-             for r in c.get("regions") or [] if isinstance(r, dict) and r.get("test")}
+    tests = {test for c in comparisons for r in c["regions"] if (test := r.get("test"))}
     return {"kind": kind, "resamples": resamples if kind == "bootstrap" else None,
             "phrase": run.get("interval") or ("Student t over images" if kind != "bootstrap" else None),
             "tests": sorted(tests)}
 
 
-def _region_name(region_id) -> str:
-    region = REGION_BY_ID.get(region_id) if isinstance(region_id, str) else None
-    return region.label if region else str(region_id)
+def _region_name(region_id: str) -> str:
+    region = REGION_BY_ID.get(region_id)
+    return region.label if region else region_id
 
 
-def _checks_view(results: dict, run: dict) -> dict:
+def _checks_view(results: schema.ResultsDict, run: schema.Run) -> dict[str, Any]:
     """The faithfulness (deletion) and sanity checks as the "Can this explanation be trusted?" section
     shows them, and the warnings the masthead repeats (a failed sanity check, an unfaithful explanation).
     Results from before the deletion curves and the randomisation cascade (``legacy``) keep their own
     numbers: one top and one random region, one randomisation of every layer."""
-    deletion = results.get("faithfulness") if isinstance(results.get("faithfulness"), dict) else None
-    sanity = results.get("sanity") if isinstance(results.get("sanity"), dict) else None
+    deletion, sanity = results.get("faithfulness"), results.get("sanity")
+    deletion_view = sanity_view = None
     warnings = []
     if deletion is not None:
-        counts = deletion.get("top_regions") if isinstance(deletion.get("top_regions"), dict) else {}
-        single = deletion.get("single_region") if isinstance(deletion.get("single_region"), dict) else {}
         top_area, random_area = deletion.get("top_area"), deletion.get("random_area")
-        deletion = dict(deletion, top_list=[(_region_name(rid), n) for rid, n in counts.items()],
-                        baseline_name=BASELINES.get(str(deletion.get("baseline")),
-                                                         deletion.get("baseline") or "the baseline"),
-                        legacy=not isinstance(deletion.get("ranked_drop"), list), single=single,
-                        evidence_name=deletion.get("evidence") or "evidence for the explained class",
-                        evidence_unit=evidence_unit(deletion.get("evidence")),
-                        probabilities=is_number(deletion.get("difference_probability")),
-                        # the readers' companion scale: a verification model's similarity, else the probability
-                        points_words=("points of similarity (hundredths)" if run.get("task") == "verification"
-                                      else "percentage points of class probability"),
-                        # older results: the random regions were much smaller than the top ones, so size may
-                        # explain part of the gap (the curves compare at equal area)
-                        size_gap=is_number(top_area) and is_number(random_area) and top_area > 1.5 * random_area)
-        if deletion.get("faithful") is False:
+        deletion_view = {**deletion, "top_list": [(_region_name(rid), n) for rid, n in deletion["top_regions"].items()],
+                         "baseline_name": BASELINES.get(deletion["baseline"], deletion["baseline"] or "the baseline"),
+                         "legacy": "ranked_drop" not in deletion, "single": deletion.get("single_region") or {},
+                         "evidence_name": deletion.get("evidence") or "evidence for the explained class",
+                         "evidence_unit": evidence_unit(deletion.get("evidence")),
+                         "probabilities": is_number(deletion.get("difference_probability")),
+                         # the readers' companion scale: a verification model's similarity, else the probability
+                         "points_words": ("points of similarity (hundredths)" if run.get("task") == "verification"
+                                          else "percentage points of class probability"),
+                         # older results: the random regions were much smaller than the top ones, so size may
+                         # explain part of the gap (the curves compare at equal area)
+                         "size_gap": is_number(top_area) and is_number(random_area) and top_area > 1.5 * random_area}
+        if deletion["faithful"] is False:
             warnings.append("deletion")
     if sanity is not None:
-        verdict = SANITY_VERDICTS.get(str(sanity.get("verdict")), SANITY_VERDICTS["unknown"])
-        sanity = dict(sanity, verdict_label=verdict[0], verdict_text=verdict[1],
-                      top_name=_region_name(sanity.get("top_region")) if sanity.get("top_region") else None,
-                      top_randomised_name=_region_name(sanity.get("top_region_randomised"))
-                      if sanity.get("top_region_randomised") else None,
-                      legacy=not sanity.get("steps"),
-                      step_rows=[dict(step, label=step_words(step.get("randomised")))
-                                 for step in sanity_steps(sanity)])
-        if sanity.get("verdict") == "failed":
+        verdict = SANITY_VERDICTS.get(sanity["verdict"], SANITY_VERDICTS["unknown"])
+        top, top_randomised = sanity["top_region"], sanity["top_region_randomised"]
+        sanity_view = {**sanity, "verdict_label": verdict[0], "verdict_text": verdict[1],
+                       "top_name": _region_name(top) if top else None,
+                       "top_randomised_name": _region_name(top_randomised) if top_randomised else None,
+                       "legacy": not sanity.get("steps"),
+                       "step_rows": [{**step, "label": step_words(step["randomised"])} for step in sanity_steps(sanity)]}
+        if sanity["verdict"] == "failed":
             warnings.append("sanity")
     check_images = run.get("check_images")
-    return {"deletion": deletion, "sanity": sanity, "warnings": warnings,
-            "off": isinstance(check_images, int) and not isinstance(check_images, bool) and check_images <= 0,
-            "check_images": check_images}
+    return {"deletion": deletion_view, "sanity": sanity_view, "warnings": warnings,
+            "off": check_images is not None and check_images <= 0, "check_images": check_images}
 
 
-def _browser_view(browser, regions: list[dict], run: dict, task: dict | None = None) -> dict | None:
+def _browser_view(browser: schema.Browser | None, regions: list[schema.RegionRow], run: schema.Run,
+                  task: dict[str, Any]) -> dict[str, Any] | None:
     """What the image browser's controls offer: sort keys for the group columns (``column_options``: column,
     its name in the list) and each region."""
-    if not isinstance(browser, dict) or not browser.get("images"):
+    if not browser or not browser["images"]:
         return None
-    images = [r for r in browser["images"] if isinstance(r, dict)]
-    columns = list(dict.fromkeys([c for c in run.get("protected") or [] if isinstance(c, str)] +
-                                 [c for r in images for c in (r.get("groups") or {})]))
-    order = [r.get("id") for r in regions] or list(browser.get("regions") or REGION_IDS)
-    region_ids = [rid for rid in order if rid in (browser.get("regions") or REGION_IDS)]
-    labels = {r.get("id"): r.get("label") for r in regions}
-    pair = "photo of the reference person or not" if (task or {}).get("reference") else "genuine or impostor pair"
-    names = {"pair": pair} if (task or {}).get("verification") else {}
-    return dict(browser, shown=len(images), columns=columns,
-                column_options=[(column, f"{column} ({names[column]})" if column in names else column) for column in columns],
-                region_options=[(rid, labels.get(rid) or getattr(REGION_BY_ID.get(rid), "label", rid))
-                                for rid in region_ids])
+    images = browser["images"]
+    columns = list(dict.fromkeys(run["protected"] + [c for r in images for c in r["groups"]]))
+    order = [r["id"] for r in regions] or list(browser["regions"])
+    region_ids = [rid for rid in order if rid in browser["regions"]]
+    labels = {r["id"]: r["label"] for r in regions}
+    pair = "photo of the reference person or not" if task["reference"] else "genuine or impostor pair"
+    names = {"pair": pair} if task["verification"] else {}
+    return {**browser, "shown": len(images), "columns": columns,
+            "column_options": [(column, f"{column} ({names[column]})" if column in names else column)
+                               for column in columns],
+            "region_options": [(rid, labels.get(rid) or _region_name(rid)) for rid in region_ids]}
 
 
-def _examples_view(examples: list, task: dict) -> list[dict]:
+def _examples_view(examples: list[schema.Example], task: dict[str, Any]) -> list[dict[str, Any]]:
     """The examples as the section shows them, each with its ``index`` in ``results.examples`` (where its
     pictures are) and its reason in the run's words. Both images of a verification pair have the same
     similarity, so a pair often comes twice, once from each side: it is shown once."""
     shown, pairs = [], set()
     for index, example in enumerate(examples):
-        if not isinstance(example, dict):
-            continue
-        if task.get("verification") and not task.get("reference") and example.get("partner"):
-            pair = frozenset((str(example.get("image")), str(example["partner"])))
+        partner = example.get("partner")
+        if task["verification"] and not task["reference"] and partner:
+            pair = frozenset((example["image"], partner))
             if pair in pairs:
                 continue
             pairs.add(pair)
-        shown.append(dict(example, index=index, why=task["why"].get(example.get("why"), example.get("why"))))
+        shown.append({**example, "index": index, "why": task["why"].get(example["why"], example["why"])})
     return shown
 
 
@@ -291,48 +287,46 @@ def _region_legend() -> list[tuple[str, str]]:
     return legend
 
 
-def _analysed(counts: dict):
+def _analysed(counts: schema.Counts) -> int:
     """Images behind the numbers: "scored" when the analysis reports it, else "aligned"."""
-    return counts.get("scored", counts.get("aligned"))
+    return counts.get("scored", counts["aligned"])
 
 
-def _layer_cell(run: dict) -> dict | None:
+def _layer_cell(run: schema.Run) -> dict[str, str] | None:
     """How coarse the explained layer is: its grid and the input pixels one cell covers, when known."""
-    shape, size = run.get("layer_shape"), run.get("input_size")
-    if not (isinstance(shape, list) and len(shape) >= 2 and isinstance(size, list) and len(size) == 2):
+    shape, size = run.get("layer_shape"), run["input_size"]
+    if not (shape and len(shape) >= 2 and len(size) == 2):
         return None
     rows, cols = shape[-2], shape[-1]
-    if not all(isinstance(v, int) and v > 0 for v in (rows, cols, *size)):
+    if not all(v > 0 for v in (rows, cols, *size)):
         return None
     return {"grid": f"{rows}×{cols}", "input": f"{size[0]}×{size[1]}",
             "pixels": f"{size[0] / rows:.0f}×{size[1] / cols:.0f}"}
 
 
-def _region_stub(region_id: str) -> dict:
+def _region_stub(region_id: str) -> dict[str, Any]:
     region = REGION_BY_ID.get(region_id)
     return {"id": region_id, "label": region.label if region else region_id,
             "estimated": bool(region and region.estimated)}
 
 
-def _small(n) -> bool:
-    return isinstance(n, (int, float)) and n < SMALL_GROUP
+def _small(n: int | None) -> bool:
+    return n is not None and n < SMALL_GROUP
 
 
-def _comparison_view(comparison: dict, groups: dict, task: dict) -> dict:
-    a, b = comparison.get("a"), comparison.get("b")
-    rows = sorted((r for r in comparison.get("regions") or [] if isinstance(r, dict)),
-                  key=lambda r: -abs(r["difference"]) if isinstance(r.get("difference"), (int, float)) else 0)
-    n_a = comparison.get("n_a", (groups.get(a) or {}).get("n"))
-    n_b = comparison.get("n_b", (groups.get(b) or {}).get("n"))
-    return dict(comparison, rows=rows, n_a=n_a, n_b=n_b, small=_small(n_a) or _small(n_b),
-                beyond=sum(1 for r in rows if r.get("beyond_noise")), figure=None,
-                maps=a in groups and b in groups, name_a=group_name(a, groups, task),
-                name_b=group_name(b, groups, task), title_b=_title(group_name(b, groups, task)))
+def _comparison_view(comparison: schema.Comparison, groups: dict[str, schema.Group],
+                     task: dict[str, Any]) -> dict[str, Any]:
+    a, b, n_a, n_b = comparison["a"], comparison["b"], comparison["n_a"], comparison["n_b"]
+    rows = sorted(comparison["regions"], key=lambda r: -abs(difference) if is_number(difference := r["difference"]) else 0)
+    return {**comparison, "rows": rows, "small": _small(n_a) or _small(n_b),
+            "beyond": sum(1 for r in rows if r["beyond_noise"]), "figure": None,
+            "maps": a in groups and b in groups, "name_a": group_name(a, groups, task),
+            "name_b": group_name(b, groups, task), "title_b": _title(group_name(b, groups, task))}
 
 
 # -- face verification -----------------------------------------------------------------------------------
 
-def _task_view(run: dict) -> dict:
+def _task_view(run: schema.Run) -> dict[str, Any]:
     """The words for what is explained: ``CLASSIFIER_WORDS``, or for a face-verification run (``run.task``)
     the similarity (``run.target_class`` 1) or dissimilarity (0) of each image to the other image of its pair
     or to the reference photo. Records still carry the similarity in ``probability``, so "highest" and
@@ -340,7 +334,7 @@ def _task_view(run: dict) -> dict:
     if run.get("task") != "verification":
         return dict(CLASSIFIER_WORDS)
     reference = bool(run.get("reference"))
-    score = "dissimilarity" if run.get("target_class") == 0 else "similarity"
+    score = "dissimilarity" if run["target_class"] == 0 else "similarity"
     partner = "the reference photo" if reference else "the other image of the pair"
     decided = is_number(run.get("threshold"))
     why = {"most confident": "highest similarity", "least confident": "lowest similarity",
@@ -370,18 +364,18 @@ PAIR_NAMES = {"genuine": "genuine pairs (same person)", "impostor": "impostor pa
 REFERENCE_NAMES = {"genuine": "photos of the reference person", "impostor": "photos of other people"}
 
 
-def group_name(key, groups: dict, task: dict) -> str:
+def group_name(key: str, groups: dict[str, schema.Group], task: dict[str, Any]) -> str:
     """A group as the page names it: its key (``race=African``), or for the genuine/impostor column of a
     verification run words (``genuine pairs (same person)``)."""
-    group = groups.get(key) if isinstance(groups, dict) else None
-    column, value = (group.get("column"), group.get("value")) if isinstance(group, dict) else (None, None)
-    if column is None and isinstance(key, str) and "=" in key:
+    group = groups.get(key)
+    column, value = (group["column"], group["value"]) if group else (None, None)
+    if column is None and "=" in key:
         column, value = key.split("=", 1)
-    if task.get("verification") and column == "pair":
-        names = REFERENCE_NAMES if task.get("reference") else PAIR_NAMES
+    if task["verification"] and column == "pair":
+        names = REFERENCE_NAMES if task["reference"] else PAIR_NAMES
         if value in names:
             return names[value]
-    return str(key)
+    return key
 
 
 def _title(name: str) -> str:
@@ -389,55 +383,54 @@ def _title(name: str) -> str:
     return name if "=" in name else name[:1].upper() + name[1:]
 
 
-def _verification_view(quality, groups: dict, task: dict) -> dict | None:
+def _verification_view(quality: schema.Verification | None, groups: dict[str, schema.Group],
+                       task: dict[str, Any]) -> dict[str, Any] | None:
     """The "Verification quality" section: the threshold, one row per group (all pairs first) and the group
     comparisons of accuracy, the gaps beyond noise first; None without ``results.verification``."""
-    if not task.get("verification") or not isinstance(quality, dict) or not isinstance(quality.get("overall"), dict):
+    if not task["verification"] or not quality:
         return None
-    rows = [dict(quality["overall"], key=None, name="All pairs" if not task["reference"] else "All images")]
-    for key, entry in (quality.get("groups") or {}).items():
-        if isinstance(entry, dict):
-            rows.append(dict(entry, key=key, name=_title(group_name(key, groups, task)), small=_small(entry.get("pairs"))))
-    comparisons = []
-    for c in quality.get("comparisons") or []:
-        if not isinstance(c, dict):
-            continue
-        small = _small(c.get("n_a")) or _small(c.get("n_b"))
-        comparisons.append(dict(c, name_a=group_name(c.get("a"), groups, task), name_b=group_name(c.get("b"), groups, task),
-                                small=small, gap=bool(c.get("beyond_noise")) and not small))
+    rows: list[dict[str, Any]] = [{**quality["overall"], "key": None,
+                                   "name": "All pairs" if not task["reference"] else "All images"}]
+    for key, entry in quality["groups"].items():
+        rows.append({**entry, "key": key, "name": _title(group_name(key, groups, task)), "small": _small(entry["pairs"])})
+    comparisons: list[dict[str, Any]] = []
+    for c in quality["comparisons"]:
+        small = _small(c["n_a"]) or _small(c["n_b"])
+        comparisons.append({**c, "name_a": group_name(c["a"], groups, task), "name_b": group_name(c["b"], groups, task),
+                            "small": small, "gap": c["beyond_noise"] and not small})
     gaps = sorted((c for c in comparisons if c["gap"]),
-                  key=lambda c: -abs(c["difference"]) if is_number(c.get("difference")) else 0)
+                  key=lambda c: -abs(c["difference"]) if is_number(c["difference"]) else 0)
     for gap in gaps:
         # The gap in words: the worse group first, its size and interval as positive points.
-        worse_is_b = is_number(gap.get("difference")) and gap["difference"] < 0
-        ci: list = gap["ci"] if isinstance(gap.get("ci"), list) and len(gap["ci"]) == 2 else [None, None]
+        difference = gap["difference"]
+        worse_is_b = is_number(difference) and difference < 0
+        ci = gap["ci"]
         gap.update(worse=gap["name_b"] if worse_is_b else gap["name_a"], better=gap["name_a"] if worse_is_b else gap["name_b"],
-                   worse_accuracy=gap.get("accuracy_b") if worse_is_b else gap.get("accuracy_a"),
-                   better_accuracy=gap.get("accuracy_a") if worse_is_b else gap.get("accuracy_b"),
-                   size=abs(gap["difference"]) if is_number(gap.get("difference")) else None,
+                   worse_accuracy=gap["accuracy_b"] if worse_is_b else gap["accuracy_a"],
+                   better_accuracy=gap["accuracy_a"] if worse_is_b else gap["accuracy_b"],
+                   size=abs(difference) if is_number(difference) else None,
                    size_ci=[-ci[1], -ci[0]] if worse_is_b and all(is_number(x) for x in ci) else ci)
-    edges = next((r["histogram"].get("edges") for r in rows if isinstance(r.get("histogram"), dict)), None) or []
-    return {"threshold": quality.get("threshold"), "chosen": quality.get("threshold_source") != "option",
-            "unlabelled": quality.get("unlabelled_pairs") or 0, "rows": rows, "comparisons": comparisons,
+    edges = quality["overall"]["histogram"]["edges"]
+    return {"threshold": quality["threshold"], "chosen": quality["threshold_source"] != "option",
+            "unlabelled": quality["unlabelled_pairs"], "rows": rows, "comparisons": comparisons,
             "gaps": gaps, "measure": task["score"],
             # the two kinds of pair (or of image, against a reference photo) in the similarity figure's legend
             "kinds": dict(REFERENCE_NAMES if task["reference"] else PAIR_NAMES),
             "unit": "images" if task["reference"] else "pairs", "one": "image" if task["reference"] else "pair",
-            "bin_width": edges[1] - edges[0] if len(edges) > 1 and all(is_number(e) for e in edges[:2]) else None}
+            "bin_width": edges[1] - edges[0] if len(edges) > 1 else None}
 
 
-def _reference_view(views: dict, run: dict) -> str | None:
+def _reference_view(views: dict[str, schema.View], run: schema.Run) -> str | None:
     """The key of a whole-image view whose partner is the reference photo (its ``partner_uri`` is the
     reference's picture, shown in the run summary), or None."""
-    if not run.get("reference"):
+    reference = run.get("reference")
+    if not reference:
         return None
-    name = str(run["reference"]).replace("\\", "/").rsplit("/", 1)[-1]
+    name = reference.replace("\\", "/").rsplit("/", 1)[-1]
     fallback = None
     for key, view in views.items():
-        if isinstance(view, dict) and view.get("partner_uri"):
+        if view.get("partner_uri"):
             if view.get("partner") == name:
                 return key
             fallback = fallback or key
     return fallback
-
-

@@ -1,5 +1,6 @@
 """Stage 4, results: maps and scores summed into the results dict (docs/results.md); no torch here.
 
+    schema.py    the results dict's sections as types (docs/results.md in prose)
     scores.py    region share, area and density; running sums and the bootstrap
     patches.py   the top patches, examples and the image browser's sample (best.py: the K best records)
     checks.py    the trust checks' statistics (the model passes are explain/check_passes.py)

@@ -27,9 +27,13 @@ what the model *learned* must change when all the learning is erased.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..faces.regions import REGION_IDS
+from . import schema
+from .schema import Interval
 from .scores import json_float, percentile_interval
 
 DEFAULT_CHECK_IMAGES = 64
@@ -199,24 +203,61 @@ def _resample_counts(images: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(d, minlength=images) for d in draws]).astype(np.float64)
 
 
-def _mean_and_interval(values: np.ndarray, counts: np.ndarray) -> tuple:
-    """Mean over images (axis 0) and its 95% bootstrap interval, for (n,) or (n, G) values with the
-    resample ``counts`` (RESAMPLES, n). Returns (mean, [low, high]) or, for (n, G), (means, [[low, high], ...])."""
+def _mean_and_interval(values: np.ndarray, counts: np.ndarray) -> tuple[float | None, Interval]:
+    """Mean of (n,) values over images and its 95% bootstrap interval, with the resample ``counts``
+    (RESAMPLES, n)."""
     n = len(values)
-    means = counts @ values / n
-    if values.ndim == 1:
-        interval = percentile_interval(means) if n >= 2 else [None, None]
-        return json_float(values.mean()), interval
+    interval: Interval = percentile_interval(counts @ values / n) if n >= 2 else [None, None]
+    return json_float(values.mean()), interval
+
+
+def _curve_and_band(values: np.ndarray, counts: np.ndarray) -> tuple[list[float | None], list[Interval]]:
+    """Mean of (n, G) curves over images and its pointwise 95% bootstrap band ([low, high] at each of the G
+    points), with the resample ``counts`` (RESAMPLES, n)."""
+    n = len(values)
     if n < 2:
         return [json_float(v) for v in values.mean(0)], [[None, None]] * values.shape[1]
-    low, high = np.percentile(means, [2.5, 97.5], axis=0)
+    low, high = np.percentile(counts @ values / n, [2.5, 97.5], axis=0)
     return [json_float(v) for v in values.mean(0)], [[json_float(a), json_float(b)] for a, b in zip(low, high)]
+
+
+class _Deletion(NamedTuple):
+    """One measure's deletion numbers over the checked images (evidence, or class probability): each a
+    (mean, interval) or, for the curves, (mean curve, band)."""
+
+    ranked_mean: tuple[float | None, Interval]  # each curve averaged over the area range
+    random_mean: tuple[float | None, Interval]
+    ranked_drop: tuple[list[float | None], list[Interval]]
+    random_drop: tuple[list[float | None], list[Interval]]
+    difference: tuple[float | None, Interval]  # ranked minus random, averaged over the area range
+    top_drop: tuple[float | None, Interval]  # the top region alone (the ranked curve's first step)
+    random_at_top: tuple[float | None, Interval]  # random orders at the top region's area
+    per_image: np.ndarray  # (n,) each image's difference
+
+
+def _deletion(records: list[dict], grid: np.ndarray, counts: np.ndarray, kind: str) -> _Deletion | None:
+    """The deletion numbers of one measure (``kind``: "evidence" or "probability"); None when the records do
+    not have it (probabilities of a model without them)."""
+    curves = [image_curves(r, grid, kind) for r in records]
+    pairs = [c for c in curves if c is not None]
+    if len(pairs) < len(curves):
+        return None
+    ranked, random = np.stack([c[0] for c in pairs]), np.stack([c[1] for c in pairs])
+    differences = mean_over_area(ranked - random, grid)
+    top = np.array([r[kind] - _value(r["ranked"][kind][0]) for r in records])
+    at_top = np.array([np.mean([drop_curve(c, r[kind], np.array([r["top_area"]]), kind)[0] for c in r["random"]])
+                       for r in records])
+    return _Deletion(_mean_and_interval(mean_over_area(ranked, grid), counts),
+                     _mean_and_interval(mean_over_area(random, grid), counts),
+                     _curve_and_band(ranked, counts), _curve_and_band(random, counts),
+                     _mean_and_interval(differences, counts), _mean_and_interval(top, counts),
+                     _mean_and_interval(at_top, counts), differences)
 
 
 # -- deletion summary ------------------------------------------------------------------------------------
 
 def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA_LIMIT,
-                         orders: int | None = None) -> dict | None:
+                         orders: int | None = None) -> schema.Faithfulness | None:
     """results.json ``faithfulness``: the mean deletion curves (ranked and random orders, evidence drop
     against removed area, with pointwise 95% bands), their difference averaged over the area range with
     its interval, the verdict (``faithful``: the interval lies above zero), and the same read in
@@ -231,42 +272,45 @@ def faithfulness_summary(records: list[dict], baseline: str, limit: float = AREA
         records = [dict(r, random=r["random"][:orders]) for r in records]
     grid = area_grid(limit)
     counts = _resample_counts(len(records), CHECK_SEED)
-    summary: dict = {"images": len(records), "baseline": baseline,
-               "evidence": records[0].get("evidence_name") or "evidence for the explained class",
-               "area_limit": limit, "random_orders": max(len(r["random"]) for r in records),
-               "areas": [round(float(a), 4) for a in grid]}
-    for kind, suffix in (("evidence", ""), ("probability", "_probability")):
-        curves = [image_curves(r, grid, kind) for r in records]
-        if any(c is None for c in curves):
-            continue  # a model without probabilities: the evidence alone
-        ranked, random = (np.stack(part) for part in zip(*curves))
-        differences = mean_over_area(ranked - random, grid)
-        for name, curves_of_kind in (("ranked", ranked), ("random", random)):
-            summary[f"{name}_mean{suffix}"], summary[f"{name}_mean{suffix}_ci"] = _mean_and_interval(
-                mean_over_area(curves_of_kind, grid), counts)
-        summary[f"ranked_drop{suffix}"], summary[f"ranked_drop{suffix}_ci"] = _mean_and_interval(ranked, counts)
-        summary[f"random_drop{suffix}"], summary[f"random_drop{suffix}_ci"] = _mean_and_interval(random, counts)
-        summary[f"difference{suffix}"], summary[f"difference{suffix}_ci"] = _mean_and_interval(differences, counts)
-        if kind == "evidence":
-            per_image = differences
-        # The top region alone (the ranked curve's first step) against random orders at the same area.
-        top = np.array([r[kind] - _value(r["ranked"][kind][0]) for r in records])
-        at_top = np.array([np.mean([drop_curve(c, r[kind], np.array([r["top_area"]]), kind)[0] for c in r["random"]])
-                           for r in records])
-        single = summary.setdefault("single_region", {})
-        single[f"top_drop{suffix}"], single[f"top_drop{suffix}_ci"] = _mean_and_interval(top, counts)
-        single[f"random_drop{suffix}"], single[f"random_drop{suffix}_ci"] = _mean_and_interval(at_top, counts)
-    low = summary["difference_ci"][0]
-    summary["faithful"] = low is not None and low > 0
-    summary["single_region"]["top_area"] = json_float(np.mean([r["top_area"] for r in records]))
+    evidence = _deletion(records, grid, counts, "evidence")
+    if evidence is None:  # not reached: _finite_curves kept only records with evidence everywhere
+        return None
+    probability = _deletion(records, grid, counts, "probability")  # None: a model without probabilities
+    in_probability: schema.DeletionInProbability = {} if probability is None else {
+        "ranked_mean_probability": probability.ranked_mean[0], "ranked_mean_probability_ci": probability.ranked_mean[1],
+        "random_mean_probability": probability.random_mean[0], "random_mean_probability_ci": probability.random_mean[1],
+        "ranked_drop_probability": probability.ranked_drop[0], "ranked_drop_probability_ci": probability.ranked_drop[1],
+        "random_drop_probability": probability.random_drop[0], "random_drop_probability_ci": probability.random_drop[1],
+        "difference_probability": probability.difference[0], "difference_probability_ci": probability.difference[1]}
+    single_in_probability: schema.SingleRegionInProbability = {} if probability is None else {
+        "top_drop_probability": probability.top_drop[0], "top_drop_probability_ci": probability.top_drop[1],
+        "random_drop_probability": probability.random_at_top[0],
+        "random_drop_probability_ci": probability.random_at_top[1]}
     top_regions: dict[str, int] = {}
     for r in records:
         top_regions[r["top_region"]] = top_regions.get(r["top_region"], 0) + 1
-    summary["top_regions"] = dict(sorted(top_regions.items(), key=lambda kv: -kv[1]))
-    summary["per_image"] = [{"row": r["row"], "top_region": r["top_region"], "top_area": r["top_area"],
-                             "evidence": r["evidence"], "probability": r["probability"],
-                             "difference": json_float(d)} for r, d in zip(records, per_image)]
-    return summary
+    low = evidence.difference[1][0]
+    return {
+        "images": len(records), "baseline": baseline,
+        "evidence": records[0].get("evidence_name") or "evidence for the explained class",
+        "area_limit": limit, "random_orders": max(len(r["random"]) for r in records),
+        "areas": [round(float(a), 4) for a in grid],
+        "ranked_mean": evidence.ranked_mean[0], "ranked_mean_ci": evidence.ranked_mean[1],
+        "random_mean": evidence.random_mean[0], "random_mean_ci": evidence.random_mean[1],
+        "ranked_drop": evidence.ranked_drop[0], "ranked_drop_ci": evidence.ranked_drop[1],
+        "random_drop": evidence.random_drop[0], "random_drop_ci": evidence.random_drop[1],
+        "difference": evidence.difference[0], "difference_ci": evidence.difference[1],
+        "single_region": {"top_drop": evidence.top_drop[0], "top_drop_ci": evidence.top_drop[1],
+                          "random_drop": evidence.random_at_top[0], "random_drop_ci": evidence.random_at_top[1],
+                          **single_in_probability,
+                          "top_area": json_float(np.mean([r["top_area"] for r in records]))},
+        **in_probability,
+        "faithful": low is not None and low > 0,
+        "top_regions": dict(sorted(top_regions.items(), key=lambda kv: -kv[1])),
+        "per_image": [{"row": r["row"], "top_region": r["top_region"], "top_area": r["top_area"],
+                       "evidence": r["evidence"], "probability": r["probability"], "difference": json_float(d)}
+                      for r, d in zip(records, evidence.per_image)],
+    }
 
 
 def _finite_curves(record: dict) -> bool:
@@ -350,7 +394,7 @@ def _top(means: np.ndarray) -> str | None:
     return REGION_IDS[int(np.nanargmax(means))] if np.isfinite(means).any() else None
 
 
-def sanity_summary(records: list[dict]) -> dict | None:
+def sanity_summary(records: list[dict]) -> schema.Sanity | None:
     """results.json ``sanity``: for each cascade step, the mean rank correlation of real vs randomised region
     densities over the images (zero maps counted as 0) with its interval and the number of images behind
     it; the last step's numbers at the top level, with the verdict they give."""
@@ -358,12 +402,14 @@ def sanity_summary(records: list[dict]) -> dict | None:
     if not records:
         return None
     real = _column_means([r["real"] for r in records])
-    steps = []
+    steps: list[schema.SanityStep] = []
     for k, name in enumerate(records[0]["steps"]):
         used = [r for r in records if r["rank_correlation"][k] is not None]
         correlations = np.array([r["rank_correlation"][k] for r in used], dtype=np.float64)
-        mean, interval = (_mean_and_interval(correlations, _resample_counts(len(used), CHECK_SEED + 3 + k))
-                          if used else (None, [None, None]))
+        mean: float | None = None
+        interval: Interval = [None, None]
+        if used:
+            mean, interval = _mean_and_interval(correlations, _resample_counts(len(used), CHECK_SEED + 3 + k))
         run = [r for r in records if not _skipped(r, k)]
         drawn = [r["randomised"][k] for r in run if r["randomised"][k] is not None]
         randomised = _column_means(drawn) if drawn else np.full(len(REGION_IDS), np.nan)

@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import TypeGuard
 
-from ..report.format import correlation_text, percent_number_text, percent_text, points_text, signed_text, times_text
+from ..report.format import (
+    correlation_text,
+    percent,
+    percent_number_text,
+    percent_text,
+    points_text,
+    signed_text,
+    times_text,
+)
+from . import schema
 
 # Fewer images than this in a group: its numbers are shown but not interpreted.
 SMALL_GROUP = 20
@@ -25,8 +35,10 @@ MAX_FINDINGS = 5
 # Chance of a single difference looking "beyond noise" when there is none (95% intervals).
 FALSE_ALARM_RATE = 0.05
 
+Found = list[tuple[float, schema.Finding]]  # what each finding below returns: (priority, finding), or nothing
 
-def findings(results: dict) -> list[dict]:
+
+def findings(results: schema.Sections) -> list[schema.Finding]:
     """Three to five findings, most important first: ``{"kind", "severity": "info"|"warning", "text"}``.
 
     Kinds: ``top_region``, ``no_regions``, ``sanity``, ``faithfulness``, ``failures``, ``small_sample``,
@@ -35,7 +47,7 @@ def findings(results: dict) -> list[dict]:
     candidates than ``MAX_FINDINGS``; the output keeps the order above (a finding's place says how important
     it is, its severity how worrying).
     """
-    candidates: list[tuple[float, dict]] = []
+    candidates: list[tuple[float, schema.Finding]] = []
     regions = list(results.get("regions") or [])
     candidates += _top_region(regions, (results.get("run") or {}).get("task") == "verification")
     candidates += _sanity(results.get("sanity"))
@@ -56,51 +68,50 @@ def findings(results: dict) -> list[dict]:
     return [finding for _, finding in chosen]
 
 
-def _finding(kind: str, severity: str, text: str) -> dict:
+def _finding(kind: str, severity: str, text: str) -> schema.Finding:
     return {"kind": kind, "severity": severity, "text": text}
 
 
 # -- the individual findings (each returns [(priority, finding)], empty when it has nothing to say) --
 
-def _top_region(regions: list[dict], verification: bool = False) -> list[tuple[float, dict]]:
-    scored = [r for r in regions if _finite(r.get("density"))]
+def _top_region(regions: list[schema.RegionRow], verification: bool = False) -> Found:
+    scored = [(density, r) for r in regions if _finite(density := r.get("density"))]
     if not scored:
         return [(0, _finding("no_regions", "warning",
                              "No image could be scored, so there are no region results to interpret."))]
-    top = max(scored, key=lambda r: r["density"])
+    density, top = max(scored, key=lambda pair: pair[0])
     ci = _interval(top.get("ci"))
     name = _the(top)
     if ci and ci[0] <= 1.0:
-        text = (f"No region clearly stands out: the highest is {name} at {times_text(top['density'])}x an even spread "
+        text = (f"No region clearly stands out: the highest is {name} at {times_text(density)}x an even spread "
                 f"(95% CI {_range(ci, times_text)}), which is within noise of an even spread.")
         return [(0, _finding("top_region", "info", text))]
-    text = f"The model looks most at {name}: {times_text(top['density'])}x an even spread"
+    text = f"The model looks most at {name}: {times_text(density)}x an even spread"
     if ci:
         text += f" (95% CI {_range(ci, times_text)})"
-    if _finite(top.get("share")):
-        text += f", {percent_text(top['share'])} of its attention"
+    if _finite(share := top.get("share")):
+        text += f", {percent_text(share)} of its attention"
     text += "."
-    runner_up = sorted(scored, key=lambda r: -r["density"])[1:2]
+    runner_up = sorted(scored, key=lambda pair: -pair[0])[1:2]
     if runner_up and ci:
-        second = runner_up[0]
+        second_density, second = runner_up[0]
         second_ci = _interval(second.get("ci"))
         if second_ci and second_ci[1] >= ci[0]:
-            text += (f" {_capital(_the(second))} is close behind ({times_text(second['density'])}x, 95% CI "
+            text += (f" {_capital(_the(second))} is close behind ({times_text(second_density)}x, 95% CI "
                      f"{_range(second_ci, times_text)}), so their order is not certain.")
     effect_ci = _interval(top.get("effect_ci"))
-    if _finite(top.get("effect")) and effect_ci:
+    if _finite(effect := top.get("effect")) and effect_ci:
         measure = "similarity" if verification else "class probability"
-        text += (f" Replacing it alone lowers the {measure} by {points_text(top['effect'])} percentage points "
+        text += (f" Replacing it alone lowers the {measure} by {points_text(effect)} percentage points "
                  f"(95% CI {_range(effect_ci, points_text)}).")
     if top.get("estimated"):
         text += " This region is estimated from the face's proportions, so its outline is approximate."
     return [(0, _finding("top_region", "info", text))]
 
 
-def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
-    if not sanity or not _finite(sanity.get("rank_correlation")):
+def _sanity(sanity: schema.Sanity | None) -> Found:
+    if not sanity or not _finite(rho := sanity.get("rank_correlation")):
         return []
-    rho = sanity["rank_correlation"]
     ci = _interval(sanity.get("rank_correlation_ci"))
     numbers = f"rank correlation {correlation_text(rho)}" + (f", 95% CI {_range(ci, correlation_text)}" if ci else "")
     numbers += f", {sanity['images']} images"
@@ -123,19 +134,19 @@ def _sanity(sanity: dict | None) -> list[tuple[float, dict]]:
     return [(7.5, _finding("sanity", "info", text))]
 
 
-def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
+def _faithfulness(check: schema.Faithfulness | None) -> Found:
     if not check:
         return []
     if not isinstance(check.get("ranked_drop"), list):
         return _single_region_check(check)  # results from before the deletion curves
-    if not _finite(check.get("difference")):
+    if not _finite(difference := check.get("difference")):
         return []
     ci = _interval(check.get("difference_ci"))
     evidence = check.get("evidence") or "evidence for the explained class"
-    limit = percent_text(check["area_limit"]) if _finite(check.get("area_limit")) else "half"
-    numbers = f"{signed_text(check['difference'])} in {evidence}" + (f", 95% CI {_range(ci, signed_text)}" if ci else "")
-    if _finite(check.get("difference_probability")):
-        numbers += f"; {points_text(check['difference_probability'])} points of class probability"
+    limit = percent_text(area_limit) if _finite(area_limit := check.get("area_limit")) else "half"
+    numbers = f"{signed_text(difference)} in {evidence}" + (f", 95% CI {_range(ci, signed_text)}" if ci else "")
+    if _finite(in_probability := check.get("difference_probability")):
+        numbers += f"; {points_text(in_probability)} points of class probability"
     numbers += f"; {check['images']} images"
     how = "a blurred copy" if check.get("baseline") == "blur" else "the mean colour"
     if not check.get("faithful"):
@@ -151,11 +162,11 @@ def _faithfulness(check: dict | None) -> list[tuple[float, dict]]:
     return [(7, _finding("faithfulness", "info", text))]
 
 
-def _single_region_check(check: dict) -> list[tuple[float, dict]]:
+def _single_region_check(check: schema.Faithfulness) -> Found:
     """The deletion check of older results: the top region against one random region, in probability points."""
-    if not _finite(check.get("top_drop")) or not _finite(check.get("random_drop")):
+    top, random = check.get("top_drop"), check.get("random_drop")
+    if not _finite(top) or not _finite(random):
         return []
-    top, random = check["top_drop"], check["random_drop"]
     top_ci, random_ci = _interval(check.get("top_drop_ci")), _interval(check.get("random_drop_ci"))
     top_text = f"{points_text(top)} points" + (f" (95% CI {_range(top_ci, points_text)})" if top_ci else "")
     random_text = f"{points_text(random)}" + (f" (95% CI {_range(random_ci, points_text)})" if random_ci else "")
@@ -171,31 +182,32 @@ def _single_region_check(check: dict) -> list[tuple[float, dict]]:
     return [(7, _finding("faithfulness", "info", text))]
 
 
-def _verification(quality: dict | None) -> list[tuple[float, dict]]:
+def _verification(quality: schema.Verification | None) -> Found:
     """Face verification: accuracy of same/different decisions, and the largest gap between groups."""
-    if not quality or not quality.get("overall") or not _finite(quality["overall"].get("accuracy")):
+    if not quality or not quality.get("overall") or not _finite(accuracy := quality["overall"].get("accuracy")):
         return []
     overall, threshold = quality["overall"], quality.get("threshold")
     how = ("the threshold given" if quality.get("threshold_source") == "option"
            else "the threshold with the best accuracy on these pairs")
     ci = _interval(overall.get("accuracy_ci"))
     base = (f"at similarity {threshold:.2f} ({how}) the model decides same/different correctly for "
-            f"{percent_text(overall['accuracy'])} of {overall['pairs']} labelled pairs"
+            f"{percent_text(accuracy)} of {overall['pairs']} labelled pairs"
             + (f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""))
-    gaps = [c for c in quality.get("comparisons") or [] if _finite(c.get("difference"))
+    gaps = [(difference, c) for c in quality.get("comparisons") or [] if _finite(difference := c.get("difference"))
             and min(c.get("n_a") or 0, c.get("n_b") or 0) >= SMALL_GROUP]
-    beyond = [c for c in gaps if c.get("beyond_noise")]
+    beyond = [(difference, c) for difference, c in gaps if c.get("beyond_noise")]
     if beyond:
-        gap = max(beyond, key=lambda c: abs(c["difference"]))
-        worse, better = (gap["b"], gap["a"]) if gap["difference"] < 0 else (gap["a"], gap["b"])
-        worse_accuracy = gap["accuracy_b"] if gap["difference"] < 0 else gap["accuracy_a"]
-        better_accuracy = gap["accuracy_a"] if gap["difference"] < 0 else gap["accuracy_b"]
+        difference, gap = max(beyond, key=lambda pair: abs(pair[0]))
+        worse, better = (gap["b"], gap["a"]) if difference < 0 else (gap["a"], gap["b"])
+        # (a difference is measured only between two measured accuracies)
+        worse_accuracy = gap["accuracy_b"] if difference < 0 else gap["accuracy_a"]
+        better_accuracy = gap["accuracy_a"] if difference < 0 else gap["accuracy_b"]
         gap_ci = _interval(gap.get("ci"))
-        if gap_ci and gap["difference"] < 0:
+        if gap_ci and difference < 0:
             gap_ci = (-gap_ci[1], -gap_ci[0])
-        text = (f"Verification accuracy differs between groups: {percent_text(worse_accuracy)} for {worse} against "
-                f"{percent_text(better_accuracy)} for {better}"
-                + (f" (a gap of {signed_text(100 * abs(gap['difference']))} percentage points, 95% CI "
+        text = (f"Verification accuracy differs between groups: {percent(worse_accuracy)} for {worse} against "
+                f"{percent(better_accuracy)} for {better}"
+                + (f" (a gap of {signed_text(100 * abs(difference))} percentage points, 95% CI "
                    f"{_range((100 * gap_ci[0], 100 * gap_ci[1]), signed_text)})" if gap_ci else "")
                 + f"; overall, {base}. The model's errors fall unevenly on the groups.")
         return [(0.8, _finding("verification_gap", "warning", text))]
@@ -207,12 +219,14 @@ def _verification(quality: dict | None) -> list[tuple[float, dict]]:
     return [(2.5, _finding("verification", "info", text))]
 
 
-def _failures(results: dict) -> list[tuple[float, dict]]:
-    counts = results.get("counts") or {}
+def _failures(results: schema.Sections) -> Found:
+    counts = results.get("counts")
+    if counts is None:
+        return []
     images, failed = counts.get("images") or 0, counts.get("failed") or 0
     # "scored" (images that made it into the numbers) when the analysis reports it, else "aligned".
     aligned = counts.get("scored", counts.get("aligned"))
-    found: list[tuple[float, dict]] = []
+    found: Found = []
     if images and failed:
         fraction = failed / images
         reasons = Counter(str(f.get("reason", "unknown")) for f in results.get("failures") or [])
@@ -238,11 +252,10 @@ def _failures(results: dict) -> list[tuple[float, dict]]:
     return found
 
 
-def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
+def _outside_face(region_groups: list[schema.RegionRow]) -> Found:
     outside = next((g for g in region_groups if g.get("id") == "outside_face"), None)
-    if outside is None or not _finite(outside.get("share")):
+    if outside is None or not _finite(share := outside.get("share")):
         return []
-    share = outside["share"]
     ci = _interval(outside.get("share_ci"))
     interval = f" (95% CI {_range(ci, percent_number_text)}%)" if ci else ""
     if share > OUTSIDE_FACE_WARNING:
@@ -257,40 +270,41 @@ def _outside_face(region_groups: list[dict]) -> list[tuple[float, dict]]:
     return [(2, _finding("outside_face", "info", text))]
 
 
-def _comparison(comparison: dict, groups: dict, order: int) -> list[tuple[float, dict]]:
+def _comparison(comparison: schema.Comparison, groups: dict[str, schema.Group], order: int) -> Found:
     a, b = comparison.get("a", "a"), comparison.get("b", "b")
-    n_a = comparison.get("n_a", (groups.get(a) or {}).get("n"))
-    n_b = comparison.get("n_b", (groups.get(b) or {}).get("n"))
+    group_a, group_b = groups.get(a), groups.get(b)
+    n_a = comparison.get("n_a", group_a.get("n") if group_a else None)
+    n_b = comparison.get("n_b", group_b.get("n") if group_b else None)
     if (n_a is not None and n_a < SMALL_GROUP) or (n_b is not None and n_b < SMALL_GROUP):
         return []  # said once, for every small group, by _small_groups
-    rows = [r for r in comparison.get("regions") or [] if _finite(r.get("difference"))]
+    rows = [(difference, r) for r in comparison.get("regions") or [] if _finite(difference := r.get("difference"))]
     if not rows:
         return []
     priority = 3 + order / 100
-    beyond = [r for r in rows if r.get("beyond_noise")]
+    beyond = [(difference, r) for difference, r in rows if r.get("beyond_noise")]
     if not beyond:
         text = (f"No region's attention differs beyond noise between {a} and {b} (none of the {len(rows)} "
                 f"differences stays significant after correcting for comparing {len(rows)} regions). This shows "
                 f"no clear difference in this data; it does not prove that the groups are treated alike.")
         return [(priority, _finding("no_group_difference", "info", text))]
-    row = max(beyond, key=lambda r: abs(r["difference"]))
+    difference, row = max(beyond, key=lambda pair: abs(pair[0]))
     name = _the(row)
     density_a, density_b = row.get("density_a"), row.get("density_b")
     ci = _interval(row.get("ci"))
-    detail = f"difference {signed_text(row['difference'])}"
+    detail = f"difference {signed_text(difference)}"
     if ci:
         detail += f", 95% CI {_range(ci, signed_text)}"
-    both = _finite(density_a) and _finite(density_b)
-    ratio = density_b / density_a if both and density_a > 0 else None
-    if row["difference"] > 0:
+    densities = (density_a, density_b) if _finite(density_a) and _finite(density_b) else None
+    ratio = densities[1] / densities[0] if densities and densities[0] > 0 else None
+    if difference > 0:
         how = f"{times_text(ratio)}x more" if ratio is not None else "more"
         text = f"For {b} the model looks {how} at {name} than for {a}"
     elif ratio is not None:
         text = f"For {b} the model looks at {name} only {times_text(ratio)}x as much as for {a}"
     else:
         text = f"For {b} the model looks less at {name} than for {a}"
-    if both:
-        text += f" ({times_text(density_b)}x vs {times_text(density_a)}x an even spread; {detail})."
+    if densities:
+        text += f" ({times_text(densities[1])}x vs {times_text(densities[0])}x an even spread; {detail})."
     else:
         text += f" ({detail})."
     count = len(beyond)
@@ -304,9 +318,8 @@ def _comparison(comparison: dict, groups: dict, order: int) -> list[tuple[float,
     return [(priority, _finding("group_difference", "warning", text))]
 
 
-def _small_groups(groups: dict) -> list[tuple[float, dict]]:
-    small = [(key, group.get("n")) for key, group in groups.items()
-             if isinstance(group.get("n"), int) and group["n"] < SMALL_GROUP]
+def _small_groups(groups: dict[str, schema.Group]) -> Found:
+    small = [(key, n) for key, group in groups.items() if isinstance(n := group.get("n"), int) and n < SMALL_GROUP]
     if not small:
         return []
     if len(small) == 1:
@@ -320,22 +333,22 @@ def _small_groups(groups: dict) -> list[tuple[float, dict]]:
     return [(4, _finding("small_groups", "warning", text))]
 
 
-def _low_region(regions: list[dict]) -> list[tuple[float, dict]]:
-    scored = [r for r in regions if _finite(r.get("density")) and _interval(r.get("ci"))]
+def _low_region(regions: list[schema.RegionRow]) -> Found:
+    scored = [(density, ci, r) for r in regions
+              if _finite(density := r.get("density")) and (ci := _interval(r.get("ci"))) is not None]
     if len(scored) < 2:
         return []
-    low = min(scored, key=lambda r: r["density"])
-    ci = _interval(low["ci"])
-    if ci is None or ci[1] >= 1.0:  # (never None: scored keeps only regions with an interval)
+    density, ci, low = min(scored, key=lambda item: item[0])
+    if ci[1] >= 1.0:
         return []
-    text = (f"The model pays least attention to {_the(low)}: {times_text(low['density'])}x an even spread "
+    text = (f"The model pays least attention to {_the(low)}: {times_text(density)}x an even spread "
             f"(95% CI {_range(ci, times_text)}).")
     return [(8, _finding("low_region", "info", text))]
 
 
 # -- wording and numbers (the report words its numbers with the same functions) --
 
-def _finite(value) -> bool:
+def _finite(value: object) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -345,7 +358,7 @@ def _interval(value) -> tuple[float, float] | None:
     return None
 
 
-def _the(row: dict) -> str:
+def _the(row: schema.RegionRow | schema.RegionDifference) -> str:
     """'the left eye' from a region row's label (falls back to its id)."""
     label = str(row.get("label") or str(row.get("id", "region")).replace("_", " "))
     return "the " + label[:1].lower() + label[1:]

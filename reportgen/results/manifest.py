@@ -16,6 +16,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import schema
+
 SCHEMA = "reportgen-manifest/1"
 # Name in the manifest -> distribution names to ask importlib.metadata, first found wins.
 LIBRARIES = {
@@ -49,7 +51,7 @@ def library_versions() -> dict[str, str | None]:
     return versions
 
 
-def file_digest(path: Path | str | None) -> dict | None:
+def file_digest(path: Path | str | None) -> schema.ManifestInput | None:
     """{"path", "bytes", "sha256"} of a file; None for no file; {"path", "error"} if it cannot be read."""
     if path is None or path == "":
         return None
@@ -65,7 +67,7 @@ def file_digest(path: Path | str | None) -> dict | None:
     return {"path": str(path), "bytes": size, "sha256": digest.hexdigest()}
 
 
-def images_digest(root: Path, paths: list[str]) -> dict:
+def images_digest(root: Path, paths: list[str]) -> schema.ManifestInput:
     """One sha256 over every listed image's path and content (missing files count as missing).
 
     The digest covers ``sha256  path`` lines, sorted by path, as ``sha256sum`` prints them; files
@@ -112,7 +114,7 @@ def class_names(model) -> list[str] | None:
     return None
 
 
-def model_entry(model, given_as_object: bool) -> dict:
+def model_entry(model, given_as_object: bool) -> schema.ManifestInput:
     """What the manifest records about the model itself: its class, parameter count and digest, and its
     class names when it carries them."""
     kind = type(model)
@@ -121,7 +123,7 @@ def model_entry(model, given_as_object: bool) -> dict:
             "classes": class_names(model)}
 
 
-def _determinism() -> dict:
+def _determinism() -> dict[str, bool | int]:
     torch = sys.modules.get("torch")
     if torch is None:
         return {}
@@ -131,7 +133,7 @@ def _determinism() -> dict:
             "torch_threads": torch.get_num_threads()}
 
 
-def build_manifest(config, versions: Mapping | None = None, dataset=None, inputs: Mapping | None = None) -> dict:
+def build_manifest(config, versions: Mapping | None = None, dataset=None, inputs: Mapping | None = None) -> schema.Manifest:
     """The manifest of a run: plain, JSON-serialisable data.
 
     ``config``: the RunConfig (or its ``to_dict()``). ``versions``: versions already known (e.g.
@@ -146,7 +148,7 @@ def build_manifest(config, versions: Mapping | None = None, dataset=None, inputs
         if key == "name":
             continue
         known["reportgen" if key == "version" else key] = None if value is None else str(value)
-    entries = {name: file_digest(options.get(name)) for name in INPUT_FILES}
+    entries: dict[str, schema.ManifestInput | None] = {name: file_digest(options.get(name)) for name in INPUT_FILES}
     entries.update(inputs or {})
     if dataset is not None:
         entries["images"] = images_digest(dataset.root, list(dataset.paths))

@@ -15,11 +15,13 @@ import hashlib
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar, cast
 
 import numpy as np
 from PIL import Image
 
 from ..faces.regions import REGION_IDS, label_image
+from . import schema
 from .best import Best
 from .drawing import attribution_overlay, data_uri, region_overlay
 
@@ -35,6 +37,7 @@ REGIONS_QUALITY = 55
 BROWSER_SIZE = 96  # width of the image browser's thumbnails
 BROWSER_QUALITY = 78
 VIEW_FIELDS = ("label", "prediction", "probability", "groups", "similarity", "partner")
+Record = TypeVar("Record")  # a record's type in results.json (schema.Patch, schema.View...)
 
 
 class Later:
@@ -111,7 +114,7 @@ def draw_pictures(*holders) -> None:
 def _patch_uri(overlay: Image.Image, labels: np.ndarray, index: int) -> str:
     # The region has attention, so it has pixels: its box exists (found only for the patches the report keeps).
     box = _crop_box(labels == index) or (0, 0, *overlay.size)
-    return data_uri(overlay.crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.BILINEAR), quality=80)
+    return data_uri(overlay.crop(box).resize((PATCH_SIZE, PATCH_SIZE), Image.Resampling.BILINEAR), quality=80)
 
 
 def _view(seen, attribution, labels, landmarks, fields: dict, partner: tuple | None = None) -> dict:
@@ -124,20 +127,20 @@ def _view(seen, attribution, labels, landmarks, fields: dict, partner: tuple | N
 
 def _example_uri(draw, seen: Image.Image, *arrays) -> str:
     size = (EXAMPLE_SIZE, round(EXAMPLE_SIZE * seen.height / seen.width))
-    return data_uri(draw(seen, *arrays).resize(size, Image.BILINEAR))
+    return data_uri(draw(seen, *arrays).resize(size, Image.Resampling.BILINEAR))
 
 
 def _partner_uri(partner: tuple) -> str:
     """An example's partner (face verification) at the example's size, with its map when it has one."""
     seen, attribution = partner[0], partner[1]
     picture = seen if attribution is None else attribution_overlay(seen, attribution)
-    return data_uri(picture.resize((EXAMPLE_SIZE, round(EXAMPLE_SIZE * seen.height / seen.width)), Image.BILINEAR))
+    return data_uri(picture.resize((EXAMPLE_SIZE, round(EXAMPLE_SIZE * seen.height / seen.width)), Image.Resampling.BILINEAR))
 
 
 def _thumbnail_uri(seen: Image.Image, attribution: np.ndarray) -> str:
     width = BROWSER_SIZE
     thumbnail = attribution_overlay(seen, attribution).resize(
-        (width, max(1, round(width * seen.height / seen.width))), Image.BILINEAR)
+        (width, max(1, round(width * seen.height / seen.width))), Image.Resampling.BILINEAR)
     return data_uri(thumbnail, quality=BROWSER_QUALITY)
 
 
@@ -164,14 +167,15 @@ def full_views(seen: Image.Image, attribution: np.ndarray, labels: np.ndarray | 
     The picture is enlarged first and the regions are drawn at the view's own size, so their outlines
     stay sharp (landmarks are in ``seen``'s pixels, like ``labels`` and ``attribution``)."""
     width, height = size, max(1, round(size * seen.height / seen.width))
-    picture = seen.convert("RGB").resize((width, height), Image.BICUBIC)
+    picture = seen.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
     # No map (a verification partner whose face was not found, or the reference photo): the picture alone.
     attention = picture if attribution is None else attribution_overlay(picture, attribution)
     if landmarks is not None:
         points = np.asarray(landmarks, dtype=np.float64) * (width / seen.width, height / seen.height)
         regions = region_overlay(picture, label_image(points, width, height), points)
     elif labels is not None:
-        resized = np.asarray(Image.fromarray(np.asarray(labels, dtype=np.uint8)).resize((width, height), Image.NEAREST))
+        resized = np.asarray(Image.fromarray(np.asarray(labels, dtype=np.uint8)).resize((width, height),
+                                                                                       Image.Resampling.NEAREST))
         regions = region_overlay(picture, resized, None)
     else:
         regions = picture
@@ -243,27 +247,34 @@ class TopPatches:
         for record in self.records():
             drawn(record)
 
-    def summary(self) -> dict[str, list[dict]]:
+    def summary(self) -> dict[str, list[schema.Patch]]:
         """{region id: [patch records, best first]}; a record's ``view`` is a key of ``views()``."""
         self.draw()
         return {rid: [_public(record) for record in heap.best_first()] for rid, heap in self.heaps.items()}
 
-    def views(self) -> dict[str, dict]:
+    def views(self) -> dict[str, schema.View]:
         """{image name: {"uri", "regions_uri", "label", "prediction", "probability"[, "groups"]}}: the
         full-image views of the images in the heaps, once per image however many regions it tops."""
         self.draw()
-        views: dict[str, dict] = {}
+        views: dict[str, schema.View] = {}
         for rid in REGION_IDS:
             for record in self.heaps[rid].best_first():
                 view = record.get("_view")
                 if view is not None and record.get("view") is not None:
-                    views.setdefault(record["view"], view)
+                    views.setdefault(record["view"], _as_results(schema.View, view))
         return views
 
 
-def _public(record: dict) -> dict:
+def _public(record: dict) -> schema.Patch:
     """A record without its private fields (the pictures kept for ``views()``)."""
-    return {key: value for key, value in record.items() if not key.startswith("_")}
+    return _as_results(schema.Patch, {key: value for key, value in record.items() if not key.startswith("_")})
+
+
+def _as_results(kind: type[Record], record: dict) -> Record:
+    """A drawn record as results.json holds it (``kind``: its type in ``schema``). The heaps keep records as plain
+    dicts because their pictures stay ``Later`` until drawn; once drawn they are that type, which this only
+    states (tests/test_schema.py checks real records against it)."""
+    return cast(Record, record)
 
 
 class Examples:
@@ -315,12 +326,12 @@ class Examples:
         for record in self.records():
             drawn(record)
 
-    def summary(self) -> list[dict]:
+    def summary(self) -> list[schema.Example]:
         self.draw()
         most = self.most.best_first()
         chosen = {r["image"] for r in most}
         least = [r for r in self.least.best_first() if r["image"] not in chosen]
-        return most + least
+        return [_as_results(schema.Example, record) for record in most + least]
 
 
 def random_key(image: str, seed: int = 0) -> float:
@@ -422,7 +433,7 @@ class ImageBrowser:
         browser.total_seen = int(data["total_seen"])
         return browser
 
-    def summary(self) -> dict:
+    def summary(self) -> schema.Browser:
         """{"total_seen", "sampled", "size", "highest", "lowest", "random", "seed", "regions", "images"}:
         images sorted by probability (highest first), each with ``why`` ("highest confidence", "lowest
         confidence" or "random") and ``shares`` in the order of ``regions``."""
@@ -444,4 +455,5 @@ class ImageBrowser:
         images = sorted(chosen.values(), key=lambda r: (-float(r["probability"]), r["image"]))
         return {"total_seen": self.total_seen, "sampled": self.total_seen > len(images), "size": self.sample,
                 "highest": picked["highest confidence"], "lowest": picked["lowest confidence"],
-                "random": picked["random"], "seed": self.seed, "regions": list(REGION_IDS), "images": images}
+                "random": picked["random"], "seed": self.seed, "regions": list(REGION_IDS),
+                "images": [_as_results(schema.BrowserImage, record) for record in images]}

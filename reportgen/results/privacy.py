@@ -17,15 +17,21 @@ import ntpath
 import os
 import re
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ..inputs.config import PATH_OPTIONS
+from . import schema
+
+if TYPE_CHECKING:  # state.py imports this module
+    from .state import RunContext
 
 RUN_PATHS = ("images", "annotations", "model_file", "weights", "reference")
 # Sections that hold text written by reportgen or by the user's inputs. The others (regions, pictures,
 # maps) hold numbers, region ids and base64 data, where a '/' is not a path separator.
-TEXT_SECTIONS = ("run", "config", "manifest", "notes", "failures", "image_notes", "findings")
+TextSection = Literal["run", "config", "manifest", "notes", "failures", "image_notes", "findings"]
+TEXT_SECTIONS: tuple[TextSection, ...] = ("run", "config", "manifest", "notes", "failures", "image_notes", "findings")
 # An absolute path left in a message (a library's error text, say): POSIX with at least one folder, or
 # Windows, up to a space or a quote; not inside a word, a number ("I/N") or a URL.
 ABSOLUTE = re.compile(r"(?<![\w.:/\\~-])(?:/[^\s'\"<>|/]+/[^\s'\"<>|]*|[A-Za-z]:\\[^\s'\"<>|]+)")
@@ -53,13 +59,13 @@ def _looks_like_path(text: str) -> bool:
     return "/" in text or "\\" in text
 
 
-def _replacements(context: dict) -> list[tuple[str, str]]:
+def _replacements(context: RunContext) -> list[tuple[str, str]]:
     """(prefix, replacement) pairs, longest prefix first: the image folder's contents become paths relative
     to it, input files their names, the home folder '~' and the current and temporary folders nothing."""
-    config, run = context.get("config") or {}, context.get("run") or {}
+    config, run = context.get("config") or {}, context.get("run")
     pairs: dict[str, str] = {}
 
-    def spellings(path: str):
+    def spellings(path: str) -> Iterator[str]:
         yield path
         yield os.path.abspath(path)
         try:
@@ -67,7 +73,7 @@ def _replacements(context: dict) -> list[tuple[str, str]]:
         except (OSError, ValueError):
             pass
 
-    for root in {config.get("images"), run.get("images")} - {None}:
+    for root in {config.get("images"), run.get("images") if run else None} - {None}:
         for spelling in spellings(str(root)):
             pairs[spelling.rstrip("/\\") + os.sep] = ""
             pairs[spelling.rstrip("/\\")] = file_name(spelling)
@@ -97,7 +103,8 @@ def _scrub(text: str, pairs: list[tuple[str, str]]) -> str:
     return ABSOLUTE.sub(lambda match: file_name(match.group(0)), text)
 
 
-def _walk(value, pairs):
+def _walk(value: Any, pairs: list[tuple[str, str]]) -> Any:
+    """A copy of a JSON value (a results section) with every string scrubbed (``_scrub``)."""
     if isinstance(value, str):
         return _scrub(value, pairs)
     if isinstance(value, dict):
@@ -107,13 +114,17 @@ def _walk(value, pairs):
     return value
 
 
-def _names_only(section: dict | None, fields) -> None:
+def _names_only(section: object, fields: Iterable[str]) -> None:
+    """Cut the ``fields`` of ``section`` (a JSON object of the results, or None) that hold a path to the path's
+    last component, in place."""
+    if not isinstance(section, dict):
+        return
     for name in fields:
-        if section and isinstance(section.get(name), str) and _looks_like_path(section[name]):
+        if isinstance(section.get(name), str) and _looks_like_path(section[name]):
             section[name] = file_name(section[name])
 
 
-def shareable(results: dict, context: dict) -> dict:
+def shareable(results: schema.ResultsDict, context: RunContext) -> schema.ResultsDict:
     """``results`` with no folder of the author's machine in it, unless the run asked for full paths.
 
     Path options and the manifest's input paths become file names; image paths stay relative to the
@@ -123,14 +134,15 @@ def shareable(results: dict, context: dict) -> dict:
     if (context.get("config") or {}).get("full_paths"):
         return results
     pairs = _replacements(context)
-    shared = dict(results)
-    for key in TEXT_SECTIONS:
+    shared = results.copy()
+    for key in TEXT_SECTIONS:  # fresh copies: the cuts below do not touch the caller's dicts
         if key in shared:
             shared[key] = _walk(shared[key], pairs)
     _names_only(shared.get("run"), RUN_PATHS)
     _names_only(shared.get("config"), PATH_OPTIONS)
-    manifest = shared.get("manifest") or {}
-    _names_only(manifest.get("options"), PATH_OPTIONS)
-    for entry in (manifest.get("inputs") or {}).values():
-        _names_only(entry, ("path",))
+    manifest = shared.get("manifest")
+    if manifest:
+        _names_only(manifest.get("options"), PATH_OPTIONS)
+        for entry in (manifest.get("inputs") or {}).values():
+            _names_only(entry, ("path",))
     return shared

@@ -22,6 +22,8 @@ import math
 import numpy as np
 
 from ..faces.regions import GROUP_LABELS, GROUPS, REGION_BY_ID, REGION_IDS
+from . import schema
+from .schema import Interval
 
 # Scores are kept for every region and then every region group, in this order.
 SCORED_IDS: tuple[str, ...] = REGION_IDS + tuple(GROUPS)
@@ -188,6 +190,8 @@ class RunningScores:
             self.sum[metric] += values.sum(0)
             self.sumsq[metric] += (values * values).sum(0)
         if self.replicates:
+            if weights is None:
+                raise ValueError("scores that keep bootstrap resamples need each image's bootstrap weights")
             self._pending.append((weights, {m: scores[m] for m in BOOTSTRAPPED}))
             self._pending_images += count
             if self._pending_images >= PENDING_IMAGES:
@@ -245,7 +249,7 @@ class RunningScores:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(self.boot_n[metric] > 0, self.boot_sum[metric] / self.boot_n[metric], np.nan)
 
-    def intervals(self, metric: str) -> list[list[float | None]]:
+    def intervals(self, metric: str) -> list[Interval]:
         """95% interval of the mean of ``metric`` for every scored id (``SCORED_IDS`` order): bootstrap
         percentiles when resamples are kept, else Student t."""
         mean, variance, n = self.mean_and_error(metric)
@@ -263,34 +267,31 @@ class RunningScores:
             variance = np.maximum(self.sumsq[metric] - n * mean * mean, 0) / (n - 1)
         return mean, variance, n
 
-    def table(self, ids: tuple[str, ...] = REGION_IDS, sort: bool = True) -> list[dict]:
+    def table(self, ids: tuple[str, ...] = REGION_IDS, sort: bool = True) -> list[schema.RegionRow]:
         """Rows for ``ids`` with share, share_ci, area, density, ci (density) and n; by density, highest first."""
         stats = {metric: self.mean_and_error(metric) for metric in METRICS}
         intervals = {metric: self.intervals(metric) for metric in BOOTSTRAPPED}
-        rows: list[dict] = []
+        rows: list[schema.RegionRow] = []
         for rid in ids:
             index = SCORED_IDS.index(rid)
-            row: dict = {"id": rid}
-            if rid in REGION_BY_ID:
-                row.update(label=REGION_BY_ID[rid].label, estimated=REGION_BY_ID[rid].estimated)
-            else:
-                row.update(label=GROUP_LABELS[rid], members=list(GROUPS[rid]))
-            for metric, interval_name in (("share", "share_ci"), ("area", None), ("density", "ci")):
-                row[metric] = json_float(stats[metric][0][index])
-                if interval_name:
-                    row[interval_name] = intervals[metric][index]
-            row["n"] = int(stats["density"][2][index])
+            numbers: schema.RegionScores = {
+                "share": json_float(stats["share"][0][index]), "share_ci": intervals["share"][index],
+                "area": json_float(stats["area"][0][index]),
+                "density": json_float(stats["density"][0][index]), "ci": intervals["density"][index],
+                "n": int(stats["density"][2][index])}
             if stats["effect"][2][index] > 0:  # only methods that measure regions directly have effects
-                row["effect"] = json_float(stats["effect"][0][index])
-                row["effect_ci"] = intervals["effect"][index]
-                row["effect_n"] = int(stats["effect"][2][index])  # images showing the region (n: with attention)
-            rows.append(row)
+                numbers["effect"] = json_float(stats["effect"][0][index])
+                numbers["effect_ci"] = intervals["effect"][index]
+                numbers["effect_n"] = int(stats["effect"][2][index])  # images showing the region (n: with attention)
+            region = REGION_BY_ID.get(rid)
+            rows.append({"id": rid, "label": region.label, "estimated": region.estimated, **numbers} if region
+                        else {"id": rid, "label": GROUP_LABELS[rid], "members": list(GROUPS[rid]), **numbers})
         if sort:
             rows.sort(key=lambda r: -1 if r["density"] is None else r["density"], reverse=True)
         return rows
 
 
-def confidence_interval(mean: float, variance: float, n: float) -> list[float | None]:
+def confidence_interval(mean: float, variance: float, n: float) -> Interval:
     """95% confidence interval of a mean from one observation's variance and the count."""
     if not (n >= 2 and np.isfinite(mean) and np.isfinite(variance)):
         return [None, None]
@@ -298,7 +299,7 @@ def confidence_interval(mean: float, variance: float, n: float) -> list[float | 
     return [json_float(mean - half), json_float(mean + half)]
 
 
-def percentile_interval(values: np.ndarray) -> list[float | None]:
+def percentile_interval(values: np.ndarray) -> Interval:
     """2.5th and 97.5th percentiles of bootstrap resamples (NaN resamples left out)."""
     values = values[np.isfinite(values)]
     if len(values) < 2:
@@ -318,7 +319,7 @@ def bootstrap_p_value(differences: np.ndarray) -> float | None:
     return float(min(1.0, 2 * min(below, above)))
 
 
-def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_IDS) -> list[dict]:
+def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_IDS) -> list[schema.RegionDifference]:
     """Density difference b - a per region, with a 95% interval and a p-value.
 
     With bootstrap resamples (the default), the interval and p-value come from the resampled
@@ -333,11 +334,11 @@ def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_ID
     resampled = a.replicates and b.replicates
     if resampled:
         differences = b.resampled_means("density") - a.resampled_means("density")
-    rows: list[dict] = []
+    tested: list[tuple[str, int, Interval, float | None]] = []  # (region id, its index, interval, p-value)
     for rid in ids:
         i = SCORED_IDS.index(rid)
         difference = mean_b[i] - mean_a[i]
-        interval: list[float | None] = [None, None]
+        interval: Interval = [None, None]
         p_value = None
         if resampled and n_a[i] >= 2 and n_b[i] >= 2:
             interval = percentile_interval(differences[:, i])
@@ -351,16 +352,18 @@ def compare(a: RunningScores, b: RunningScores, ids: tuple[str, ...] = REGION_ID
                 half = t_quantile_975(df) * se
                 interval = [json_float(difference - half), json_float(difference + half)]
                 p_value = math.erfc(abs(difference) / se / math.sqrt(2))
+        tested.append((rid, i, interval, p_value))
+    rows: list[schema.RegionDifference] = []
+    for (rid, i, interval, p_value), adjusted in zip(tested, holm([p for *_, p in tested])):
         rows.append({
             "id": rid, "label": REGION_BY_ID[rid].label if rid in REGION_BY_ID else GROUP_LABELS[rid],
             "density_a": json_float(mean_a[i]), "density_b": json_float(mean_b[i]),
-            "difference": json_float(difference), "ci": interval, "p_value": p_value,
+            "difference": json_float(mean_b[i] - mean_a[i]), "ci": interval,
+            "p_value": None if p_value is None else json_float(p_value),
             "test": "bootstrap" if resampled else "welch",
+            "p_adjusted": None if adjusted is None else json_float(adjusted),
+            "beyond_noise": adjusted is not None and adjusted < 0.05,
         })
-    for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
-        row["p_value"] = None if row["p_value"] is None else json_float(row["p_value"])
-        row["p_adjusted"] = None if adjusted is None else json_float(adjusted)
-        row["beyond_noise"] = adjusted is not None and adjusted < 0.05
     rows.sort(key=lambda r: -abs(r["difference"] or 0))
     return rows
 

@@ -18,6 +18,7 @@ import os
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -25,6 +26,7 @@ from ..errors import InputError
 from ..explain.similarity import SimilarityCounts
 from ..faces.canonical import CanonicalFace
 from ..faces.regions import GROUPS, REGION_IDS
+from . import schema
 from .checks import faithfulness_summary, sanity_summary
 from .patches import Examples, ImageBrowser, Later, TopPatches, draw_pictures
 from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
@@ -36,6 +38,19 @@ from .scores import BOOTSTRAPPED, METRICS, RunningScores, compare
 FORMAT = "reportgen-partial/4"
 # The counts kept per attribute of a multi-label model (RunState.add_attributes).
 ATTRIBUTE_COUNTS = ("labelled", "correct", "predicted", "present")
+
+
+class RunContext(TypedDict):
+    """What a run is, apart from its images (``analysis.run_context``): kept with every partial state, and
+    finished into the results with the state's totals (``RunState.results``)."""
+
+    run: schema.RunSetup  # without the totals: seconds and detector_calls come from the state
+    tool: schema.Tool
+    config: schema.Config
+    notes: list[str]
+    fingerprint: str  # only partial states with the same fingerprint are resumed or merged
+    manifest: NotRequired[schema.Manifest]
+    machine: NotRequired[dict[str, str]]  # this machine's folders, which the shared results leave out (privacy.py)
 
 
 def _array(values: np.ndarray) -> dict:
@@ -312,7 +327,7 @@ class RunState:
         return state
 
     # --- finishing -----------------------------------------------------------------------------------
-    def results(self, context: dict) -> dict:
+    def results(self, context: RunContext) -> schema.ResultsDict:
         """The results dict (docs/results.md). ``context``: what the run was (see analysis.run_context)."""
         from .findings import findings
         from .privacy import shareable
@@ -326,15 +341,18 @@ class RunState:
         if missing:
             rows = "pairs" if self.images_per_row == 2 else "images"
             notes.append(f"{missing} of {self.total} {rows} were not processed (an incomplete set of shards?)")
-        run = dict(context["run"], seconds=round(self.seconds, 2), detector_calls=self.detector_calls)
-        results = {
-            "schema": "reportgen/1",
+        run: schema.Run = {**context["run"], "seconds": round(self.seconds, 2), "detector_calls": self.detector_calls}
+        verifying = run.get("task") == "verification"
+        counts: schema.Counts = {"images": self.total * self.images_per_row, "aligned": sum(self.detection.values()),
+                                 "failed": self.total * self.images_per_row - scored, "scored": scored}
+        if self.images_per_row == 2:
+            counts["pairs"] = self.total
+        sections: schema.Sections = {
+            "schema": schema.SCHEMA,
             "tool": context["tool"],
             "run": run,
             "config": context["config"],
-            "counts": {"images": self.total * self.images_per_row, "aligned": sum(self.detection.values()),
-                       "failed": self.total * self.images_per_row - scored, "scored": scored,
-                       **({"pairs": self.total} if self.images_per_row == 2 else {})},
+            "counts": counts,
             "failures": [{"image": f["image"], "reason": f["reason"]}
                          for f in sorted(self.failures, key=lambda f: f["index"])],
             "image_notes": [{"image": n["image"], "note": n["note"]}
@@ -349,13 +367,14 @@ class RunState:
                              "mean_attribution": self.group_faces[key].mean_map()}
                        for key, stats in sorted(self.groups.items())},
             # A verification run also compares genuine with impostor pairs (the "pair" column it adds).
-            "comparisons": self._comparisons(list(run.get("protected", []))
-                                             + (["pair"] if run.get("task") == "verification" else [])),
-            "predictions": {"accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
-                            "n_labelled": self.labelled,
-                            "predicted_counts": dict(sorted(self.predicted_counts.items())),
-                            "mean_probability": round(self.probability_sum / scored, 4) if scored else None,
-                            "attributes": self._attribute_table(run.get("class_names"))},
+            "comparisons": self._comparisons(list(run.get("protected", [])) + (["pair"] if verifying else [])),
+            # Class predictions do not apply to face verification: "verification" holds its decisions.
+            "predictions": None if verifying else {
+                "accuracy": round(self.correct / self.labelled, 4) if self.labelled else None,
+                "n_labelled": self.labelled,
+                "predicted_counts": dict(sorted(self.predicted_counts.items())),
+                "mean_probability": round(self.probability_sum / scored, 4) if scored else None,
+                "attributes": self._attribute_table(run.get("class_names"))},
             "canonical_face": self.canonical.summary(),
             "patches": self.patches.summary(),
             "examples": self.examples.summary(),
@@ -364,20 +383,19 @@ class RunState:
             "faithfulness": faithfulness_summary(self.faithfulness, context["run"].get("baseline", "mean")),
             "sanity": sanity_summary(self.sanity),
         }
-        if run.get("task") == "verification":
-            results["verification"] = self.similarity.summary(self.group_keys)
-            results["predictions"] = None  # class predictions do not apply; "verification" holds the decisions
-        results["findings"] = findings(results)
+        if verifying:
+            sections["verification"] = self.similarity.summary(self.group_keys)
+        results: schema.ResultsDict = {**sections, "findings": findings(sections)}
         return shareable(results, context)  # no folder of this machine in what is shared (unless --full-paths)
 
-    def _attribute_table(self, names: list[str] | None) -> list[dict] | None:
+    def _attribute_table(self, names: list[str] | None) -> list[schema.AttributeRow] | None:
         """Multi-label models: per attribute, accuracy of "present when probability > 0.5" against its own
         annotation column, and how often it is predicted and truly present (among labelled images)."""
         if self.attributes is None:
             return None
         counts = self.attributes
         names = names or [str(k) for k in range(len(counts["labelled"]))]
-        rows = []
+        rows: list[schema.AttributeRow] = []
         for k, name in enumerate(names):
             labelled = int(counts["labelled"][k])
             rate = {kind: round(float(counts[kind][k]) / labelled, 4) if labelled else None
@@ -386,9 +404,9 @@ class RunState:
                          "predicted_rate": rate["predicted"], "true_rate": rate["present"]})
         return rows
 
-    def _comparisons(self, columns: list[str]) -> list[dict]:
+    def _comparisons(self, columns: list[str]) -> list[schema.Comparison]:
         """For each group column: every other value against the first (sorted) value."""
-        comparisons = []
+        comparisons: list[schema.Comparison] = []
         for column in columns:
             keys = sorted(k for k in self.groups if self.group_keys[k][0] == column)
             for other in keys[1:]:
@@ -398,7 +416,7 @@ class RunState:
         return comparisons
 
 
-def save_partial(state: RunState, context: dict, path: Path) -> None:
+def save_partial(state: RunState, context: RunContext, path: Path) -> None:
     """Write the state and its run context atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -407,7 +425,7 @@ def save_partial(state: RunState, context: dict, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def load_partial(path: Path) -> tuple[RunState, dict]:
+def load_partial(path: Path) -> tuple[RunState, RunContext]:
     """(state, context) from a file written by ``save_partial``; InputError names a bad file."""
     path = Path(path)
     try:
@@ -421,7 +439,7 @@ def load_partial(path: Path) -> tuple[RunState, dict]:
         raise InputError(f"{path}: not a readable reportgen partial-results file ({error})") from None
 
 
-def merge_partials(paths: list[Path]) -> dict:
+def merge_partials(paths: list[Path]) -> schema.ResultsDict:
     """Add up the parts of a sharded run and finish them into the results dict."""
     if not paths:
         raise InputError("give the part files to merge")
