@@ -108,6 +108,7 @@ def test_a_tight_crop_aligns_even_when_no_detector_fires(hopper, monkeypatch):
     assert error < 0.15 * eye_distance
 
 
+@pytest.mark.slow  # the CNN detector's fallback runs on both (seconds)
 def test_blank_and_flat_images_have_no_face(monkeypatch):
     assert detect_face(Image.new("RGB", (300, 300), (128, 128, 128))) is None
     noise = np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)

@@ -239,10 +239,14 @@ def test_a_model_file_can_import_a_module_beside_it(good, tutorial_like, tmp_pat
     assert isinstance(model, torch.nn.Module)
 
 
-def _bad_weights(tmp_path, good) -> dict[str, Path]:
+@pytest.fixture(scope="module")
+def bad_weights(tutorial_like, tmp_path_factory) -> dict[str, Path]:
+    """Weights files that are not the model's state_dict, written once for the tests below (two are whole
+    pickled resnet18s, tens of MB each)."""
     from reportgen.inputs.model import load_model
 
-    model = load_model(good["model_file"])
+    tmp_path = tmp_path_factory.mktemp("bad_weights")
+    model = load_model(tutorial_like["model_file"])
     state = model.state_dict()
     extra = {**state, "head.weight": torch.zeros(2)}
     torch.save(model, tmp_path / "whole.pt")
@@ -266,8 +270,8 @@ def _bad_weights(tmp_path, good) -> dict[str, Path]:
     ("empty.pt", ["the file is empty"]),
     ("array.npy", ["NumPy array"]),
 ])
-def test_weights_that_are_not_this_models_state_dict(good, tmp_path, name, fragments):
-    stops({**good, "weights": _bad_weights(tmp_path, good)[name]}, "--weights", *fragments)
+def test_weights_that_are_not_this_models_state_dict(good, bad_weights, name, fragments):
+    stops({**good, "weights": bad_weights[name]}, "--weights", *fragments)
 
 
 def _safetensors(tensors: dict) -> bytes:
@@ -361,7 +365,7 @@ def _cli(options: dict, *extra: str):
 
 @pytest.mark.parametrize("case", ["images", "empty", "column", "whole_model", "text_weights", "raising_model",
                                   "layer", "target_class"])
-def test_cli_prints_one_line_and_exits_2(good, tmp_path, case):
+def test_cli_prints_one_line_and_exits_2(good, bad_weights, tmp_path, case):
     options, extra = dict(good), []
     if case == "images":
         options["images"] = tmp_path / "no_images"
@@ -373,7 +377,7 @@ def test_cli_prints_one_line_and_exits_2(good, tmp_path, case):
         options["target"] = "taks"
         expected = "did you mean 'task'"
     elif case in ("whole_model", "text_weights"):
-        options["weights"] = _bad_weights(tmp_path, good)["whole.pt" if case == "whole_model" else "text.pt"]
+        options["weights"] = bad_weights["whole.pt" if case == "whole_model" else "text.pt"]
         expected = "not a state_dict" if case == "whole_model" else "a text file"
     elif case == "raising_model":
         options["model_file"] = write(tmp_path / "model.py", "import torch\nraise ValueError('broken\\nacross lines')\n")
@@ -543,6 +547,7 @@ def test_an_unexpected_error_on_one_image_is_its_failure(odd_images, tmp_path, m
     assert item.failure == "face detection failed (ZeroDivisionError: division by zero)"
 
 
+@pytest.mark.slow  # a whole run; the quick run keeps the same images through the preparer (test above)
 def test_bad_images_never_stop_the_run(good, odd_images, tmp_path):
     root, expected = odd_images
     results = reportgen.analyze(**{**good, "images": root, "annotations": _odd_dataset(odd_images, tmp_path),

@@ -281,6 +281,7 @@ def _add_one_by_one(self: RunState, batch) -> None:
                        batch.partners[k] if batch.partners else None)
 
 
+@pytest.mark.slow  # two whole runs per method; the quick run keeps the unit tests of the batch path above
 @pytest.mark.parametrize("method", ["gradcam", "region-ablation"])
 def test_a_run_on_the_batch_path_gives_the_results_of_the_per_image_path(tutorial_like, tmp_path, monkeypatch,
                                                                          method):
@@ -288,7 +289,7 @@ def test_a_run_on_the_batch_path_gives_the_results_of_the_per_image_path(tutoria
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
                    model_file=tutorial_like["model_file"], weights=tutorial_like["weights"], image_size=128,
                    layer="layer4", protected=["protected"], cache_dir=tmp_path, batch_size=4, bootstrap=200,
-                   method=method)
+                   method=method, check_images=0)  # the checks' records do not pass through add_batch
     batched = reportgen.analyze(**options)
     with monkeypatch.context() as patch:
         patch.setattr(RunState, "add_batch", _add_one_by_one)

@@ -27,6 +27,9 @@ from reportgen.faces.regions import PAINT_ORDER
 from reportgen.report import write_html
 from reportgen.results.findings import findings, times_text
 
+# Starting Chromium and drawing every figure takes seconds per page: the quick run (-m "not slow") leaves these out.
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run", "--disable-default-apps", "--disable-extensions"]
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"

@@ -30,9 +30,10 @@ def test_run_writes_report_and_json_and_prints_a_summary(tutorial_like, tmp_path
     result = runner.invoke(app, ["run", "--images", str(tutorial_like["images"]), "--annotations",
                                  str(tutorial_like["annotations"]), "--target", "task", "--model-file",
                                  str(tutorial_like["model_file"]), "--weights", str(tutorial_like["weights"]),
-                                 "--transform", str(tutorial_like["transform"]), "--layer", "layer4",
+                                 "--image-size", "128", "--layer", "layer4",
                                  "--target-class", "1", "--protected", "protected", "--out", str(report),
-                                 "--json", str(results), "--cache-dir", str(tmp_path / "cache")])
+                                 "--json", str(results), "--cache-dir", str(tmp_path / "cache"),
+                                 "--check-images", "2"])
     assert result.exit_code == 0, result.output
     assert report.stat().st_size > 1_000_000 and results.stat().st_size > 1000
     written = json.loads(results.read_text())

@@ -168,6 +168,7 @@ def test_a_transform_workers_cannot_rebuild_runs_in_process_and_says_so(tutorial
     assert any("worker processes cannot rebuild it" in note for note in results["notes"])
 
 
+@pytest.mark.slow  # spawns a worker process, which imports torch again
 def test_a_picklable_transform_object_reaches_spawned_workers(tutorial_like, in_memory, monkeypatch):
     """Workers are spawned (not forked) after dlib's CNN detector ran here, or where fork does not exist:
     the transform then travels to them as a pickle."""

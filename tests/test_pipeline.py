@@ -16,7 +16,8 @@ def tutorial_results(tutorial_like, tmp_path_factory):
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
                    model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
                    transform=tutorial_like["transform"], layer="layer4", target_class=1,
-                   protected=["protected"], cache_dir=cache, batch_size=4)
+                   protected=["protected"], cache_dir=cache, batch_size=4,
+                   check_images=0)  # the checks' model passes cost most of a run here; tests of their own cover them
     first = reportgen.analyze(**options)
     second = reportgen.analyze(**options)
     return first, second
@@ -49,7 +50,7 @@ def test_second_run_reads_landmarks_from_the_cache(tutorial_results):
 def test_corrupt_cache_entries_are_recomputed(tutorial_like, tmp_path):
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
                    model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                   transform=tutorial_like["transform"], cache_dir=tmp_path)
+                   image_size=128, cache_dir=tmp_path, check_images=0)
     reportgen.analyze(**options)
     for entry in tmp_path.rglob("*.json"):
         entry.write_text("{not json")
@@ -61,7 +62,7 @@ def test_corrupt_cache_entries_are_recomputed(tutorial_like, tmp_path):
 def test_default_layer_is_the_last_spatial_one_and_default_class_is_predicted(tutorial_like, tmp_path):
     results = reportgen.analyze(images=tutorial_like["images"], annotations=tutorial_like["annotations"],
                                 target="task", model_file=tutorial_like["model_file"],
-                                weights=tutorial_like["weights"], image_size=224, cache_dir=tmp_path)
+                                weights=tutorial_like["weights"], image_size=224, cache_dir=tmp_path, check_images=0)
     assert results["run"]["layer"] == "layer4" and results["run"]["layer_source"] == "default"
     assert results["run"]["target_class"] is None and results["run"]["input_size"] == [224, 224]
 
@@ -83,7 +84,7 @@ def test_a_broken_image_and_a_faceless_image_are_recorded_and_the_run_goes_on(tu
     annotations.write_text("\n".join(lines) + "\n")
     results = reportgen.analyze(images=images, annotations=annotations, target="task",
                                 model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                                transform=tutorial_like["transform"], cache_dir=tmp_path / "cache")
+                                transform=tutorial_like["transform"], cache_dir=tmp_path / "cache", check_images=0)
     reasons = {f["image"]: f["reason"] for f in results["failures"]}
     assert reasons["blank.png"] == "no face found"
     assert reasons["gone.jpg"] == "file not found"
@@ -146,41 +147,37 @@ def test_config_file_values_are_overridden_by_given_options(tmp_path):
         make_config(config)
 
 
-def test_worker_processes_give_the_same_results(tutorial_like, tmp_path):
-    """Faces found in a worker process (workers=1) give exactly the in-process run's results (workers=0)."""
-    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
-                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                   transform=tutorial_like["transform"], layer="layer4", target_class=1, no_cache=True,
-                   check_images=0)
-    in_process = reportgen.analyze(workers=0, **options)
-    in_worker = reportgen.analyze(workers=1, **options)
-    assert in_process["run"]["workers"] == 0 and in_worker["run"]["workers"] == 1
-    for results in (in_process, in_worker):
-        assert results["run"]["detector_calls"] == 6 and results["counts"]["scored"] == 6
-    assert in_worker["counts"] == in_process["counts"] and in_worker["failures"] == in_process["failures"]
-    assert in_worker["predictions"] == in_process["predictions"]
-    assert [(r["id"], r["density"], r["share"]) for r in in_worker["regions"]] == \
-        [(r["id"], r["density"], r["share"]) for r in in_process["regions"]]
-
-
-def test_workers_still_run_after_the_cnn_detector_was_used_here(tutorial_like):
-    """dlib's CNN detector cannot be used again in a forked child: workers must then be spawned."""
+@pytest.mark.slow  # starts two worker processes, each of which imports torch again
+def test_worker_processes_give_the_same_results_forked_or_spawned(tutorial_like):
+    """Faces found in a worker process (workers=1) give exactly the in-process run's results (workers=0): in a
+    forked worker, and in a spawned one after dlib's CNN detector was used here (it cannot be used again in a
+    forked child, so workers must then be spawned)."""
     import numpy as np
 
     from conftest import portrait
     from reportgen.faces.landmarks import _cnn_detector
 
+    options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
+                   transform=tutorial_like["transform"], layer="layer4", target_class=1, no_cache=True,
+                   check_images=0)
+    in_process = reportgen.analyze(workers=0, **options)
+    forked = reportgen.analyze(workers=1, **options)
     _cnn_detector()(np.asarray(portrait()), 0)
-    results = reportgen.analyze(images=tutorial_like["images"], annotations=tutorial_like["annotations"],
-                                target="task", model_file=tutorial_like["model_file"],
-                                weights=tutorial_like["weights"], transform=tutorial_like["transform"],
-                                workers=1, no_cache=True)
-    assert results["counts"]["scored"] == 6
+    spawned = reportgen.analyze(workers=1, **options)
+    assert in_process["run"]["workers"] == 0
+    for in_worker in (forked, spawned):
+        assert in_worker["run"]["workers"] == 1  # an explicit count is kept
+        assert in_worker["run"]["detector_calls"] == 6 and in_worker["counts"]["scored"] == 6
+        assert in_worker["counts"] == in_process["counts"] and in_worker["failures"] == in_process["failures"]
+        assert in_worker["predictions"] == in_process["predictions"]
+        assert [(r["id"], r["density"], r["share"]) for r in in_worker["regions"]] == \
+            [(r["id"], r["density"], r["share"]) for r in in_process["regions"]]
 
 
 def test_default_workers_follow_the_cores(tutorial_like, tmp_path, monkeypatch):
     """By default one worker per spare core (at most 4), none on two cores (the model's threads fill both);
-    an explicit --workers is always kept."""
+    an explicit --workers is always kept (a run with workers=1: the worker test above)."""
     from reportgen import analysis
 
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
@@ -190,7 +187,6 @@ def test_default_workers_follow_the_cores(tutorial_like, tmp_path, monkeypatch):
     monkeypatch.setattr(analysis.os, "cpu_count", lambda: 2)
     in_process = reportgen.analyze(**options)
     assert in_process["run"]["workers"] == 0 and in_process["run"]["detector_calls"] == 6
-    assert reportgen.analyze(workers=1, **options)["run"]["workers"] == 1
     assert analysis.choose_workers(None) == 0
     monkeypatch.setattr(analysis.os, "cpu_count", lambda: 4)
     assert analysis.choose_workers(None) == 3
@@ -227,13 +223,14 @@ def test_channels_last_is_used_only_when_it_leaves_the_output_unchanged():
     assert not use_channels_last(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 2)), (8, 8), cpu)
 
 
+@pytest.mark.slow  # two runs with checks
 def test_channels_last_gives_the_same_results(tutorial_like, tmp_path, monkeypatch):
     from reportgen import analysis
 
+    # 128-pixel inputs and two checked images: enough to compare the explanations and the sanity check's passes.
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
-                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                   transform=tutorial_like["transform"], layer="layer4", target_class=1, cache_dir=tmp_path,
-                   workers=0)
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"], image_size=128,
+                   layer="layer4", target_class=1, cache_dir=tmp_path, workers=0, check_images=2)
     fast = reportgen.analyze(**options)
     monkeypatch.setattr(analysis, "use_channels_last", lambda *args: False)
     plain = reportgen.analyze(**options)

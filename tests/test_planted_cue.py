@@ -22,6 +22,7 @@ def test_bundled_demo_ranks_the_planted_forehead_first(tmp_path):
     assert results["findings"][0]["text"].startswith("The model looks most at the forehead")
 
 
+@pytest.mark.slow  # 192 images; the quick run keeps the classifier demo above
 def test_bundled_verification_demo_runs_and_tells_the_two_people_apart(tmp_path):
     """`reportgen demo --pairs`: the sample pairs with the sample embedding model (self-contained file)."""
     config = make_config(samples_dir() / "verification.toml", cache_dir=tmp_path, check_images=8)

@@ -17,10 +17,13 @@ ROOT = Path(__file__).resolve().parents[1]  # the checkout, first on the subproc
 
 
 def _options(tutorial_like, tmp_path, **more):
+    # 128-pixel inputs (the built-in transform, not the tutorial's 256-pixel file) and three of the six images in
+    # the checks' sample: the checks' model passes are most of a run's cost, and three sampled rows still fall in
+    # different shards and batches.
     options = dict(images=tutorial_like["images"], annotations=tutorial_like["annotations"], target="task",
-                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"],
-                   transform=tutorial_like["transform"], layer="layer4", target_class=1, protected=["protected"],
-                   cache_dir=tmp_path / "cache", out=tmp_path / "report.html", workers=0, batch_size=2)
+                   model_file=tutorial_like["model_file"], weights=tutorial_like["weights"], image_size=128,
+                   layer="layer4", target_class=1, protected=["protected"], cache_dir=tmp_path / "cache",
+                   out=tmp_path / "report.html", workers=0, batch_size=2, check_images=3)
     return {**options, **more}
 
 
@@ -70,6 +73,7 @@ def _same(a: dict, b: dict) -> None:
     assert [f["text"] for f in a["findings"]] == [f["text"] for f in b["findings"]]
 
 
+@pytest.mark.slow  # four runs; test_cli_shards_and_merge shards and merges in the quick run
 def test_three_shards_merge_into_the_single_run_report(tutorial_like, tmp_path):
     single = reportgen.analyze(**_options(tutorial_like, tmp_path))
     parts = []
@@ -86,11 +90,11 @@ def test_three_shards_merge_into_the_single_run_report(tutorial_like, tmp_path):
 
 def test_merging_a_shard_twice_or_parts_of_other_runs_is_refused(tutorial_like, tmp_path):
     first = tmp_path / "a.json"
-    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="1/2", partial=first))
+    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="1/2", partial=first, check_images=0))
     with pytest.raises(InputError, match="both processed"):
         merge_partials([first, first])
     other = tmp_path / "b.json"
-    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="2/2", partial=other, target_class=0))
+    reportgen.analyze(**_options(tutorial_like, tmp_path, shard="2/2", partial=other, target_class=0, check_images=0))
     with pytest.raises(InputError, match="other inputs or options"):
         merge_partials([first, other])
     (tmp_path / "junk.json").write_text("{}")
@@ -98,6 +102,7 @@ def test_merging_a_shard_twice_or_parts_of_other_runs_is_refused(tutorial_like, 
         merge_partials([tmp_path / "junk.json"])
 
 
+@pytest.mark.slow  # three runs
 def test_interrupted_run_resumes_without_recomputing_finished_images(tutorial_like, tmp_path):
     options = _options(tutorial_like, tmp_path, checkpoint_seconds=0, no_cache=True,
                        partial=tmp_path / "report.partial.json")
@@ -126,6 +131,7 @@ def test_shard_option_is_checked(tutorial_like, tmp_path):
         reportgen.analyze(**_options(tutorial_like, tmp_path, shard="5/4"))
 
 
+@pytest.mark.slow  # three CLI runs; the quick run keeps the merge refusals
 def test_cli_shards_and_merge(tutorial_like, tmp_path):
     from typer.testing import CliRunner
 
@@ -135,7 +141,8 @@ def test_cli_shards_and_merge(tutorial_like, tmp_path):
     base = ["run", "--images", str(tutorial_like["images"]), "--annotations", str(tutorial_like["annotations"]),
             "--target", "task", "--model-file", str(tutorial_like["model_file"]), "--weights",
             str(tutorial_like["weights"]), "--transform", str(tutorial_like["transform"]), "--out",
-            str(tmp_path / "report.html"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0"]
+            str(tmp_path / "report.html"), "--cache-dir", str(tmp_path / "cache"), "--workers", "0",
+            "--check-images", "2"]
     for i in (1, 2):
         result = runner.invoke(app, base + ["--shard", f"{i}/2"])
         assert result.exit_code == 0, result.output
