@@ -61,6 +61,11 @@ def demo_subset(tmp_path_factory) -> dict:
             "weights": samples_dir() / "weights.pt", "transform": samples_dir() / "transform.py"}
 
 
+# The tests on a running cluster: its two worker processes import torch and the model (seconds of CPU each), so
+# the quick run (-m "not slow") leaves them out; the option checks below need no cluster and stay in it.
+cluster = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def scheduler():
     """A local Dask cluster of two worker processes (one thread each, as --dask local makes them), shared
@@ -112,6 +117,7 @@ def _same_results(single: dict, sharded: dict) -> None:
     assert single["faithfulness"] is not None and single["sanity"] is not None  # the checks were compared
 
 
+@cluster
 def test_two_worker_processes_give_the_single_run_results(scheduler, single_run, demo_subset, tmp_path):
     sharded = reportgen.analyze(**_options(demo_subset, tmp_path, dask=scheduler, shards=4))
     _same_results(single_run, sharded)
@@ -132,6 +138,7 @@ def test_default_shard_count_is_two_per_worker_thread_with_enough_images_each():
     assert default_shards(threads=16, images=100_000) == 32
 
 
+@cluster
 def test_a_worker_killed_mid_shard_still_ends_in_the_same_report(scheduler, single_run, demo_subset, tmp_path):
     parts, marker = tmp_path / "report.parts", tmp_path / "killed-a-worker"
     model_file = tmp_path / "dying_model.py"
@@ -150,6 +157,8 @@ def test_a_worker_killed_mid_shard_still_ends_in_the_same_report(scheduler, sing
     assert not parts.exists()
 
 
+@cluster
+@pytest.mark.heavy  # three runs on the cluster; the default run keeps the sharded-equals-single test above
 def test_a_started_again_run_reuses_finished_parts_and_continues_a_half_done_one(scheduler, single_run,
                                                                                    demo_subset, tmp_path):
     options = _options(demo_subset, tmp_path, batch_size=1, checkpoint_seconds=0, no_cache=True)
@@ -189,6 +198,7 @@ def _cli_arguments(demo_subset, tmp_path):
             "--cache-dir", str(tmp_path / "cache")]
 
 
+@cluster
 def test_cli_runs_on_a_scheduler_and_says_what_ran(scheduler, demo_subset, tmp_path):
     result = CliRunner().invoke(app, _cli_arguments(demo_subset, tmp_path) + ["--dask", scheduler, "--shards", "3"])
     assert result.exit_code == 0, result.output
@@ -204,6 +214,7 @@ def test_cli_runs_on_a_scheduler_and_says_what_ran(scheduler, demo_subset, tmp_p
             assert folder not in shared
 
 
+@cluster
 def test_cli_bad_input_found_by_a_worker_is_one_line(scheduler, demo_subset, tmp_path):
     arguments = _cli_arguments(demo_subset, tmp_path) + ["--dask", scheduler, "--layer", "layr4"]
     result = CliRunner().invoke(app, arguments)
@@ -218,7 +229,8 @@ def test_cli_bad_input_found_by_a_worker_is_one_line(scheduler, demo_subset, tmp
     (["--dask", "local", "--shard", "1/2"], "--shard and --dask"),
     (["--dask", "local", "--workers", "2"], "--workers and --dask"),
     (["--dask", "local", "--shards", "0"], "--shards 0: give 1 or more"),
-    (["--dask", "tcp://127.0.0.1:9"], "--dask tcp://127.0.0.1:9: no Dask scheduler answers there"),
+    pytest.param(["--dask", "tcp://127.0.0.1:9"], "--dask tcp://127.0.0.1:9: no Dask scheduler answers there",
+                 marks=pytest.mark.slow),  # waits for the connection timeout
 ])
 def test_cli_dask_options_are_checked(demo_subset, tmp_path, extra, message, monkeypatch):
     monkeypatch.setattr("reportgen.cluster.CONNECT_SECONDS", 2)  # nothing listens on port 9: no need to wait 10 s
@@ -253,7 +265,7 @@ def test_import_and_help_do_not_import_dask():
     assert "--dask" in done.stdout and done.stdout.strip().endswith("[]"), done.stdout[-300:]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # starts a cluster of its own (10 s); the default run keeps the CLI on the shared one
 def test_cli_dask_local_starts_and_closes_its_own_cluster(demo_subset, tmp_path):
     result = CliRunner().invoke(app, _cli_arguments(demo_subset, tmp_path) + ["--dask", "local"])
     assert result.exit_code == 0, result.output

@@ -1,6 +1,7 @@
 """The architectures people audit, as a new user would try them: torchvision's and timm's models with random
 weights (pretrained=False) on tutorial-shaped inputs. Each run must finish, score every image and say which
-head, output and layer it used (issue 12). Heavy (models of up to 86M parameters): marked slow."""
+head, output and layer it used (issue 12). Models of up to 86M parameters: marked heavy, so CI runs them
+(``--heavy``) and the default run does not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import torch
 
 import reportgen
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.heavy
 
 # (name, model file source, the default layer reportgen must choose, its layout)
 ZOO = [

@@ -79,7 +79,9 @@ def test_a_reference_photo_gives_the_same_region_first(verification_case, cache)
     assert results["verification"]["overall"]["accuracy"] >= 0.95
 
 
-@pytest.mark.parametrize("method", [m for m in METHODS if m != "gradcam"])  # Grad-CAM: the test above
+# Grad-CAM: the test above. The expensive methods (integrated gradients, occlusion) are in the heavy tier (CI).
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.heavy) if m in ("integrated-gradients", "occlusion")
+                                    else m for m in METHODS if m != "gradcam"])
 def test_every_method_explains_similarity(verification_case, cache, method):
     """Each method works on the similarity score: the identity region first for genuine pairs, and both checks
     run on it (on a few images: their verdicts on this case are measured in the tests above and in docs)."""
@@ -102,6 +104,7 @@ def test_dissimilarity_and_a_given_threshold(verification_case, cache):
     assert image["prediction"] in (0, 1)
 
 
+@pytest.mark.slow  # builds and runs the toolkit's model (seconds); the quick run keeps the pair-file errors below
 def test_the_toolkits_own_pair_file_and_model_load_as_they_are(tmp_path):
     """pairs.csv as MAI-BIAS ships it: a blank first line, CRLF line endings, a misspelt group value; the toy
     embedding model (64-d, layer conv3) and its BGR transform (a Lambda)."""
