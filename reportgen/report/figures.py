@@ -399,7 +399,7 @@ def sanity_chart(sanity: schema.Sanity) -> go.Figure:
     figure.update_layout(
         height=300, margin=dict(l=12, r=12, t=10, b=60), font=PLOT_FONT, paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)", dragmode=False, showlegend=False, hoverlabel=HOVER_LABEL,
-        xaxis=dict(title=dict(text="randomised, from the output layer down (cumulative)"), fixedrange=True,
+        xaxis=dict(title=dict(text="randomised from the output down (cumulative)"), fixedrange=True,
                    tickfont=dict(size=11)),
         yaxis=dict(title=dict(text="rank correlation"), range=[-1.05, 1.05],
                    tickvals=[-1, -0.5, 0, doubtful, failed, 1], gridcolor="#d9dde3", zeroline=True,
@@ -500,7 +500,7 @@ def _difference_scale(limit: float, **bar) -> go.Scatter:
     labels = [f"{v:+g}".replace("-", "−") if v else "0" for v in values]
     stops = _difference_colours(np.array([-1.0, 0.0, 1.0]))
     scale = [[position, f"rgb({r},{g},{b})"] for position, (r, g, b) in zip((0.0, 0.5, 1.0), stops)]
-    colour_bar = dict(title=dict(text="difference in density, b − a", side="bottom"),
+    colour_bar = dict(title=dict(text="density, b − a", side="bottom"),
                       tickvals=values, ticktext=labels, thickness=10, orientation="h", xanchor="center",
                       y=-0.03, yanchor="top", outlinewidth=0, **bar)
     return go.Scatter(x=[None], y=[None], mode="markers", hoverinfo="skip", showlegend=False, xaxis="x3", yaxis="y3",
