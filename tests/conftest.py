@@ -34,6 +34,17 @@ transform = transforms.Compose([
 TRAINED_FIXTURES = ("known_cases", "multi_label_case", "verification_case")
 
 
+# The attribution methods that cost many passes per image (integrated gradients: 50 steps; occlusion: ~170
+# windows, and again for each step of the sanity check): the ones a known-answer test puts in the heavy tier
+# beyond the cases the default run keeps.
+EXPENSIVE_METHODS = ("integrated-gradients", "occlusion")
+
+
+def heavy_if(heavy: bool, *values):
+    """A ``parametrize`` entry of ``values``, marked ``heavy`` when ``heavy`` is true."""
+    return pytest.param(*values, marks=pytest.mark.heavy) if heavy else pytest.param(*values)
+
+
 def pytest_addoption(parser) -> None:
     parser.addoption("--heavy", action="store_true",
                      help="also run the heavy tier (tests marked heavy: the rest of the known-answer matrix, the "

@@ -6,8 +6,8 @@ pointing at regions the model ignores) must fail the deletion check, for every m
 
 Each planted region's case (96 images, a trained SmallFaceNet) is made once and shared by the methods. The
 tests that use a trained model are ``slow`` (tests/conftest.py marks them), and part of the method x case
-matrix is ``heavy`` (``HEAVY``): the default run has every method on at least one planted region (the cheap
-ones on all four), each with its negative controls; CI adds the rest with ``--heavy``.
+matrix is ``heavy`` (``HEAVY_REGIONS``, the spanning cues): the default run has every method on at least one
+planted region (the cheap ones on all four), each with its negative controls; CI adds the rest with ``--heavy``.
 ``benchmarks/known_answers.py`` prints the same as a table with run times.
 """
 
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 import reportgen
+from conftest import EXPENSIVE_METHODS, heavy_if
 from reportgen import analysis
 from reportgen.explain.attribution import METHODS, Explanation, make_method
 from reportgen.faces.regions import REGION_IDS
@@ -29,19 +30,11 @@ PLANTED = ("left_eye", "forehead", "nose", "chin")
 SPANNING = ("both_eyes", "lips_and_mouth")
 CHECK_IMAGES = 32
 # The heavy tier (run by CI with --heavy, left out of the default run to keep it under 10 minutes on 2 cores):
-# the expensive methods (integrated gradients: 50 steps; occlusion: ~170 windows per image, and again for each
-# step of the sanity check; 15-30 s a case) on three of the four planted regions and on the saturated model,
-# and every method on the spanning cues (their models train for 60 epochs each). The default run keeps each
+# the expensive methods (15-30 s a case) on three of the four planted regions and on the saturated model, and
+# every method on the spanning cues (their models train for 60 epochs each). The default run keeps each
 # expensive method on the left eye (the smallest region), every cheap method on all four regions, and the
 # negative controls with each.
-EXPENSIVE = ("integrated-gradients", "occlusion")
-HEAVY = {(method, region) for method in EXPENSIVE for region in ("forehead", "nose", "chin")}
-
-
-def _matrix(cases: tuple[str, ...], heavy=lambda method, case: (method, case) in HEAVY) -> list:
-    """(method, case) parameters, the heavy tier's marked ``heavy``."""
-    return [pytest.param(method, case, marks=pytest.mark.heavy) if heavy(method, case) else (method, case)
-            for case in cases for method in METHODS]
+HEAVY_REGIONS = ("forehead", "nose", "chin")
 
 
 def _analyse(case: dict, method: str, cache, **options) -> dict:
@@ -116,7 +109,9 @@ def _assert_checks(results: dict, method: str, cue: str, calls: list) -> None:
         assert not summary["faithful"], (kind, summary["difference"], summary["difference_ci"])
 
 
-@pytest.mark.parametrize("method, region", _matrix(PLANTED))
+@pytest.mark.parametrize("method, region", [heavy_if(method in EXPENSIVE_METHODS and region in HEAVY_REGIONS,
+                                                              method, region)
+                                             for region in PLANTED for method in METHODS])
 def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_factory, deletion_inputs, region, method):
     results = _analyse(known_cases(region), method, tmp_path_factory.getbasetemp() / "cache")
     assert results["counts"]["failed"] == 0
@@ -138,7 +133,9 @@ def test_planted_region_ranks_first_and_checks_agree(known_cases, tmp_path_facto
         assert top["effect"] > 0.1 and top["effect_ci"][0] > 0  # removing the cue costs probability
 
 
-@pytest.mark.parametrize("method, cue", _matrix(SPANNING, heavy=lambda method, cue: True))
+@pytest.mark.heavy
+@pytest.mark.parametrize("cue", SPANNING)
+@pytest.mark.parametrize("method", list(METHODS))
 def test_cue_spanning_regions_ranks_them_first_and_passes_the_deletion_check(known_cases, tmp_path_factory,
                                                                             deletion_inputs, cue, method):
     """A sticker over both eyes, or over the lips and the mouth opening: the explanation ranks the cue's
@@ -175,8 +172,7 @@ def saturated_case(known_cases, tmp_path_factory):
 SATURATION = 8.0
 
 
-@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.heavy) if m in EXPENSIVE else m
-                                    for m in METHODS])
+@pytest.mark.parametrize("method", [heavy_if(method in EXPENSIVE_METHODS, method) for method in METHODS])
 def test_saturated_model_passes_the_deletion_check(saturated_case, tmp_path_factory, deletion_inputs, method):
     results = _analyse(saturated_case, method, tmp_path_factory.getbasetemp() / "cache")
     assert results["predictions"]["mean_probability"] > 0.999

@@ -73,7 +73,7 @@ def _same(a: dict, b: dict) -> None:
     assert [f["text"] for f in a["findings"]] == [f["text"] for f in b["findings"]]
 
 
-@pytest.mark.slow  # four runs; test_cli_shards_and_merge shards and merges in the quick run
+@pytest.mark.slow  # four runs; the quick run keeps the merge refusals and the option checks
 def test_three_shards_merge_into_the_single_run_report(tutorial_like, tmp_path):
     single = reportgen.analyze(**_options(tutorial_like, tmp_path))
     parts = []

@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import reportgen
+from conftest import EXPENSIVE_METHODS, heavy_if
 from reportgen.cli import app
 from reportgen.errors import InputError
 from reportgen.explain.attribution import METHODS
@@ -79,9 +80,9 @@ def test_a_reference_photo_gives_the_same_region_first(verification_case, cache)
     assert results["verification"]["overall"]["accuracy"] >= 0.95
 
 
-# Grad-CAM: the test above. The expensive methods (integrated gradients, occlusion) are in the heavy tier (CI).
-@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.heavy) if m in ("integrated-gradients", "occlusion")
-                                    else m for m in METHODS if m != "gradcam"])
+# Grad-CAM: the test above. The expensive methods are in the heavy tier (CI).
+@pytest.mark.parametrize("method", [heavy_if(method in EXPENSIVE_METHODS, method) for method in METHODS
+                                    if method != "gradcam"])
 def test_every_method_explains_similarity(verification_case, cache, method):
     """Each method works on the similarity score: the identity region first for genuine pairs, and both checks
     run on it (on a few images: their verdicts on this case are measured in the tests above and in docs)."""
